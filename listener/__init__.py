@@ -1,0 +1,55 @@
+"""Listener: long-running jobs driven by events, and the platform they run on."""
+
+from listener.errors import (
+    Conflict,
+    Forbidden,
+    Invalid,
+    ListenerError,
+    NonRetryable,
+    NotFound,
+    RateLimited,
+    TooLarge,
+    Unauthorized,
+)
+from listener.listener import Listener
+from listener.models import (
+    Action,
+    Event,
+    EventContext,
+    Job,
+    JobError,
+    JobMode,
+    JobStatus,
+    JobTrigger,
+    JobType,
+    Outcome,
+    Page,
+)
+from listener.platform import Platform
+from listener.runner import Runner
+
+__all__ = [
+    "Action",
+    "Conflict",
+    "Event",
+    "EventContext",
+    "Forbidden",
+    "Invalid",
+    "Job",
+    "JobError",
+    "JobMode",
+    "JobStatus",
+    "JobTrigger",
+    "JobType",
+    "Listener",
+    "ListenerError",
+    "NonRetryable",
+    "NotFound",
+    "Outcome",
+    "Page",
+    "Platform",
+    "RateLimited",
+    "Runner",
+    "TooLarge",
+    "Unauthorized",
+]

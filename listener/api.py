@@ -1,0 +1,153 @@
+"""The Api protocol handlers call: one interface, an in-process and an HTTP transport.
+
+A handler gets `event.api` and cannot tell which transport it has, so the same
+listener runs embedded, in tests and as a remote worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from listener.models import (
+    Action,
+    Commit,
+    Event,
+    Job,
+    JobStatus,
+    JobTrigger,
+    JobType,
+    Outcome,
+    Page,
+    Record,
+    Sheet,
+    Space,
+    Workbook,
+)
+
+__all__ = ["ActionsApi", "Api", "EventsApi", "JobsApi", "RecordsApi", "SheetsApi", "SpacesApi", "WorkbooksApi"]
+
+
+class JobsApi(Protocol):
+    async def create(
+        self,
+        *,
+        type: JobType | str,
+        operation: str,
+        source: str | None = None,
+        destination: str | None = None,
+        trigger: JobTrigger | str = JobTrigger.IMMEDIATE,
+        mode: str = "foreground",
+        managed: bool = False,
+        info: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        input: dict[str, Any] | None = None,
+    ) -> Job: ...
+    async def get(self, job_id: str) -> Job: ...
+    async def list(
+        self,
+        *,
+        status: JobStatus | str | Sequence[JobStatus | str] | None = None,
+        type: JobType | str | Sequence[JobType | str] | None = None,
+        operation: str | Sequence[str] | None = None,
+        created_by: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> Page[Job]: ...
+    async def execute(self, job_id: str) -> Job: ...
+    async def ack(
+        self,
+        job_id: str,
+        *,
+        info: str | None = ...,
+        progress: int | None = ...,
+        estimated_completion_at: datetime | None = ...,
+    ) -> Job: ...
+    async def update(
+        self,
+        job_id: str,
+        *,
+        info: str | None = ...,
+        progress: int | None = ...,
+        estimated_completion_at: datetime | None = ...,
+        metadata: dict[str, Any] | None = ...,
+    ) -> Job: ...
+    async def complete(
+        self, job_id: str, *, outcome: Outcome | dict[str, Any] | None = None, info: str | None = ...
+    ) -> Job: ...
+    async def fail(
+        self,
+        job_id: str,
+        *,
+        outcome: Outcome | dict[str, Any] | None = None,
+        info: str | None = ...,
+        error: str | None = None,
+        kind: str = "error",
+    ) -> Job: ...
+    async def cancel(self, job_id: str, *, info: str | None = ...) -> Job: ...
+    async def acknowledge_outcome(self, job_id: str) -> Job: ...
+    async def delete(self, job_id: str) -> None: ...
+    async def wait(self, job_id: str, timeout: float | None = None) -> Job: ...
+
+
+class SpacesApi(Protocol):
+    async def create(self, *, name: str, namespace: str | None = None,
+                     metadata: dict[str, Any] | None = None) -> Space: ...
+    async def get(self, space_id: str) -> Space: ...
+    async def list(self) -> list[Space]: ...
+
+
+class WorkbooksApi(Protocol):
+    async def create(
+        self,
+        *,
+        name: str,
+        sheets: Sequence[dict[str, Any]] = (),
+        actions: Sequence[dict[str, Any] | Action] = (),
+        space_id: str | None = None,
+        labels: Sequence[str] = (),
+        metadata: dict[str, Any] | None = None,
+    ) -> Workbook: ...
+    async def get(self, workbook_id: str) -> Workbook: ...
+    async def list(self, *, space_id: str | None = None) -> list[Workbook]: ...
+    async def delete(self, workbook_id: str) -> None: ...
+
+
+class SheetsApi(Protocol):
+    async def get(self, sheet_id: str) -> Sheet: ...
+    async def list(self, *, workbook_id: str) -> list[Sheet]: ...
+
+
+class RecordsApi(Protocol):
+    async def insert(self, sheet_id: str, records: Sequence[dict[str, Any]]) -> list[Record]: ...
+    async def update(self, sheet_id: str, records: Sequence[dict[str, Any]]) -> Commit: ...
+    async def delete(self, sheet_id: str, ids: Sequence[str]) -> Commit: ...
+    async def get(self, sheet_id: str, *, limit: int = 100, offset: int = 0) -> Page[Record]: ...
+
+
+class ActionsApi(Protocol):
+    async def trigger(self, source_id: str, operation: str, *, input: dict[str, Any] | None = None) -> Job: ...
+
+
+class EventsApi(Protocol):
+    async def list(self, *, after: int = 0, limit: int = 100, job_id: str | None = None) -> list[Event]: ...
+
+
+class Api(Protocol):
+    """Everything a handler can do on the platform."""
+
+    @property
+    def jobs(self) -> JobsApi: ...
+    @property
+    def spaces(self) -> SpacesApi: ...
+    @property
+    def workbooks(self) -> WorkbooksApi: ...
+    @property
+    def sheets(self) -> SheetsApi: ...
+    @property
+    def records(self) -> RecordsApi: ...
+    @property
+    def actions(self) -> ActionsApi: ...
+    @property
+    def events(self) -> EventsApi: ...

@@ -1,0 +1,634 @@
+"""Wire models: what crosses a boundary (the Api, the store, HTTP) as JSON.
+
+Python names are snake_case; the JSON is camelCase, as Flatfile's API is. Input
+models forbid unknown fields so a typo is named instead of silently ignored.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, TypeVar
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    computed_field,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from listener.errors import Invalid
+
+if TYPE_CHECKING:
+    from listener.api import Api
+
+__all__ = [
+    "Action",
+    "ActionConstraint",
+    "ActionMessage",
+    "Commit",
+    "Event",
+    "EventContext",
+    "InputField",
+    "InputForm",
+    "Job",
+    "JobError",
+    "JobMode",
+    "JobStatus",
+    "JobTrigger",
+    "JobType",
+    "Next",
+    "Outcome",
+    "Record",
+    "Sheet",
+    "SheetField",
+    "Space",
+    "Workbook",
+]
+
+
+class Model(BaseModel):
+    """Base for every wire model: camelCase JSON, snake_case Python, no unknown fields."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=True,
+        extra="forbid",
+    )
+
+
+# -- jobs ---------------------------------------------------------------------
+
+
+class JobStatus(enum.StrEnum):
+    """Where a job is in its life (DESIGN.md §2)."""
+
+    CREATED = "created"
+    PLANNING = "planning"
+    SCHEDULED = "scheduled"
+    READY = "ready"
+    EXECUTING = "executing"
+    COMPLETE = "complete"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset({JobStatus.COMPLETE, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+class JobType(enum.StrEnum):
+    """The domain a job works on; with the operation it names the job (`workbook:export`)."""
+
+    SPACE = "space"
+    WORKBOOK = "workbook"
+    SHEET = "sheet"
+    FILE = "file"
+    DOCUMENT = "document"
+
+
+class JobTrigger(enum.StrEnum):
+    """`immediate` jobs become ready at once; `manual` ones wait for `jobs.execute`."""
+
+    MANUAL = "manual"
+    IMMEDIATE = "immediate"
+
+
+class JobMode(enum.StrEnum):
+    """How the UI shows a running job."""
+
+    FOREGROUND = "foreground"
+    BACKGROUND = "background"
+    TOOLBAR_BLOCKING = "toolbarBlocking"
+
+
+_CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f]")
+
+
+def _safe_url(url: str) -> str:
+    # Browsers drop tabs and newlines inside a scheme ("java\tscript:"), so any
+    # whitespace or control character is refused rather than normalised.
+    if not url or _CONTROL_OR_SPACE.search(url):
+        raise ValueError("must be a non-empty URL without spaces or control characters")
+    scheme = urlsplit(url).scheme.lower()
+    if scheme not in ("", "http", "https"):
+        raise ValueError(f"must be an http(s) or relative URL, not {scheme}:")
+    return url
+
+
+SafeUrl = Annotated[str, AfterValidator(_safe_url)]
+NonEmpty = Annotated[str, Field(min_length=1)]
+Operation = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.\-]+$")]
+
+
+class NextId(Model):
+    """Navigate inside the app to an object (`path` and `query` refine where)."""
+
+    type: Literal["id"]
+    id: NonEmpty
+    path: str | None = None
+    query: str | None = None
+    label: str | None = None
+
+
+class NextUrl(Model):
+    """Open a link in a new tab."""
+
+    type: Literal["url"]
+    url: SafeUrl
+    label: str | None = None
+
+
+class NextDownload(Model):
+    """Download one file from a URL."""
+
+    type: Literal["download"]
+    url: SafeUrl
+    file_name: str | None = None
+    label: str | None = None
+
+
+class FileRef(Model):
+    file_id: NonEmpty
+
+
+class NextFiles(Model):
+    """Download several files stored on the platform."""
+
+    type: Literal["files"]
+    files: Annotated[list[FileRef], Field(min_length=1)]
+    label: str | None = None
+
+
+class NextSnapshot(Model):
+    """Go to a snapshot of a sheet."""
+
+    type: Literal["snapshot"]
+    snapshot_id: NonEmpty
+    sheet_id: NonEmpty
+    label: str | None = None
+
+
+class NextView(Model):
+    """Go to a sheet with some columns hidden."""
+
+    type: Literal["view"]
+    sheet_id: NonEmpty
+    hidden_columns: list[str] = []
+    label: str | None = None
+
+
+class NextRetry(Model):
+    """Run the job again."""
+
+    type: Literal["retry"]
+    label: str | None = None
+
+
+class NextWait(Model):
+    """Keep the dialog open with no button (the UI may fade it or throw confetti)."""
+
+    type: Literal["wait"]
+    fade: bool = False
+    confetti: bool = False
+    label: str | None = None
+
+
+class NextClearFilters(Model):
+    """Clear the filters of a sheet's view (the sheet of the job when left out)."""
+
+    type: Literal["clear_filters"]
+    sheet_id: str | None = None
+    label: str | None = None
+
+
+Next = Annotated[
+    NextId | NextUrl | NextDownload | NextFiles | NextSnapshot | NextView | NextRetry | NextWait | NextClearFilters,
+    Field(discriminator="type"),
+]
+
+
+class OutcomeTrigger(Model):
+    """Whether the `next` button waits for a click or fires by itself."""
+
+    type: Literal["manual", "automatic", "automatic_silent"] = "manual"
+
+
+class Outcome(Model):
+    """What the person sees when a job ends: a message and, optionally, what to do next."""
+
+    message: str | None = None
+    heading: str | None = None
+    acknowledge: bool = False
+    button_text: str | None = None
+    hide_default_button: bool = False
+    trigger: OutcomeTrigger | None = None
+    next: Next | None = None
+
+
+class JobError(Model):
+    """Why a job failed. `kind` separates a handler's error from a timeout or a lost worker."""
+
+    message: str
+    kind: Literal["error", "timeout", "lease_expired", "invalid_input"] = "error"
+    retryable: bool = False
+
+
+class Job(Model):
+    """A unit of long work and everything known about it."""
+
+    id: str
+    type: JobType
+    operation: str
+    source: str | None = None
+    destination: str | None = None
+    trigger: JobTrigger = JobTrigger.IMMEDIATE
+    status: JobStatus = JobStatus.CREATED
+    progress: int = 0
+    info: str | None = None
+    estimated_completion_at: datetime | None = None
+    mode: JobMode = JobMode.FOREGROUND
+    managed: bool = False
+    metadata: dict[str, Any] = {}
+    input: dict[str, Any] = {}
+    outcome: Outcome | None = None
+    error: JobError | None = None
+    attempt: int = 0
+    created_by: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    outcome_acknowledged_at: datetime | None = None
+
+    _api: Api | None = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_computed(cls, data: Any) -> Any:
+        # `job` is derived from type and operation; accept it back from our own JSON.
+        if isinstance(data, dict) and "job" in data:
+            data = {k: v for k, v in data.items() if k != "job"}
+        return data
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def job(self) -> str:
+        """The job's name, `type:operation`, as listeners filter on it."""
+        return f"{self.type}:{self.operation}"
+
+    @property
+    def error_message(self) -> str | None:
+        """The failure's message, or None (Fiddler's `job.error_message`)."""
+        return self.error.message if self.error else None
+
+    def bind(self, api: Api) -> Job:
+        """Remember the Api this job came from, for `refresh()` and `wait()`."""
+        self._api = api
+        return self
+
+    async def refresh(self) -> Job:
+        """Fetch the job again and return the fresh copy (Fiddler's `job.refresh()`)."""
+        return await self._bound().jobs.get(self.id)
+
+    async def wait(self, timeout: float | None = None) -> Job:
+        """Wait until the job is terminal and return it (Fiddler's `job.wait()`)."""
+        return await self._bound().jobs.wait(self.id, timeout=timeout)
+
+    def _bound(self) -> Api:
+        if self._api is None:
+            raise RuntimeError("This job is not bound to an Api; get it through api.jobs to refresh or wait.")
+        return self._api
+
+
+# -- actions ------------------------------------------------------------------
+
+
+class ActionMessage(Model):
+    type: Literal["error", "info"] = "info"
+    content: NonEmpty
+
+
+class ActionConstraint(Model):
+    """`hasData`: the sheet or workbook must have records; the others are shown by the UI."""
+
+    type: Literal["hasAllValid", "hasSelection", "hasData"]
+
+
+class InputOption(Model):
+    value: str | int | float | bool
+    label: str | None = None
+
+
+class InputFieldConfig(Model):
+    options: list[InputOption] = []
+
+
+class InputConstraint(Model):
+    type: Literal["required"]
+
+
+class InputField(Model):
+    """One field of an action's input form; its value lands in `job.input[key]`."""
+
+    key: NonEmpty
+    label: NonEmpty
+    type: Literal["string", "textarea", "number", "boolean", "enum"] = "string"
+    description: str | None = None
+    default_value: Any = None
+    config: InputFieldConfig | None = None
+    constraints: list[InputConstraint] = []
+
+
+class InputForm(Model):
+    type: Literal["simple"] = "simple"
+    fields: list[InputField]
+
+
+class Action(Model):
+    """A button mounted on a workbook, sheet, file or document that starts `domain:operation`."""
+
+    operation: Operation
+    label: NonEmpty
+    description: str | None = None
+    mode: JobMode = JobMode.FOREGROUND
+    primary: bool = False
+    confirm: bool = False
+    tooltip: str | None = None
+    messages: list[ActionMessage] = []
+    constraints: list[ActionConstraint] = []
+    input_form: InputForm | None = None
+
+
+# -- domains ------------------------------------------------------------------
+
+
+class Space(Model):
+    """A place for workbooks; its `namespace` scopes listeners (`listener.namespace("red")`)."""
+
+    id: str
+    name: str
+    namespace: str | None = None
+    metadata: dict[str, Any] = {}
+    created_at: datetime
+
+
+class SheetField(Model):
+    """A column of a sheet."""
+
+    key: NonEmpty
+    type: Literal["string", "number", "boolean", "date", "enum", "reference"] = "string"
+    label: str | None = None
+    description: str | None = None
+
+
+class SheetConfig(Model):
+    """A sheet as given to `workbooks.create`; the slug defaults to the name, slugified."""
+
+    name: NonEmpty
+    slug: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$")] | None = None
+    fields: list[SheetField] = []
+    actions: list[Action] = []
+
+
+class Sheet(Model):
+    id: str
+    workbook_id: str
+    name: str
+    slug: str
+    fields: list[SheetField]
+    actions: list[Action] = []
+    created_at: datetime
+
+
+class Workbook(Model):
+    id: str
+    name: str
+    space_id: str | None = None
+    sheets: list[Sheet] = []
+    actions: list[Action] = []
+    labels: list[str] = []
+    metadata: dict[str, Any] = {}
+    created_at: datetime
+
+
+class Record(Model):
+    id: str
+    sheet_id: str
+    values: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+class Commit(Model):
+    """One change to a sheet's records; each emits `commit:created`."""
+
+    id: str
+    sheet_id: str
+    workbook_id: str
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    created_by: str | None = None
+    created_at: datetime
+
+
+# -- events -------------------------------------------------------------------
+
+
+class EventContext(Model):
+    """The ids an event is about; filters match on these."""
+
+    job_id: str | None = None
+    job: str | None = None
+    domain: str | None = None
+    operation: str | None = None
+    space_id: str | None = None
+    workbook_id: str | None = None
+    sheet_id: str | None = None
+    sheet_slug: str | None = None
+    file_id: str | None = None
+    document_id: str | None = None
+    commit_id: str | None = None
+    actor_id: str | None = None
+    namespace: str | None = None
+
+
+class Event(Model):
+    """Something that happened, as stored in the event log and handed to listeners.
+
+    During a dispatch an event also carries `api` (to act on the platform),
+    `cache` (shared by the handlers of this dispatch) and `after_all` (callbacks
+    that run once every handler of this dispatch has finished).
+    """
+
+    id: str
+    seq: int
+    topic: str
+    context: EventContext
+    payload: dict[str, Any] = {}
+    created_at: datetime
+
+    _api: Api | None = PrivateAttr(default=None)
+    _cache: dict[str, Any] | None = PrivateAttr(default=None)
+    _after_all: list[Callable[[], Any]] | None = PrivateAttr(default=None)
+
+    def for_dispatch(self, api: Api) -> Event:
+        """A copy of this event for one dispatch, with its own cache and after-all list."""
+        copy = self.model_copy()
+        copy._api = api
+        copy._cache = {}
+        copy._after_all = []
+        return copy
+
+    @property
+    def api(self) -> Api:
+        if self._api is None:
+            raise RuntimeError("This event is not being dispatched, so it has no api.")
+        return self._api
+
+    @property
+    def cache(self) -> dict[str, Any]:
+        """A dict shared by every handler of this dispatch (Flatfile's `event.cache`)."""
+        if self._cache is None:
+            self._cache = {}
+        return self._cache
+
+    def after_all(self, fn: Callable[[], Any]) -> None:
+        """Run `fn` (sync or async) once every handler of this dispatch has finished."""
+        if self._after_all is None:
+            self._after_all = []
+        self._after_all.append(fn)
+
+
+# -- inputs -------------------------------------------------------------------
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def new_id(prefix: str) -> str:
+    """A new object id such as `jb_3f2a...`; the prefix tells the kind of object."""
+    return f"{prefix}_{uuid.uuid4().hex[:20]}"
+
+
+def parse(model: type[M], data: Any, *, what: str | None = None) -> M:
+    """Validate `data` as `model`, turning a ValidationError into `Invalid` naming each field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = [
+            {"field": ".".join(str(p) for p in err["loc"]) or "(body)", "message": err["msg"]}
+            for err in exc.errors(include_url=False)
+        ]
+        summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems[:5])
+        raise Invalid(f"Invalid {what or model.__name__}: {summary}", details=problems) from None
+
+
+Progress = Annotated[int, Field(ge=0, le=100)]
+
+
+class JobCreate(Model):
+    """The body of `jobs.create`."""
+
+    type: JobType
+    operation: Operation
+    source: str | None = None
+    destination: str | None = None
+    trigger: JobTrigger = JobTrigger.IMMEDIATE
+    mode: JobMode = JobMode.FOREGROUND
+    managed: bool = False
+    info: str | None = None
+    metadata: dict[str, Any] = {}
+    input: dict[str, Any] = {}
+
+
+class JobAck(Model):
+    """The body of `jobs.ack`."""
+
+    info: str | None = None
+    progress: Progress | None = None
+    estimated_completion_at: datetime | None = None
+
+
+class JobUpdate(Model):
+    """The body of `jobs.update`; only the fields given change."""
+
+    info: str | None = None
+    progress: Progress | None = None
+    estimated_completion_at: datetime | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class JobComplete(Model):
+    """The body of `jobs.complete`."""
+
+    outcome: Outcome | None = None
+    info: str | None = None
+
+
+class JobFail(Model):
+    """The body of `jobs.fail`; the error message defaults to the outcome's message."""
+
+    outcome: Outcome | None = None
+    info: str | None = None
+    error: str | None = None
+    kind: Literal["error", "timeout", "lease_expired", "invalid_input"] = "error"
+
+
+class JobListQuery(Model):
+    """The filters of `jobs.list`."""
+
+    status: list[JobStatus] = []
+    type: list[JobType] = []
+    operation: list[str] = []
+    created_by: str | None = None
+    limit: Annotated[int, Field(ge=1, le=1000)] = 50
+    offset: Annotated[int, Field(ge=0)] = 0
+
+
+class JobCancel(Model):
+    """The body of `jobs.cancel`."""
+
+    info: str | None = None
+
+
+class Page(Model, Generic[M]):
+    """One page of a listing and how many there are in all."""
+
+    items: list[M]
+    total: int
+    limit: int
+    offset: int
+
+
+class WorkbookCreate(Model):
+    """The body of `workbooks.create`."""
+
+    name: NonEmpty
+    space_id: str | None = None
+    sheets: list[SheetConfig] = []
+    actions: list[Action] = []
+    labels: list[str] = []
+    metadata: dict[str, Any] = {}
+
+
+class SpaceCreate(Model):
+    """The body of `spaces.create`."""
+
+    name: NonEmpty
+    namespace: str | None = None
+    metadata: dict[str, Any] = {}

@@ -1,0 +1,168 @@
+"""The platform: the one owner of state, embedded in your process or behind `listener serve`.
+
+```python
+async with Platform.open("sqlite:///tmp/demo.db") as platform:
+    async with platform.running(listener):
+        job = await platform.api.jobs.create(type="workbook", operation="export")
+        job = await platform.api.jobs.wait(job.id, timeout=10)
+```
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import anyio
+
+from listener.errors import Invalid
+from listener.listener import Listener
+from listener.models import Event
+from listener.platform.domains import (
+    ActionService,
+    Domains,
+    RecordService,
+    SheetService,
+    SpaceService,
+    WorkbookService,
+)
+from listener.platform.eventlog import EventLog
+from listener.platform.jobs import JobService
+from listener.platform.store.base import Store
+from listener.platform.store.sqlite import SqliteStore, Synchronous
+from listener.runner import Runner
+from listener.types import Clock, SystemClock
+
+__all__ = ["DEFAULT_DB", "Platform", "PlatformApi"]
+
+DEFAULT_DB = "sqlite:///.listener/listener.db"
+
+
+class EventService:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def list(self, *, after: int = 0, limit: int = 100, job_id: str | None = None) -> list[Event]:
+        """Events in `seq` order after a position, optionally only those about one job."""
+        if limit < 1 or limit > 1000:
+            raise Invalid(f"limit: must be between 1 and 1000, not {limit}.",
+                          details=[{"field": "limit", "message": "out of range"}])
+        return await self._store.read_events(after, limit, job_id)
+
+
+class PlatformApi:
+    """The in-process Api: the services, acting as one actor."""
+
+    def __init__(self, store: Store, eventlog: EventLog, clock: Clock, actor: str | None = None) -> None:
+        self._store, self._eventlog, self._clock = store, eventlog, clock
+        self.actor = actor
+        domains = Domains(store, clock, actor)
+        self.jobs = JobService(store, eventlog, clock, domains.context_of, actor)
+        self.spaces = SpaceService(domains)
+        self.workbooks = WorkbookService(domains)
+        self.sheets = SheetService(domains)
+        self.records = RecordService(domains, self.sheets)
+        self.actions = ActionService(domains, self.jobs)
+        self.events = EventService(store)
+
+    def as_actor(self, actor: str | None) -> PlatformApi:
+        """The same Api acting as someone else (recorded as `createdBy` and `actorId`)."""
+        return PlatformApi(self._store, self._eventlog, self._clock, actor)
+
+
+class PlatformState(enum.Enum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+def sqlite_path(url: str) -> Path:
+    """The file of a `sqlite:///relative/path` or `sqlite:////absolute/path` URL, or of a plain path."""
+    if "://" not in url:
+        return Path(url)
+    parts = urlsplit(url)
+    if parts.scheme != "sqlite":
+        raise Invalid(f"Unsupported database URL {url!r}: use sqlite:///path/to/file.db.")
+    path = unquote(parts.path)
+    if parts.netloc or not path or path in ("/", "/:memory:"):
+        raise Invalid(f"Database URL {url!r} does not name a file: use sqlite:///path/to/file.db.")
+    # As SQLAlchemy: three slashes then a relative path, four for an absolute one.
+    return Path(path[1:])
+
+
+class Platform:
+    """The embedded platform over one store. Open it with `Platform.open(url)`."""
+
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self.store = store
+        self.clock = clock
+        self.eventlog = EventLog(store)
+        self.api = PlatformApi(store, self.eventlog, clock)
+        self.state = PlatformState.OPEN
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls,
+        url: str | None = None,
+        *,
+        clock: Clock | None = None,
+        synchronous: Synchronous = "NORMAL",
+    ) -> AsyncIterator[Platform]:
+        """Open the platform on a database (default: ./.listener/listener.db).
+
+        Args:
+            url: `sqlite:///relative.db`, `sqlite:////absolute.db` or a plain file path.
+            clock: where time comes from; tests pass one they control.
+            synchronous: SQLite's `NORMAL` (a killed process loses nothing) or `FULL` (survives power loss).
+        """
+        path = sqlite_path(url or DEFAULT_DB)
+        async with SqliteStore.open(path, synchronous=synchronous) as store:
+            platform = cls(store, clock or SystemClock())
+            platform.eventlog.last_seq = await store.head()
+            try:
+                yield platform
+            finally:
+                platform.state = PlatformState.CLOSED
+
+    @asynccontextmanager
+    async def running(
+        self,
+        listener: Listener,
+        *,
+        agent: str | None = None,
+        concurrency: int = 10,
+        grace: float = 10.0,
+    ) -> AsyncIterator[Runner]:
+        """Run `listener` in-process while the block runs.
+
+        The runner is an agent named `agent` (default: the listener's name, else
+        "default") whose cursor is kept in the store: after a crash it resumes
+        after the last event it finished. A new agent starts at the newest event.
+        """
+        if self.state is not PlatformState.OPEN:
+            raise RuntimeError("The platform is closed.")
+        name = agent or listener.name or "default"
+        start = await self.store.get_cursor(name)
+        if start is None:
+            start = await self.store.head()
+            await self.store.set_cursor(name, start)
+
+        async def save(seq: int) -> None:
+            await self.store.set_cursor(name, seq)
+
+        runner = Runner(listener, self.api.as_actor(f"agent:{name}"), concurrency=concurrency, grace=grace,
+                        save_cursor=save)
+        async with self.eventlog.subscribe(start) as events, anyio.create_task_group() as tg:
+            await tg.start(_run, runner, events, start)
+            try:
+                yield runner
+            finally:
+                runner.stop()
+
+
+async def _run(runner: Runner, events: Any, start: int, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+    await runner.run(events, task_status=task_status, start=start)

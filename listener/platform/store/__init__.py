@@ -1,0 +1,1 @@
+"""Stores: the Store protocol and its backends."""

@@ -1,0 +1,121 @@
+"""The Store protocol: what the platform asks of a database, whichever backend.
+
+Every write is one transaction that changes state and appends the events that
+report it, so an event is never lost and never announced for a change that
+rolled back. After the commit the store hands the committed events, in `seq`
+order, to its publishers (the event log's in-process fan-out).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from listener.models import Event, EventContext, Job, JobStatus, JobType, Record
+
+__all__ = [
+    "JobChange",
+    "JobQuery",
+    "JobRule",
+    "NewEvent",
+    "Publisher",
+    "RecordChanges",
+    "Store",
+    "StoredObject",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event about to be appended; the store gives it its id and `seq`."""
+
+    topic: str
+    context: EventContext
+    payload: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(slots=True)
+class JobChange:
+    """What a rule decided: the job's new state (None deletes it) and the events to append."""
+
+    job: Job | None
+    events: list[NewEvent]
+
+
+JobRule = Callable[[Job, EventContext], JobChange]
+"""A pure function run inside the transaction, on the job as it is now."""
+
+Publisher = Callable[[Sequence[Event]], None]
+"""Called after each commit with its events, in `seq` order."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    """A domain object (space, workbook, sheet, ...) as the store keeps it: a JSON document."""
+
+    id: str
+    kind: str
+    parent_id: str | None
+    doc: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class JobQuery:
+    status: Sequence[JobStatus] = ()
+    type: Sequence[JobType] = ()
+    operation: Sequence[str] = ()
+    created_by: str | None = None
+    limit: int = 50
+    offset: int = 0
+
+
+@dataclass(slots=True)
+class RecordChanges:
+    """One commit's worth of record changes to one sheet; `update` merges values."""
+
+    sheet_id: str
+    insert: list[Record] = field(default_factory=list)
+    update: dict[str, dict[str, Any]] = field(default_factory=dict)
+    delete: list[str] = field(default_factory=list)
+    updated_at: datetime | None = None
+
+
+class Store(Protocol):
+    """A transactional home for jobs, domain objects, records and the event log."""
+
+    def add_publisher(self, publisher: Publisher) -> None:
+        """Receive every batch of committed events, in order, after its commit."""
+        ...
+
+    # jobs
+    async def insert_job(self, job: Job, context: EventContext, events: list[NewEvent]) -> list[Event]: ...
+    async def change_job(self, job_id: str, rule: JobRule) -> tuple[Job | None, list[Event]]:
+        """Run `rule` on the job inside one transaction; raises NotFound for an unknown id."""
+        ...
+
+    async def get_job(self, job_id: str) -> Job: ...
+    async def list_jobs(self, query: JobQuery) -> tuple[list[Job], int]: ...
+
+    # domain objects
+    async def put_objects(self, objects: list[StoredObject], events: list[NewEvent]) -> list[Event]: ...
+    async def get_object(self, object_id: str, kind: str | None = None) -> StoredObject: ...
+    async def list_objects(self, kind: str, parent_id: str | None = None) -> list[StoredObject]: ...
+    async def delete_objects(self, object_ids: list[str], events: list[NewEvent]) -> list[Event]: ...
+
+    # records
+    async def change_records(self, changes: RecordChanges, events: list[NewEvent]) -> list[Event]: ...
+    async def list_records(self, sheet_id: str, limit: int, offset: int) -> tuple[list[Record], int]: ...
+
+    # event log
+    async def append_events(self, events: list[NewEvent]) -> list[Event]: ...
+    async def read_events(self, after: int, limit: int, job_id: str | None = None) -> list[Event]: ...
+    async def head(self) -> int:
+        """The `seq` of the newest event, 0 for an empty log."""
+        ...
+
+    # agent cursors
+    async def get_cursor(self, name: str) -> int | None: ...
+    async def set_cursor(self, name: str, seq: int) -> None: ...

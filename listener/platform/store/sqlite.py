@@ -1,0 +1,490 @@
+"""The embedded SQLite store: one file, WAL mode, one writer with group commit.
+
+Writes from many coroutines are queued and run by one writer connection in a
+worker thread: a batch is one `BEGIN IMMEDIATE ... COMMIT` in which each write
+has its own SAVEPOINT, so a write that fails rolls back alone while the others
+commit together. One thread hop and one commit serve the whole batch, which is
+what makes thousands of small transactions a second cheap. Reads use a small
+pool of their own connections (WAL lets them run beside the writer).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, Literal, TypeVar
+
+import anyio
+import anyio.abc
+import anyio.to_thread
+
+from listener.errors import Conflict, NotFound
+from listener.models import Event, EventContext, Job, Record
+from listener.platform.store.base import (
+    JobChange,
+    JobQuery,
+    JobRule,
+    NewEvent,
+    Publisher,
+    RecordChanges,
+    StoredObject,
+)
+
+__all__ = ["SqliteStore"]
+
+T = TypeVar("T")
+
+MIGRATIONS: list[str] = [
+    # 1: the initial schema
+    """
+    CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        type TEXT NOT NULL,
+        operation TEXT NOT NULL,
+        created_by TEXT,
+        created_at TEXT NOT NULL,
+        doc TEXT NOT NULL,
+        ctx TEXT NOT NULL
+    );
+    CREATE INDEX jobs_status ON jobs (status);
+    CREATE INDEX jobs_type_operation ON jobs (type, operation);
+    CREATE INDEX jobs_created_by ON jobs (created_by);
+    CREATE TABLE objects (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        parent_id TEXT,
+        doc TEXT NOT NULL
+    );
+    CREATE INDEX objects_kind_parent ON objects (kind, parent_id);
+    CREATE TABLE records (
+        pos INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        sheet_id TEXT NOT NULL,
+        vals TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX records_sheet ON records (sheet_id, pos);
+    CREATE TABLE events (
+        seq INTEGER PRIMARY KEY,
+        topic TEXT NOT NULL,
+        job_id TEXT,
+        doc TEXT NOT NULL
+    );
+    CREATE INDEX events_job ON events (job_id, seq) WHERE job_id IS NOT NULL;
+    CREATE TABLE cursors (
+        name TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL
+    );
+    """,
+]
+
+Synchronous = Literal["NORMAL", "FULL"]
+
+
+@dataclass(slots=True)
+class _Write(Generic[T]):
+    fn: Callable[[_Tx], T]
+    done: anyio.Event = field(default_factory=anyio.Event)
+    result: T | None = None
+    error: BaseException | None = None
+    events: list[Event] = field(default_factory=list)
+
+
+class _Tx:
+    """One write's view of the open transaction (runs in the writer thread)."""
+
+    def __init__(self, conn: sqlite3.Connection, seq: int) -> None:
+        self.conn = conn
+        self.seq = seq
+        self.events: list[Event] = []
+
+    def append(self, new: Sequence[NewEvent]) -> list[Event]:
+        added = []
+        for n in new:
+            self.seq += 1
+            event = Event(
+                id=f"ev_{uuid.uuid4().hex[:20]}",
+                seq=self.seq,
+                topic=n.topic,
+                context=n.context,
+                payload=n.payload,
+                created_at=n.created_at,
+            )
+            self.conn.execute(
+                "INSERT INTO events (seq, topic, job_id, doc) VALUES (?, ?, ?, ?)",
+                (event.seq, event.topic, event.context.job_id, event.model_dump_json()),
+            )
+            added.append(event)
+        self.events.extend(added)
+        return added
+
+
+def _job_row(job: Job) -> tuple[Any, ...]:
+    return (job.status.value, job.type.value, job.operation, job.created_by, job.created_at.isoformat())
+
+
+class SqliteStore:
+    """The Store on one SQLite file. Open it with `async with SqliteStore.open(path):`."""
+
+    def __init__(self, path: Path, *, synchronous: Synchronous = "NORMAL", readers: int = 4) -> None:
+        self.path = path
+        self._synchronous = synchronous
+        self._publishers: list[Publisher] = []
+        self._pending: list[_Write[Any]] = []
+        self._wake = anyio.Event()
+        self._writer: sqlite3.Connection | None = None
+        self._writer_limiter = anyio.CapacityLimiter(1)
+        self._readers: list[sqlite3.Connection] = []
+        self._reader_count = readers
+        self._reader_slots: anyio.Semaphore | None = None
+        self._closed = False
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls, path: str | Path, *, synchronous: Synchronous = "NORMAL", readers: int = 4
+    ) -> AsyncIterator[SqliteStore]:
+        """Open (creating and migrating if needed) the database at `path`."""
+        store = cls(Path(path), synchronous=synchronous, readers=readers)
+        await anyio.to_thread.run_sync(store._connect)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(store._flush_forever)
+                try:
+                    yield store
+                finally:
+                    await store._drain()
+                    tg.cancel_scope.cancel()
+        finally:
+            store._closed = True
+            await anyio.to_thread.run_sync(store._disconnect)
+
+    def add_publisher(self, publisher: Publisher) -> None:
+        self._publishers.append(publisher)
+
+    # -- connections ----------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
+        conn.execute("PRAGMA busy_timeout = 10000")
+        conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        return conn
+
+    def _connect(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        writer = self._connection()
+        writer.execute("PRAGMA journal_mode = WAL")
+        self._migrate(writer)
+        self._writer = writer
+        self._readers = [self._connection() for _ in range(self._reader_count)]
+        self._reader_slots = anyio.Semaphore(self._reader_count)
+
+    def _disconnect(self) -> None:
+        for conn in [self._writer, *self._readers]:
+            if conn is not None:
+                conn.close()
+        self._writer, self._readers = None, []
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in script.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {number}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    # -- the writer -----------------------------------------------------------
+
+    async def _write(self, fn: Callable[[_Tx], T]) -> tuple[T, list[Event]]:
+        if self._closed:
+            raise RuntimeError("The store is closed.")
+        write: _Write[T] = _Write(fn)
+        self._pending.append(write)
+        self._wake.set()
+        # The write is committed or rolled back by the flusher even if this caller
+        # is cancelled, so the caller must not leave before it knows which.
+        with anyio.CancelScope(shield=True):
+            await write.done.wait()
+        if write.error is not None:
+            raise write.error
+        return write.result, write.events  # type: ignore[return-value]
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        self._wake = anyio.Event()
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(self._run_batch, batch, limiter=self._writer_limiter)
+            committed = [e for w in batch if w.error is None for e in w.events]
+            if committed:
+                for publish in self._publishers:
+                    publish(committed)
+            for w in batch:
+                w.done.set()
+
+    async def _drain(self) -> None:
+        while self._pending:
+            await self._flush()
+
+    def _run_batch(self, batch: list[_Write[Any]]) -> None:
+        conn = self._writer
+        assert conn is not None
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            seq = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
+            for write in batch:
+                tx = _Tx(conn, seq)
+                conn.execute("SAVEPOINT w")
+                try:
+                    write.result = write.fn(tx)
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO w")
+                    write.error = exc
+                else:
+                    seq = tx.seq
+                    write.events = tx.events
+                conn.execute("RELEASE w")
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            for write in batch:
+                if write.error is None:
+                    write.error = exc
+                    write.events = []
+
+    # -- reads ----------------------------------------------------------------
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        assert self._reader_slots is not None, "The store is not open."
+        async with self._reader_slots:
+            conn = self._readers.pop()
+            try:
+                return await anyio.to_thread.run_sync(fn, conn)
+            finally:
+                self._readers.append(conn)
+
+    # -- jobs -----------------------------------------------------------------
+
+    async def insert_job(self, job: Job, context: EventContext, events: list[NewEvent]) -> list[Event]:
+        def insert(tx: _Tx) -> None:
+            try:
+                tx.conn.execute(
+                    "INSERT INTO jobs (id, status, type, operation, created_by, created_at, doc, ctx)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (job.id, *_job_row(job), job.model_dump_json(), context.model_dump_json()),
+                )
+            except sqlite3.IntegrityError:
+                raise Conflict(f"Job {job.id} already exists.", details={"jobId": job.id}) from None
+            tx.append(events)
+
+        _, added = await self._write(insert)
+        return added
+
+    async def change_job(self, job_id: str, rule: JobRule) -> tuple[Job | None, list[Event]]:
+        def change(tx: _Tx) -> Job | None:
+            row = tx.conn.execute("SELECT doc, ctx FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"Job {job_id} not found.", details={"jobId": job_id})
+            outcome: JobChange = rule(Job.model_validate_json(row[0]), EventContext.model_validate_json(row[1]))
+            if outcome.job is None:
+                tx.conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+            else:
+                new = outcome.job
+                tx.conn.execute(
+                    "UPDATE jobs SET status = ?, type = ?, operation = ?, created_by = ?, created_at = ?, doc = ?"
+                    " WHERE id = ?",
+                    (*_job_row(new), new.model_dump_json(), job_id),
+                )
+            tx.append(outcome.events)
+            return outcome.job
+
+        return await self._write(change)
+
+    async def get_job(self, job_id: str) -> Job:
+        def get(conn: sqlite3.Connection) -> Job:
+            row = conn.execute("SELECT doc FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"Job {job_id} not found.", details={"jobId": job_id})
+            return Job.model_validate_json(row[0])
+
+        return await self._read(get)
+
+    async def list_jobs(self, query: JobQuery) -> tuple[list[Job], int]:
+        where: list[str] = []
+        params: list[Any] = []
+        for column, values in (("status", query.status), ("type", query.type), ("operation", query.operation)):
+            if values:
+                where.append(f"{column} IN ({', '.join('?' * len(values))})")
+                params.extend(str(v) for v in values)
+        if query.created_by is not None:
+            where.append("created_by = ?")
+            params.append(query.created_by)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+
+        def list_(conn: sqlite3.Connection) -> tuple[list[Job], int]:
+            total = conn.execute(f"SELECT count(*) FROM jobs{clause}", params).fetchone()[0]
+            rows = conn.execute(
+                f"SELECT doc FROM jobs{clause} ORDER BY rowid DESC LIMIT ? OFFSET ?",
+                [*params, query.limit, query.offset],
+            ).fetchall()
+            return [Job.model_validate_json(r[0]) for r in rows], total
+
+        return await self._read(list_)
+
+    # -- domain objects -------------------------------------------------------
+
+    async def put_objects(self, objects: list[StoredObject], events: list[NewEvent]) -> list[Event]:
+        def put(tx: _Tx) -> None:
+            tx.conn.executemany(
+                "INSERT OR REPLACE INTO objects (id, kind, parent_id, doc) VALUES (?, ?, ?, ?)",
+                [(o.id, o.kind, o.parent_id, json.dumps(o.doc)) for o in objects],
+            )
+            tx.append(events)
+
+        _, added = await self._write(put)
+        return added
+
+    async def get_object(self, object_id: str, kind: str | None = None) -> StoredObject:
+        def get(conn: sqlite3.Connection) -> StoredObject:
+            row = conn.execute("SELECT id, kind, parent_id, doc FROM objects WHERE id = ?", (object_id,)).fetchone()
+            if row is None or (kind is not None and row[1] != kind):
+                name = (kind or "object").capitalize()
+                raise NotFound(f"{name} {object_id} not found.", details={"id": object_id})
+            return StoredObject(row[0], row[1], row[2], json.loads(row[3]))
+
+        return await self._read(get)
+
+    async def list_objects(self, kind: str, parent_id: str | None = None) -> list[StoredObject]:
+        sql, params = "SELECT id, kind, parent_id, doc FROM objects WHERE kind = ?", [kind]
+        if parent_id is not None:
+            sql += " AND parent_id = ?"
+            params.append(parent_id)
+
+        def list_(conn: sqlite3.Connection) -> list[StoredObject]:
+            rows = conn.execute(sql + " ORDER BY rowid", params).fetchall()
+            return [StoredObject(r[0], r[1], r[2], json.loads(r[3])) for r in rows]
+
+        return await self._read(list_)
+
+    async def delete_objects(self, object_ids: list[str], events: list[NewEvent]) -> list[Event]:
+        def delete(tx: _Tx) -> None:
+            tx.conn.executemany("DELETE FROM objects WHERE id = ?", [(i,) for i in object_ids])
+            tx.conn.executemany("DELETE FROM records WHERE sheet_id = ?", [(i,) for i in object_ids])
+            tx.append(events)
+
+        _, added = await self._write(delete)
+        return added
+
+    # -- records --------------------------------------------------------------
+
+    async def change_records(self, changes: RecordChanges, events: list[NewEvent]) -> list[Event]:
+        def change(tx: _Tx) -> None:
+            conn = tx.conn
+            conn.executemany(
+                "INSERT INTO records (id, sheet_id, vals, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+                [
+                    (r.id, r.sheet_id, json.dumps(r.values), r.created_at.isoformat(), r.updated_at.isoformat())
+                    for r in changes.insert
+                ],
+            )
+            stamp = changes.updated_at.isoformat() if changes.updated_at else None
+            for record_id, values in changes.update.items():
+                row = conn.execute(
+                    "SELECT vals FROM records WHERE id = ? AND sheet_id = ?", (record_id, changes.sheet_id)
+                ).fetchone()
+                if row is None:
+                    raise NotFound(f"Record {record_id} not found in sheet {changes.sheet_id}.",
+                                   details={"recordId": record_id})
+                merged = {**json.loads(row[0]), **values}
+                conn.execute("UPDATE records SET vals = ?, updated_at = ? WHERE id = ?",
+                             (json.dumps(merged), stamp, record_id))
+            for record_id in changes.delete:
+                cur = conn.execute("DELETE FROM records WHERE id = ? AND sheet_id = ?", (record_id, changes.sheet_id))
+                if cur.rowcount == 0:
+                    raise NotFound(f"Record {record_id} not found in sheet {changes.sheet_id}.",
+                                   details={"recordId": record_id})
+            tx.append(events)
+
+        _, added = await self._write(change)
+        return added
+
+    async def list_records(self, sheet_id: str, limit: int, offset: int) -> tuple[list[Record], int]:
+        def list_(conn: sqlite3.Connection) -> tuple[list[Record], int]:
+            total = conn.execute("SELECT count(*) FROM records WHERE sheet_id = ?", (sheet_id,)).fetchone()[0]
+            rows = conn.execute(
+                "SELECT id, vals, created_at, updated_at FROM records WHERE sheet_id = ? ORDER BY pos LIMIT ? OFFSET ?",
+                (sheet_id, limit, offset),
+            ).fetchall()
+            return [
+                Record(id=r[0], sheet_id=sheet_id, values=json.loads(r[1]), created_at=r[2], updated_at=r[3])
+                for r in rows
+            ], total
+
+        return await self._read(list_)
+
+    # -- the event log --------------------------------------------------------
+
+    async def append_events(self, events: list[NewEvent]) -> list[Event]:
+        _, added = await self._write(lambda tx: tx.append(events))
+        return added
+
+    async def read_events(self, after: int, limit: int, job_id: str | None = None) -> list[Event]:
+        sql = "SELECT doc FROM events WHERE seq > ?"
+        params: list[Any] = [after]
+        if job_id is not None:
+            sql += " AND job_id = ?"
+            params.append(job_id)
+        sql += " ORDER BY seq LIMIT ?"
+        params.append(limit)
+
+        def read(conn: sqlite3.Connection) -> list[Event]:
+            return [Event.model_validate_json(r[0]) for r in conn.execute(sql, params).fetchall()]
+
+        return await self._read(read)
+
+    async def head(self) -> int:
+        def head(conn: sqlite3.Connection) -> int:
+            return int(conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
+
+        return await self._read(head)
+
+    # -- cursors --------------------------------------------------------------
+
+    async def get_cursor(self, name: str) -> int | None:
+        def get(conn: sqlite3.Connection) -> int | None:
+            row = conn.execute("SELECT seq FROM cursors WHERE name = ?", (name,)).fetchone()
+            return None if row is None else int(row[0])
+
+        return await self._read(get)
+
+    async def set_cursor(self, name: str, seq: int) -> None:
+        def set_(tx: _Tx) -> None:
+            # A cursor only moves forward: a late, slower writer must not rewind it.
+            tx.conn.execute(
+                "INSERT INTO cursors (name, seq) VALUES (?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET seq = max(seq, excluded.seq)",
+                (name, seq),
+            )
+
+        await self._write(set_)

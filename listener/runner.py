@@ -1,0 +1,180 @@
+"""Runner: delivers events from a source to a Listener's handlers.
+
+Handlers matching one event run one at a time, in registration order (as
+Flatfile does, to avoid races between them); different events run concurrently
+up to `concurrency`. A handler that raises is logged with its event and never
+stops the others. The runner tracks the highest `seq` below which every event
+has finished, its cursor, so a named agent resumes after the last event it
+finished: delivery is at least once, in order.
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+import logging
+from collections.abc import AsyncIterable, Awaitable, Callable
+from typing import Any
+
+import anyio
+import anyio.to_thread
+from anyio.abc import TaskStatus
+
+from listener.api import Api
+from listener.listener import Listener
+from listener.models import Event
+
+__all__ = ["Runner", "RunnerState"]
+
+log = logging.getLogger("listener.runner")
+
+CursorSink = Callable[[int], Awaitable[None]]
+
+
+class RunnerState(enum.Enum):
+    NEW = "new"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+class Runner:
+    """Runs a Listener against a stream of events.
+
+    Args:
+        listener: whose handlers to run.
+        api: what handlers get as `event.api`.
+        concurrency: how many events may be dispatched at once.
+        grace: seconds in-flight handlers get to finish when the runner stops.
+        save_cursor: called (at most every `cursor_interval` seconds, and at stop)
+            with the seq below which every event has finished.
+    """
+
+    def __init__(
+        self,
+        listener: Listener,
+        api: Api,
+        *,
+        concurrency: int = 10,
+        grace: float = 10.0,
+        save_cursor: CursorSink | None = None,
+        cursor_interval: float = 0.2,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, not {concurrency}.")
+        if grace < 0:
+            raise ValueError(f"grace must not be negative, not {grace}.")
+        self.listener = listener
+        self.api = api
+        self.concurrency = concurrency
+        self.grace = grace
+        self.state = RunnerState.NEW
+        self.dispatched = 0
+        self.failures = 0
+        self._save_cursor = save_cursor
+        self._cursor_interval = cursor_interval
+        self._slots = anyio.Semaphore(concurrency)
+        self._reading = anyio.CancelScope()
+        self._inflight: set[int] = set()
+        self._position = 0
+        self._saved = 0
+        self._changed = anyio.Event()
+
+    @property
+    def cursor(self) -> int:
+        """The highest seq such that it and every event before it have finished."""
+        return min(self._inflight) - 1 if self._inflight else self._position
+
+    async def run(self, source: AsyncIterable[Event], *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+                  start: int = 0) -> None:
+        """Dispatch events from `source` until `stop()` is called or the source ends."""
+        if self.state is not RunnerState.NEW:
+            raise RuntimeError("A Runner runs once; create a new one to run again.")
+        self.state = RunnerState.RUNNING
+        self._position = self._saved = start
+        try:
+            async with anyio.create_task_group() as dispatches:
+                if self._save_cursor is not None:
+                    dispatches.start_soon(self._cursor_loop)
+                task_status.started()
+                with self._reading:
+                    async for event in source:
+                        await self._admit(event, dispatches)
+                self.state = RunnerState.STOPPING
+                await self._drain()
+                dispatches.cancel_scope.cancel()
+        finally:
+            self.state = RunnerState.STOPPED
+            if self._save_cursor is not None and self.cursor > self._saved:
+                with anyio.CancelScope(shield=True):
+                    await self._save_cursor(self.cursor)
+
+    def stop(self) -> None:
+        """Stop taking events; in-flight handlers get `grace` seconds to finish."""
+        self._reading.cancel()
+
+    async def _admit(self, event: Event, dispatches: anyio.abc.TaskGroup) -> None:
+        registrations = self.listener.handlers_for(event)
+        if not registrations:
+            self._finish(event.seq, started=True)
+            return
+        await self._slots.acquire()
+        self._inflight.add(event.seq)
+        self._position = max(self._position, event.seq)
+        dispatches.start_soon(self._dispatch, event, registrations)
+
+    async def _drain(self) -> None:
+        with anyio.move_on_after(self.grace):
+            while self._inflight:
+                await self._wait_cursor()
+        if self._inflight:
+            log.warning("Stopping with %d event(s) still running after %.1fs; they will be delivered again.",
+                        len(self._inflight), self.grace)
+
+    async def _dispatch(self, event: Event, registrations: list[Any]) -> None:
+        try:
+            ev = event.for_dispatch(self.api)
+            for registration in registrations:
+                await self._call(registration.handler, registration.is_async, ev, event)
+            for fn in ev._after_all or ():
+                await self._call(fn, inspect.iscoroutinefunction(fn), None, event)
+            self.dispatched += 1
+        finally:
+            self._slots.release()
+            self._finish(event.seq)
+
+    async def _call(self, fn: Callable[..., Any], is_async: bool, arg: Event | None, event: Event) -> None:
+        args = () if arg is None else (arg,)
+        try:
+            if is_async:
+                await fn(*args)
+            else:
+                result = await anyio.to_thread.run_sync(fn, *args)
+                if inspect.isawaitable(result):
+                    await result
+        except Exception:
+            self.failures += 1
+            log.exception("Handler %s failed on %s (seq %d, job %s)", getattr(fn, "__qualname__", fn),
+                          event.topic, event.seq, event.context.job_id)
+
+    def _finish(self, seq: int, *, started: bool = False) -> None:
+        if started:
+            self._position = max(self._position, seq)
+        self._inflight.discard(seq)
+        # Wake everyone waiting for progress, then arm a fresh event for the next change.
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def _wait_cursor(self) -> None:
+        await self._changed.wait()
+
+    async def _cursor_loop(self) -> None:
+        assert self._save_cursor is not None
+        while True:
+            cursor = self.cursor
+            if cursor > self._saved:
+                await self._save_cursor(cursor)
+                self._saved = cursor
+                await anyio.sleep(self._cursor_interval)
+            else:
+                await self._wait_cursor()
