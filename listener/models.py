@@ -38,21 +38,37 @@ __all__ = [
     "Commit",
     "Event",
     "EventContext",
+    "FileRef",
     "InputField",
     "InputForm",
     "Job",
+    "JobAck",
+    "JobCancel",
+    "JobComplete",
+    "JobCreate",
     "JobError",
+    "JobFail",
+    "JobListQuery",
     "JobMode",
     "JobStatus",
     "JobTrigger",
     "JobType",
+    "JobUpdate",
+    "Model",
     "Next",
     "Outcome",
+    "OutcomeTrigger",
+    "Page",
     "Record",
     "Sheet",
+    "SheetConfig",
     "SheetField",
     "Space",
+    "SpaceCreate",
     "Workbook",
+    "WorkbookCreate",
+    "new_id",
+    "parse",
 ]
 
 
@@ -295,6 +311,14 @@ class Job(Model):
     def error_message(self) -> str | None:
         """The failure's message, or None (Fiddler's `job.error_message`)."""
         return self.error.message if self.error else None
+
+    def __eq__(self, other: object) -> bool:
+        # Two copies of the same job are equal whichever Api they were fetched through.
+        if not isinstance(other, Job):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]
 
     def bind(self, api: Api) -> Job:
         """Remember the Api this job came from, for `refresh()` and `wait()`."""

@@ -35,6 +35,7 @@ from listener.platform.jobs import JobService
 from listener.platform.store.base import Store
 from listener.platform.store.sqlite import SqliteStore, Synchronous
 from listener.runner import Runner
+from listener.tasks import task_scope
 from listener.types import Clock, SystemClock
 
 __all__ = ["DEFAULT_DB", "Platform", "PlatformApi"]
@@ -62,6 +63,7 @@ class PlatformApi:
         self.actor = actor
         domains = Domains(store, clock, actor)
         self.jobs = JobService(store, eventlog, clock, domains.context_of, actor)
+        self.jobs.owner = self
         self.spaces = SpaceService(domains)
         self.workbooks = WorkbookService(domains)
         self.sheets = SheetService(domains)
@@ -156,7 +158,7 @@ class Platform:
 
         runner = Runner(listener, self.api.as_actor(f"agent:{name}"), concurrency=concurrency, grace=grace,
                         save_cursor=save)
-        async with self.eventlog.subscribe(start) as events, anyio.create_task_group() as tg:
+        async with self.eventlog.subscribe(start) as events, task_scope(cancel_on_exit=False) as tg:
             await tg.start(_run, runner, events, start)
             try:
                 yield runner

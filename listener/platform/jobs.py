@@ -125,14 +125,16 @@ class JobService:
         self._clock = clock
         self._resolve = resolve
         self.actor = actor
+        # The Api that jobs returned from here remember, for `job.refresh()` and `job.wait()`.
+        self.owner: Any = None
 
-    def as_actor(self, actor: str | None) -> JobService:
-        return JobService(self._store, self._eventlog, self._clock, self._resolve, actor)
+    def _bind(self, job: Job) -> Job:
+        return job.bind(self.owner) if self.owner is not None else job
 
     async def _move(self, job_id: str, move: _Move) -> Job:
         job, _ = await self._store.change_job(job_id, move.rule(self._clock.now(), self.actor))
         assert job is not None
-        return job
+        return self._bind(job)
 
     async def create(
         self,
@@ -170,10 +172,10 @@ class JobService:
             job = job.model_copy(update={"status": S.READY})
             events.append(NewEvent(topics.JOB_READY, ctx, job_payload(job), now))
         await self._store.insert_job(job, ctx, events)
-        return job
+        return self._bind(job)
 
     async def get(self, job_id: str) -> Job:
-        return await self._store.get_job(job_id)
+        return self._bind(await self._store.get_job(job_id))
 
     async def list(
         self,
@@ -195,7 +197,7 @@ class JobService:
         items, total = await self._store.list_jobs(
             JobQuery(query.status, query.type, query.operation, query.created_by, query.limit, query.offset)
         )
-        return Page[Job](items=items, total=total, limit=query.limit, offset=query.offset)
+        return Page[Job](items=[self._bind(j) for j in items], total=total, limit=query.limit, offset=query.offset)
 
     async def execute(self, job_id: str) -> Job:
         """Start a `manual` job: created → ready, and job:ready fires."""

@@ -34,6 +34,7 @@ from listener.platform.store.base import (
     RecordChanges,
     StoredObject,
 )
+from listener.tasks import task_scope
 
 __all__ = ["SqliteStore"]
 
@@ -155,13 +156,12 @@ class SqliteStore:
         store = cls(Path(path), synchronous=synchronous, readers=readers)
         await anyio.to_thread.run_sync(store._connect)
         try:
-            async with anyio.create_task_group() as tg:
+            async with task_scope() as tg:
                 tg.start_soon(store._flush_forever)
                 try:
                     yield store
                 finally:
                     await store._drain()
-                    tg.cancel_scope.cancel()
         finally:
             store._closed = True
             await anyio.to_thread.run_sync(store._disconnect)

@@ -1,0 +1,245 @@
+"""The job state machine: every move from every state, the events, the ack race, wait and list."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import pytest
+
+from listener import Conflict, Invalid, Job, JobStatus, NotFound, Outcome, Platform
+from listener.platform import PlatformApi
+from tests.conftest import ManualClock
+
+S = JobStatus
+pytestmark = pytest.mark.anyio
+
+
+async def make_job(api: PlatformApi, status: JobStatus) -> Job:
+    """A job brought to `status` through the public moves."""
+    manual = status is S.CREATED
+    job = await api.jobs.create(type="workbook", operation="export", trigger="manual" if manual else "immediate")
+    if status in (S.CREATED, S.READY):
+        return job
+    if status is S.CANCELLED:
+        return await api.jobs.cancel(job.id)
+    job = await api.jobs.ack(job.id)
+    if status is S.COMPLETE:
+        return await api.jobs.complete(job.id, outcome=Outcome(message="ok"))
+    if status is S.FAILED:
+        return await api.jobs.fail(job.id, error="boom")
+    return job
+
+
+MOVES: dict[str, tuple[Callable[[PlatformApi, str], Awaitable[Any]], set[JobStatus], JobStatus | None, str]] = {
+    # move: (call, allowed from, resulting status (None: deleted), event topic)
+    "execute": (lambda api, i: api.jobs.execute(i), {S.CREATED}, S.READY, "job:ready"),
+    "ack": (lambda api, i: api.jobs.ack(i, progress=5), {S.READY}, S.EXECUTING, "job:updated"),
+    "update": (lambda api, i: api.jobs.update(i, progress=50), {S.EXECUTING}, S.EXECUTING, "job:updated"),
+    "complete": (lambda api, i: api.jobs.complete(i), {S.EXECUTING}, S.COMPLETE, "job:completed"),
+    "fail": (lambda api, i: api.jobs.fail(i, error="x"), {S.EXECUTING}, S.FAILED, "job:failed"),
+    "cancel": (lambda api, i: api.jobs.cancel(i), {S.CREATED, S.READY, S.EXECUTING}, S.CANCELLED, "job:cancelled"),
+    "acknowledge_outcome": (lambda api, i: api.jobs.acknowledge_outcome(i), {S.COMPLETE, S.FAILED}, None,
+                            "job:outcome-acknowledged"),
+    "delete": (lambda api, i: api.jobs.delete(i), {S.CREATED, S.READY, S.COMPLETE, S.FAILED, S.CANCELLED}, None,
+               "job:deleted"),
+}
+REACHABLE = [S.CREATED, S.READY, S.EXECUTING, S.COMPLETE, S.FAILED, S.CANCELLED]
+CASES = [pytest.param(status, move, id=f"{status.value}-{move}") for status in REACHABLE for move in MOVES]
+
+
+@pytest.mark.parametrize(("status", "move"), CASES)
+async def test_every_move_from_every_state(platform: Platform, status: JobStatus, move: str) -> None:
+    call, allowed, result, topic = MOVES[move]
+    job = await make_job(platform.api, status)
+    head = await platform.store.head()
+    if status in allowed:
+        await call(platform.api, job.id)
+        events = await platform.store.read_events(head, 10)
+        assert [e.topic for e in events] == [topic]
+        assert events[0].context.job_id == job.id
+        assert events[0].context.job == "workbook:export"
+        if move == "delete":
+            with pytest.raises(NotFound):
+                await platform.api.jobs.get(job.id)
+        else:
+            after = await platform.api.jobs.get(job.id)
+            assert after.status is (result or status)
+            assert events[0].payload["status"] == after.status.value
+    else:
+        with pytest.raises(Conflict) as raised:
+            await call(platform.api, job.id)
+        assert job.id in raised.value.message
+        assert status.value in raised.value.message
+        assert raised.value.details == {"jobId": job.id, "status": status.value, "move": move}
+        assert await platform.store.head() == head, "a refused move must append no event"
+        assert await platform.api.jobs.get(job.id) == job, "a refused move must change nothing"
+
+
+async def test_create_immediate_emits_created_then_ready(platform: Platform) -> None:
+    job = await platform.api.jobs.create(type="sheet", operation="dedupe", info="queued", metadata={"a": 1},
+                                         input={"column": "email"})
+    assert job.status is S.READY and job.job == "sheet:dedupe" and job.input == {"column": "email"}
+    events = await platform.store.read_events(0, 10)
+    assert [e.topic for e in events] == ["job:created", "job:ready"]
+    assert [e.seq for e in events] == [1, 2]
+    assert events[1].payload["input"] == {"column": "email"}
+
+
+async def test_manual_job_waits_for_execute(platform: Platform) -> None:
+    job = await platform.api.jobs.create(type="workbook", operation="submit", trigger="manual")
+    assert job.status is S.CREATED
+    assert [e.topic for e in await platform.store.read_events(0, 10)] == ["job:created"]
+    assert (await platform.api.jobs.execute(job.id)).status is S.READY
+
+
+async def test_lifecycle_fields(platform: Platform, clock: ManualClock) -> None:
+    job = await platform.api.jobs.create(type="workbook", operation="export")
+    clock.advance(1)
+    job = await platform.api.jobs.ack(job.id, info="Starting submit job...", progress=10)
+    assert (job.status, job.progress, job.info, job.attempt) == (S.EXECUTING, 10, "Starting submit job...", 1)
+    assert job.started_at == clock.now()
+    clock.advance(1)
+    job = await platform.api.jobs.update(job.id, progress=50)
+    assert (job.progress, job.info) == (50, "Starting submit job..."), "fields not given stay as they were"
+    job = await platform.api.jobs.update(job.id, info=None)
+    assert job.info is None, "a field given as None is cleared"
+    clock.advance(1)
+    outcome = Outcome(message="Exported 12 records.", acknowledge=True,
+                      next={"type": "url", "url": "https://example.com", "label": "Go"})  # type: ignore[arg-type]
+    job = await platform.api.jobs.complete(job.id, outcome=outcome)
+    assert (job.status, job.progress, job.outcome) == (S.COMPLETE, 100, outcome)
+    assert job.finished_at == clock.now() and job.updated_at == clock.now()
+    job = await platform.api.jobs.acknowledge_outcome(job.id)
+    assert job.outcome_acknowledged_at == clock.now()
+    with pytest.raises(Conflict, match="already acknowledged"):
+        await platform.api.jobs.acknowledge_outcome(job.id)
+
+
+async def test_fail_records_the_error(platform: Platform) -> None:
+    job = await make_job(platform.api, S.EXECUTING)
+    job = await platform.api.jobs.fail(job.id, outcome={"message": "This Job failed due to an error."})
+    assert job.error is not None
+    assert (job.error.message, job.error.kind, job.error_message) == (
+        "This Job failed due to an error.", "error", "This Job failed due to an error.")
+    assert job.outcome is not None and job.outcome.message == "This Job failed due to an error."
+
+
+@pytest.mark.parametrize(("call", "field"), [
+    pytest.param(lambda api, i: api.jobs.ack(i, progress=101), "progress", id="progress-over-100"),
+    pytest.param(lambda api, i: api.jobs.ack(i, progress=-1), "progress", id="progress-negative"),
+    pytest.param(lambda api, i: api.jobs.ack(i, estimated_completion_at="soon"), "estimated_completion_at",
+                 id="bad-date"),
+    pytest.param(lambda api, i: api.jobs.complete(i, outcome={"next": {"type": "url", "url": "javascript:x"}}),
+                 "outcome.next.url.url", id="javascript-url"),
+    pytest.param(lambda api, i: api.jobs.complete(i, outcome={"mesage": "typo"}), "outcome.mesage", id="typo"),
+])
+async def test_bad_input_is_refused_and_changes_nothing(platform: Platform, call: Any, field: str) -> None:
+    job = await make_job(platform.api, S.READY)
+    if "complete" in repr(call.__code__.co_names):
+        job = await platform.api.jobs.ack(job.id)
+    head = await platform.store.head()
+    with pytest.raises(Invalid) as raised:
+        await call(platform.api, job.id)
+    assert field in [d["field"] for d in raised.value.details]
+    assert field in raised.value.message
+    assert await platform.store.head() == head
+    assert await platform.api.jobs.get(job.id) == job
+
+
+async def test_create_refuses_bad_fields(platform: Platform) -> None:
+    with pytest.raises(Invalid, match="type"):
+        await platform.api.jobs.create(type="spreadsheet", operation="export")
+    with pytest.raises(Invalid, match="operation"):
+        await platform.api.jobs.create(type="workbook", operation="has spaces")
+    with pytest.raises(Invalid, match="source"):
+        await platform.api.jobs.create(type="workbook", operation="export", source="wb_nope")
+    assert await platform.store.head() == 0
+    assert (await platform.api.jobs.list()).total == 0
+
+
+async def test_unknown_job_is_not_found(platform: Platform) -> None:
+    for call in (platform.api.jobs.get, platform.api.jobs.ack, platform.api.jobs.cancel, platform.api.jobs.delete):
+        with pytest.raises(NotFound, match="jb_missing"):
+            await call("jb_missing")
+
+
+async def test_ack_race_has_exactly_one_winner(platform: Platform) -> None:
+    job = await platform.api.jobs.create(type="workbook", operation="export")
+    results: list[str] = []
+
+    async def claim(n: int) -> None:
+        try:
+            await platform.api.as_actor(f"worker-{n}").jobs.ack(job.id)
+            results.append("won")
+        except Conflict:
+            results.append("conflict")
+
+    async with anyio.create_task_group() as tg:
+        for n in range(100):
+            tg.start_soon(claim, n)
+    assert results.count("won") == 1 and results.count("conflict") == 99
+    acks = [e for e in await platform.store.read_events(0, 500) if e.topic == "job:updated"]
+    assert len(acks) == 1
+    assert (await platform.api.jobs.get(job.id)).attempt == 1
+
+
+async def test_wait_returns_when_the_job_ends(platform: Platform) -> None:
+    job = await make_job(platform.api, S.EXECUTING)
+    async with anyio.create_task_group() as tg:
+        waited: list[Job] = []
+
+        async def wait() -> None:
+            waited.append(await platform.api.jobs.wait(job.id, timeout=5))
+
+        tg.start_soon(wait)
+        await anyio.wait_all_tasks_blocked()
+        assert not waited
+        await platform.api.jobs.update(job.id, progress=50)
+        await anyio.wait_all_tasks_blocked()
+        assert not waited, "an update does not end the wait"
+        await platform.api.jobs.complete(job.id)
+    assert waited[0].status is S.COMPLETE
+
+
+async def test_wait_times_out(platform: Platform) -> None:
+    job = await make_job(platform.api, S.READY)
+    with pytest.raises(TimeoutError):
+        await platform.api.jobs.wait(job.id, timeout=0.01)
+
+
+async def test_job_refresh_and_wait_like_fiddler(platform: Platform) -> None:
+    job = await platform.api.jobs.create(type="workbook", operation="export")
+    await platform.api.jobs.ack(job.id, progress=30)
+    fresh = await job.refresh()
+    assert (fresh.status, fresh.progress) == (S.EXECUTING, 30)
+    await platform.api.jobs.complete(job.id)
+    assert (await fresh.wait(timeout=5)).status is S.COMPLETE
+
+
+async def test_list_filters_and_pages(platform: Platform) -> None:
+    for operation in ("export", "export", "import"):
+        await platform.api.jobs.create(type="workbook", operation=operation)
+    await platform.api.as_actor("ann").jobs.create(type="sheet", operation="export", trigger="manual")
+    everything = await platform.api.jobs.list()
+    assert everything.total == 4 and everything.items[0].job == "sheet:export", "newest first"
+    assert (await platform.api.jobs.list(status="created")).total == 1
+    assert (await platform.api.jobs.list(status=["ready", "created"])).total == 4
+    assert (await platform.api.jobs.list(type="workbook", operation="export")).total == 2
+    assert (await platform.api.jobs.list(created_by="ann")).total == 1
+    page = await platform.api.jobs.list(limit=3, offset=2)
+    assert (len(page.items), page.total, page.limit, page.offset) == (2, 4, 3, 2)
+    with pytest.raises(Invalid, match="status"):
+        await platform.api.jobs.list(status="done")
+    with pytest.raises(Invalid, match="limit"):
+        await platform.api.jobs.list(limit=0)
+
+
+async def test_actor_is_recorded(platform: Platform) -> None:
+    api = platform.api.as_actor("user:ann")
+    job = await api.jobs.create(type="workbook", operation="export")
+    assert job.created_by == "user:ann"
+    await platform.api.as_actor("agent:worker").jobs.ack(job.id)
+    events = await platform.store.read_events(0, 10)
+    assert [e.context.actor_id for e in events] == ["user:ann", "user:ann", "agent:worker"]
