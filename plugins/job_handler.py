@@ -24,9 +24,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import anyio
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from listener.errors import Conflict, NotFound
+from listener.errors import Conflict, Invalid, NotFound
 from listener.listener import Listener
 from listener.models import Event, Job, Outcome, parse
 from listener.topics import JOB_READY
@@ -111,9 +111,9 @@ def job_handler(
 
         if input is not None:
             try:
-                event.cache["input"] = input.model_validate(acked.input)
-            except ValidationError as exc:
-                await finish(error=f"Invalid input: {exc}", kind="invalid_input")
+                event.cache["input"] = parse(input, acked.input, what="input")
+            except Invalid as exc:
+                await finish(error=exc.message, kind="invalid_input")
                 return
         try:
             with anyio.fail_after(timeout):

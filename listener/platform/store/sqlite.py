@@ -11,6 +11,7 @@ pool of their own connections (WAL lets them run beside the writer).
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -37,6 +38,8 @@ from listener.platform.store.base import (
 from listener.tasks import task_scope
 
 __all__ = ["SqliteStore"]
+
+log = logging.getLogger("listener.store")
 
 T = TypeVar("T")
 
@@ -234,13 +237,20 @@ class SqliteStore:
         if not batch:
             return
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(self._run_batch, batch, limiter=self._writer_limiter)
-            committed = [e for w in batch if w.error is None for e in w.events]
-            if committed:
-                for publish in self._publishers:
-                    publish(committed)
-            for w in batch:
-                w.done.set()
+            try:
+                await anyio.to_thread.run_sync(self._run_batch, batch, limiter=self._writer_limiter)
+                committed = [e for w in batch if w.error is None for e in w.events]
+                if committed:
+                    for publish in self._publishers:
+                        try:
+                            publish(committed)
+                        except Exception:
+                            # A subscriber's bug must not hold up the writers: the batch is committed.
+                            log.exception("An event subscriber failed on events %d-%d", committed[0].seq,
+                                          committed[-1].seq)
+            finally:
+                for w in batch:
+                    w.done.set()
 
     async def _drain(self) -> None:
         while self._pending:

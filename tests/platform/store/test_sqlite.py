@@ -116,3 +116,16 @@ async def test_store_refuses_use_after_close(db_path: Path) -> None:
         pass
     with pytest.raises(RuntimeError, match="closed"):
         await store.append_events([])
+
+
+async def test_a_failing_subscriber_does_not_hold_up_writers(
+    platform: Platform, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(events: object) -> None:
+        raise RuntimeError("subscriber bug")
+
+    platform.eventlog.on_batch(broken)
+    with anyio.fail_after(5):
+        job = await platform.api.jobs.create(type="workbook", operation="export")
+    assert (await platform.api.jobs.get(job.id)).status is JobStatus.READY
+    assert "subscriber failed" in caplog.text

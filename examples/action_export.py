@@ -1,0 +1,110 @@
+"""Action-based job: an Export button on a workbook writes its Contacts sheet to a CSV file.
+
+The workbook mounts an `export` action. Pressing it creates the job
+`workbook:export` and fires `job:ready`; this listener then walks the job
+through its whole lifecycle by hand: ack, update, and complete with a download
+button, or fail.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import anyio.to_thread
+
+from listener import Conflict, Event, Listener, Outcome
+from listener.api import Api
+from listener.models import Record
+
+NAMESPACE = "export"
+"""The namespace of this story's space (the demo scopes each story's listener to its own)."""
+
+EXPORT_DIR = Path(".listener/exports")
+"""Where exports are written; a download's URL is the file's path."""
+
+
+async def export(event: Event) -> None:
+    """Export the workbook's Contacts sheet to CSV and offer it for download."""
+    job_id, workbook_id = event.context.job_id, event.context.workbook_id
+    assert job_id and workbook_id, "a workbook action's job names the job and its workbook"
+    try:
+        await event.api.jobs.ack(job_id, info="Starting submit job...", progress=10)
+    except Conflict:
+        return  # another worker took this job first, or it was cancelled: not ours to run
+
+    try:
+        workbook = await event.api.workbooks.get(workbook_id)
+        sheet = workbook.sheets[0]
+        records = await read_records(event.api, sheet.id)
+        await event.api.jobs.update(job_id, progress=50, info=f"Read {len(records)} records")
+
+        path = EXPORT_DIR / f"{sheet.slug}-{job_id}.csv"
+        await anyio.to_thread.run_sync(write_csv, path, [f.key for f in sheet.fields], records)
+        await event.api.jobs.update(job_id, progress=90, info=f"Wrote {path.name}")
+
+        await event.api.jobs.complete(job_id, outcome=Outcome(
+            acknowledge=True,
+            message=f"Exported {len(records)} records.",
+            next={"type": "download", "url": path.as_posix(), "file_name": f"{workbook.name} - {sheet.name}.csv",
+                  "label": "Download this file"},
+        ))
+    except Exception as exc:
+        # The person sees the outcome; the reason is kept on the job for whoever investigates.
+        await event.api.jobs.fail(job_id, outcome=Outcome(message="This Job failed.", acknowledge=True),
+                                  error=str(exc) or type(exc).__name__)
+
+
+async def read_records(api: Api, sheet_id: str) -> list[Record]:
+    """Every record of a sheet, one page at a time."""
+    records: list[Record] = []
+    while True:
+        page = await api.records.get(sheet_id, offset=len(records))
+        records.extend(page.items)
+        if not page.items or len(records) >= page.total:
+            return records
+
+
+def write_csv(path: Path, columns: list[str], records: list[Record]) -> None:
+    """Write records as CSV with one column per field (blocking: run it in a thread)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as file:
+        writer = csv.DictWriter(file, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(record.values for record in records)
+
+
+def register(listener: Listener) -> None:
+    """Handle the Export button of any workbook."""
+    listener.on("job:ready", {"job": "workbook:export"}, export)
+
+
+listener = Listener("action-export").use(register)
+
+CONTACTS = [
+    {"first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com", "company": "Analytical Engines"},
+    {"first_name": "Charles", "last_name": "Babbage", "email": "charles@example.com", "company": "Babbage, Ltd."},
+    {"first_name": "Grace", "last_name": "Hopper", "email": "grace@example.com", "company": 'The "Bug" Hunters'},
+]
+
+
+async def scenario(api: Api) -> list[str]:
+    """Create the October Report Workbook with a few contacts, press Export, and return the job's id."""
+    space = await api.spaces.create(name="October reports", namespace=NAMESPACE)
+    workbook = await api.workbooks.create(
+        name="October Report Workbook",
+        space_id=space.id,
+        sheets=[{"name": "Contacts", "slug": "contacts",
+                 "fields": [{"key": "first_name"}, {"key": "last_name"}, {"key": "email"}, {"key": "company"}]}],
+        actions=[{"operation": "export", "label": "Export Data", "description": "Send data to destination system",
+                  "mode": "foreground", "primary": True}],
+    )
+    await api.records.insert(workbook.sheets[0].id, CONTACTS)
+    job = await api.actions.trigger(workbook.id, "export")
+    return [job.id]
+
+
+if __name__ == "__main__":
+    from listener.demo import run_example
+
+    run_example(listener, scenario)

@@ -1,0 +1,225 @@
+"""The examples do what their stories say, on a real platform, and the demo runs them all."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from examples import STORIES, action_export, custom_job, failing_job, outcomes, ticking_job
+from listener import Job, JobStatus, ListenerError, Platform
+from listener.demo import load_stories, run_demo
+
+pytestmark = pytest.mark.anyio
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+async def _updates(platform: Platform, job_id: str) -> list[tuple[int, str | None]]:
+    """(progress, info) of each job:updated event of a job, in order."""
+    events = await platform.api.events.list(job_id=job_id, limit=1000)
+    return [(e.payload["progress"], e.payload["info"]) for e in events if e.topic == "job:updated"]
+
+
+async def test_action_export_writes_the_csv_and_offers_it_for_download(
+    platform: Platform, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(action_export, "EXPORT_DIR", tmp_path / "exports")
+    async with platform.running(action_export.listener):
+        [job_id] = await action_export.scenario(platform.api)
+        job = await platform.api.jobs.wait(job_id, timeout=10)
+
+    assert job.job == "workbook:export"
+    assert job.status == JobStatus.COMPLETE
+    assert job.progress == 100
+    assert job.outcome is not None and job.outcome.acknowledge
+    assert job.outcome.message == "Exported 3 records."
+    assert job.outcome.next is not None
+    assert job.outcome.next.model_dump(by_alias=False) == {
+        "type": "download",
+        "url": (tmp_path / "exports" / f"contacts-{job.id}.csv").as_posix(),
+        "file_name": "October Report Workbook - Contacts.csv",
+        "label": "Download this file",
+    }
+    with open(job.outcome.next.url, newline="", encoding="utf-8") as file:
+        assert list(csv.DictReader(file)) == action_export.CONTACTS
+    assert await _updates(platform, job.id) == [
+        (10, "Starting submit job..."), (50, "Read 3 records"), (90, f"Wrote contacts-{job.id}.csv")]
+
+
+async def test_action_export_fails_the_job_with_the_seeds_outcome(
+    platform: Platform, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    monkeypatch.setattr(action_export, "EXPORT_DIR", blocker / "exports")
+    async with platform.running(action_export.listener):
+        [job_id] = await action_export.scenario(platform.api)
+        job = await platform.api.jobs.wait(job_id, timeout=10)
+
+    assert job.status == JobStatus.FAILED
+    assert job.outcome is not None and job.outcome.message == "This Job failed." and job.outcome.acknowledge
+    assert job.error is not None and "not-a-directory" in job.error.message
+
+
+async def test_custom_job_is_started_by_a_commit_to_contacts_and_run(platform: Platform) -> None:
+    async with platform.running(custom_job.listener):
+        [job_id] = await custom_job.scenario(platform.api)
+        job = await platform.api.jobs.wait(job_id, timeout=10)
+
+    assert job.job == "workbook:myCustomOperation"
+    assert job.status == JobStatus.COMPLETE
+    assert job.created_by == "agent:custom-job"  # created by the listener, not by the scenario
+    workbook = await platform.api.workbooks.get(job.source or "")
+    assert workbook.name == "Sales Leads"
+    assert job.outcome is not None
+    assert job.outcome.message == "Successfully completed my custom operation: Sales Leads has 2 contacts."
+    assert await _updates(platform, job.id) == [(10, "Starting my custom operation.")]
+
+
+async def test_outcomes_offer_every_kind_of_next_button(
+    platform: Platform, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(outcomes, "EXPORT_DIR", tmp_path)
+    async with platform.running(outcomes.listener):
+        ids = await outcomes.scenario(platform.api)
+        jobs = [await platform.api.jobs.wait(job_id, timeout=10) for job_id in ids]
+
+    first_try, *pressed = jobs
+    sheet = await platform.api.sheets.get(first_try.source or "")
+    workbook = await platform.api.workbooks.get(sheet.workbook_id)
+
+    assert first_try.job == "sheet:publish"
+    assert first_try.status == JobStatus.FAILED
+    assert first_try.error is not None and first_try.error.kind == "error"
+    assert first_try.outcome is not None and first_try.outcome.next is not None
+    assert first_try.error.message == first_try.outcome.message
+    assert first_try.outcome.message.startswith("Nothing to publish yet")
+    assert first_try.outcome.next.model_dump(by_alias=False) == {"type": "retry", "label": "Try again"}
+
+    assert [job.status for job in pressed] == [JobStatus.COMPLETE] * len(outcomes.ACTIONS)
+    by_operation = {job.operation: job for job in pressed}
+    assert by_operation["publish"].outcome is not None
+    assert by_operation["publish"].outcome.message == "Published 3 contacts."
+    nexts = {op: job.outcome.next.model_dump(by_alias=False) for op, job in by_operation.items()
+             if job.outcome is not None and job.outcome.next is not None}
+    assert {n["type"] for n in nexts.values()} | {"retry"} == {
+        "id", "url", "download", "files", "snapshot", "view", "retry", "wait", "clear_filters"}
+
+    assert nexts["openDownloads"] == {"type": "id", "id": workbook.space_id, "path": "files", "query": "mode=export",
+                                      "label": "See all downloads"}
+    assert nexts["openGuide"]["url"] == "https://flatfile.com/docs/core-concepts/jobs"
+    template = nexts["downloadTemplate"]
+    assert template["file_name"] == "Contacts template.csv"
+    assert Path(template["url"]).read_text() == "first_name,middle_name,last_name,email,phone\n"
+    assert [f["file_id"] for f in nexts["downloadFiles"]["files"]] == ["us_fl_contracts_2026", "us_fl_addenda_2026"]
+    assert nexts["openSnapshot"]["sheet_id"] == sheet.id
+    assert nexts["hideEmptyColumns"] == {"type": "view", "sheet_id": sheet.id,
+                                         "hidden_columns": ["middle_name", "phone"], "label": "Hide columns"}
+    assert nexts["finishReview"] == {"type": "wait", "fade": False, "confetti": True, "label": None}
+    assert nexts["showAll"] == {"type": "clear_filters", "sheet_id": sheet.id, "label": "Show all"}
+
+
+async def test_failing_jobs_fail_with_the_exceptions_message_and_invalid_input(platform: Platform) -> None:
+    async with platform.running(failing_job.listener):
+        validate_id, invite_id, too_big_id = await failing_job.scenario(platform.api)
+        validate = await platform.api.jobs.wait(validate_id, timeout=10)
+        invite = await platform.api.jobs.wait(invite_id, timeout=10)
+        too_big = await platform.api.jobs.wait(too_big_id, timeout=10)
+
+    assert validate.status == JobStatus.FAILED
+    assert validate.error is not None and validate.error.kind == "error"
+    assert validate.error.message == "2 of 4 contacts have no email address: Alan Turing, Edsger Dijkstra."
+
+    assert invite.status == JobStatus.COMPLETE
+    assert invite.outcome is not None
+    assert invite.outcome.message == "Prepared 4 invitations titled \"You're invited!\" in 2 batches."
+    assert await _updates(platform, invite.id) == [(0, "Accepted"), (50, "Prepared batch 1 of 2"),
+                                                    (100, "Prepared batch 2 of 2")]
+
+    assert too_big.status == JobStatus.FAILED
+    assert too_big.error is not None and too_big.error.kind == "invalid_input"
+    assert "batch_size" in too_big.error.message and "less than or equal to 100" in too_big.error.message
+    assert await _updates(platform, too_big.id) == [(0, "Accepted")]  # the handler never ran
+
+
+async def test_ticking_job_reports_each_step_and_saves_the_coordinates(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ticking_job, "STEP_DELAY", 0)
+    async with platform.running(ticking_job.listener):
+        [job_id] = await ticking_job.scenario(platform.api)
+        job = await platform.api.jobs.wait(job_id, timeout=10)
+
+    assert job.job == "workbook:geocode"
+    assert job.status == JobStatus.COMPLETE
+    assert job.progress == 100
+    assert job.outcome is not None and job.outcome.message == "Geocoded 8 offices."
+    n = len(ticking_job.COORDINATES)
+    assert await _updates(platform, job.id) == [(0, "Accepted")] + [
+        (i * 100 // n, f"Geocoded {i} of {n}") for i in range(1, n + 1)]
+    sheet = (await platform.api.workbooks.get(job.source or "")).sheets[0]
+    records = (await platform.api.records.get(sheet.id)).items
+    assert {r.values["city"]: (r.values["latitude"], r.values["longitude"]) for r in records} == ticking_job.COORDINATES
+
+
+EXPECTED_DEMO = [
+    ("workbook:export", JobStatus.COMPLETE),
+    ("workbook:myCustomOperation", JobStatus.COMPLETE),
+    ("sheet:publish", JobStatus.FAILED),
+    *[(f"sheet:{a['operation']}", JobStatus.COMPLETE) for a in outcomes.ACTIONS],
+    ("sheet:validateEmails", JobStatus.FAILED),
+    ("sheet:sendInvites", JobStatus.COMPLETE),
+    ("sheet:sendInvites", JobStatus.FAILED),
+    ("workbook:geocode", JobStatus.COMPLETE),
+]
+
+
+def _mentions_outcome(output: str, job: Job) -> bool:
+    message = job.outcome.message if job.outcome else None
+    error = job.error.message.splitlines()[0] if job.error else None
+    return all(text in output for text in (message, error) if text)
+
+
+async def test_demo_runs_every_story_twice_on_one_database(tmp_path: Path) -> None:
+    db = tmp_path / "demo.db"
+    seen: set[str] = set()
+    for _ in range(2):
+        out = io.StringIO()
+        jobs = await run_demo(str(db), console=Console(file=out, width=120), step_delay=0)
+        output = out.getvalue()
+
+        assert [(job.job, job.status) for job in jobs] == EXPECTED_DEMO
+        assert all(job.status.is_terminal for job in jobs)
+        assert not seen & {job.id for job in jobs}, "each run starts new jobs"
+        seen |= {job.id for job in jobs}
+        for job in jobs:
+            assert _mentions_outcome(output, job), f"{job.job}: {job.outcome} {job.error} not in output"
+        assert "Progress" in output and "Geocoded 8 offices." in output
+        assert "[Download this file]" in output and "[Try again]" in output
+        assert (tmp_path / "exports" / f"contacts-{jobs[0].id}.csv").exists()
+
+    # Each story's handlers see only its own space: only the custom-job story's commits start custom jobs.
+    async with Platform.open(str(db)) as platform:
+        assert (await platform.api.jobs.list(operation="myCustomOperation")).total == 2
+
+
+async def test_the_demo_names_each_story() -> None:
+    stories = load_stories()
+    assert [story.name for story in stories] == list(STORIES)
+    assert len({story.namespace for story in stories}) == len(stories)
+    assert stories[0].title.startswith("Action-based job")
+
+
+async def test_the_demo_says_where_to_run_it_from_when_examples_cannot_be_imported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p and Path(p).resolve() != ROOT])
+    monkeypatch.delitem(sys.modules, "examples")
+    with pytest.raises(ListenerError, match="run the demo from the repository root"):
+        load_stories()
