@@ -24,6 +24,7 @@ __all__ = [
     "RecordChanges",
     "Store",
     "StoredObject",
+    "StoredUser",
 ]
 
 
@@ -59,6 +60,17 @@ class StoredObject:
     id: str
     kind: str
     parent_id: str | None
+    doc: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredUser:
+    """A user as the store keeps it: only the hash of the bearer token, never the token."""
+
+    id: str
+    name: str
+    role: str
+    token_hash: str
     doc: dict[str, Any]
 
 
@@ -119,3 +131,8 @@ class Store(Protocol):
     # agent cursors
     async def get_cursor(self, name: str) -> int | None: ...
     async def set_cursor(self, name: str, seq: int) -> None: ...
+
+    # users
+    async def insert_user(self, user: StoredUser) -> None: ...
+    async def find_user(self, *, token_hash: str | None = None, name: str | None = None) -> StoredUser | None: ...
+    async def count_users(self) -> int: ...

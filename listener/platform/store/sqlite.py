@@ -34,6 +34,7 @@ from listener.platform.store.base import (
     Publisher,
     RecordChanges,
     StoredObject,
+    StoredUser,
 )
 from listener.tasks import task_scope
 
@@ -85,6 +86,16 @@ MIGRATIONS: list[str] = [
     CREATE TABLE cursors (
         name TEXT PRIMARY KEY,
         seq INTEGER NOT NULL
+    );
+    """,
+    # 2: users and their hashed bearer tokens
+    """
+    CREATE TABLE users (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        role TEXT NOT NULL,
+        token_hash TEXT NOT NULL UNIQUE,
+        doc TEXT NOT NULL
     );
     """,
 ]
@@ -498,3 +509,28 @@ class SqliteStore:
             )
 
         await self._write(set_)
+
+    # -- users ----------------------------------------------------------------
+
+    async def insert_user(self, user: StoredUser) -> None:
+        def insert(tx: _Tx) -> None:
+            try:
+                tx.conn.execute("INSERT INTO users (id, name, role, token_hash, doc) VALUES (?, ?, ?, ?, ?)",
+                                (user.id, user.name, user.role, user.token_hash, json.dumps(user.doc)))
+            except sqlite3.IntegrityError:
+                raise Conflict(f"A user named {user.name!r} already exists.", details={"name": user.name}) from None
+
+        await self._write(insert)
+
+    async def find_user(self, *, token_hash: str | None = None, name: str | None = None) -> StoredUser | None:
+        column, value = ("token_hash", token_hash) if token_hash is not None else ("name", name)
+
+        def find(conn: sqlite3.Connection) -> StoredUser | None:
+            row = conn.execute(f"SELECT id, name, role, token_hash, doc FROM users WHERE {column} = ?",
+                               (value,)).fetchone()
+            return None if row is None else StoredUser(row[0], row[1], row[2], row[3], json.loads(row[4]))
+
+        return await self._read(find)
+
+    async def count_users(self) -> int:
+        return int(await self._read(lambda conn: conn.execute("SELECT count(*) FROM users").fetchone()[0]))

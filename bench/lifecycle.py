@@ -1,0 +1,495 @@
+"""Job lifecycle benchmark: N jobs through create → ready → ack → update → complete, in-process on SQLite.
+
+Two paths are measured, each on a fresh database per run (unless --db is given):
+
+* job_handler: a Listener with `job_handler("workbook:bench", handler)` run by `platform.running`; the
+  handler does one `tick(50, "half")`. The benchmark creates the N jobs (at most C creations in flight)
+  and counts job:completed events through `platform.eventlog.on_batch`.
+* raw: no listener; each job is created, acked, updated and completed by direct Api calls, C jobs in flight.
+
+Figures per run and the median of the runs: jobs/s, events/s, and for job_handler the latency from
+`jobs.create` returning to the handler starting (dispatch; this includes the ack write job_handler does
+before calling the handler) and to job:completed being published (end to end).
+
+    .venv/bin/python bench/lifecycle.py                        # 5000 jobs, 3 runs, concurrency 64
+    .venv/bin/python bench/lifecycle.py --jobs 1000 --json     # also print the results as JSON
+    .venv/bin/python bench/lifecycle.py --profile              # one run of each path under cProfile
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import platform as pyplatform
+import pstats
+import resource
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from listener import Event, Listener, Outcome, Platform
+from listener.topics import JOB_CANCELLED, JOB_COMPLETED, JOB_FAILED
+from plugins.job_handler import Tick, job_handler
+
+JOB = "workbook:bench"
+PATHS = ("job_handler", "raw")
+_ENDED = frozenset({JOB_COMPLETED, JOB_FAILED, JOB_CANCELLED})
+
+
+# -- measurements ---------------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    path: str
+    run: int
+    jobs: int
+    wall_s: float
+    events: int
+    cpu_s: float
+    loop_cpu_s: float
+    rss_mib: float
+    failed: int = 0
+    batches: int | None = None
+    writes: int | None = None
+    writer_busy_s: float | None = None
+    writer_cpu_s: float | None = None
+    dispatch_ms: list[float] = field(default_factory=list, repr=False)
+    e2e_ms: list[float] = field(default_factory=list, repr=False)
+
+    @property
+    def jobs_per_s(self) -> float:
+        return self.jobs / self.wall_s
+
+    @property
+    def events_per_s(self) -> float:
+        return self.events / self.wall_s
+
+    def figures(self) -> dict[str, float | None]:
+        """The numbers shown in the table (and in --json), by column."""
+        return {
+            "jobs_per_s": self.jobs_per_s,
+            "events_per_s": self.events_per_s,
+            "wall_s": self.wall_s,
+            "dispatch_p50_ms": percentile(self.dispatch_ms, 50),
+            "dispatch_p99_ms": percentile(self.dispatch_ms, 99),
+            "e2e_p50_ms": percentile(self.e2e_ms, 50),
+            "e2e_p99_ms": percentile(self.e2e_ms, 99),
+            "cpu_per_wall": self.cpu_s / self.wall_s,
+            "loop_us_per_job": self.loop_cpu_s / self.jobs * 1e6,
+            "writer_us_per_job": self.writer_cpu_s / self.jobs * 1e6 if self.writer_cpu_s is not None else None,
+            "writes_per_batch": self.writes / self.batches if self.writes is not None and self.batches else None,
+            "writer_busy": self.writer_busy_s / self.wall_s if self.writer_busy_s is not None else None,
+            "rss_mib": self.rss_mib,
+        }
+
+
+def percentile(values: Sequence[float], p: int) -> float | None:
+    """The p-th percentile (1-99) of `values`, inclusive method; None when there are none."""
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[p - 1]
+
+
+def peak_rss_mib() -> float:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class WriterStats:
+    """Counts the store's write batches and the time the writer thread spends in them.
+
+    It wraps the SqliteStore's batch function on the instance (the framework files are untouched); if the
+    store has no such function it does nothing and the table shows "-". With a profiler it also profiles
+    the writer thread, which cProfile, being per-thread, would otherwise not see.
+    """
+
+    def __init__(self, profiler: cProfile.Profile | None = None) -> None:
+        self.batches = 0
+        self.writes = 0
+        self.busy_s = 0.0
+        self.cpu_s = 0.0
+        self.profiler = profiler
+        self.installed = False
+
+    def install(self, store: Any) -> None:
+        run_batch = getattr(store, "_run_batch", None)
+        if run_batch is None:
+            return
+
+        def timed(batch: list[Any]) -> None:
+            start, cpu = time.perf_counter(), time.thread_time()
+            if self.profiler is not None:
+                self.profiler.enable()
+            try:
+                run_batch(batch)
+            finally:
+                if self.profiler is not None:
+                    self.profiler.disable()
+                self.busy_s += time.perf_counter() - start
+                self.cpu_s += time.thread_time() - cpu
+                self.batches += 1
+                self.writes += len(batch)
+
+        try:
+            store._run_batch = timed
+        except AttributeError:  # a store with __slots__: run without the writer figures
+            return
+        self.installed = True
+
+
+def fresh_db(args: argparse.Namespace, stack: ExitStack) -> str:
+    if args.db:
+        return str(args.db)
+    tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="listener-bench-"))
+    return str(Path(tmp) / "bench.db")
+
+
+# -- the job_handler path -------------------------------------------------------------
+
+
+async def run_job_handler(args: argparse.Namespace, run: int, writer: WriterStats) -> RunResult:
+    n, c = args.jobs, args.concurrency
+    created: dict[str, float] = {}  # job id → when jobs.create returned
+    started: dict[str, float] = {}  # job id → when the handler started
+    ended: dict[str, float] = {}  # job id → when its job:completed (or failed/cancelled) was published
+    failed = 0
+    all_done = anyio.Event()
+
+    async def handler(event: Event, tick: Tick) -> None:
+        started[event.context.job_id or ""] = time.perf_counter()
+        await tick(50, "half")
+
+    def on_batch(events: Sequence[Event]) -> None:
+        nonlocal failed
+        now = time.perf_counter()
+        for e in events:
+            if e.topic in _ENDED and e.context.job_id in created:
+                ended[e.context.job_id] = now
+                if e.topic != JOB_COMPLETED:
+                    failed += 1
+        if len(ended) >= n:
+            all_done.set()
+
+    listener = Listener("bench")
+    listener.use(job_handler(JOB, handler))
+    with ExitStack() as stack:
+        db = fresh_db(args, stack)
+        async with Platform.open(db, synchronous=args.synchronous) as platform:
+            writer.install(platform.store)
+            jobs = platform.api.jobs
+            platform.eventlog.on_batch(on_batch)
+            # A fresh agent name: a new agent starts at the newest event, even on a reused --db.
+            agent = f"bench-{uuid.uuid4().hex[:8]}"
+            async with platform.running(listener, agent=agent, concurrency=c):
+                head0 = await platform.store.head()
+                batches0, writes0, busy0, wcpu0 = writer.batches, writer.writes, writer.busy_s, writer.cpu_s
+                slots = anyio.Semaphore(c)
+
+                async def create_one() -> None:
+                    try:
+                        job = await jobs.create(type="workbook", operation="bench")
+                        created[job.id] = time.perf_counter()
+                    finally:
+                        slots.release()
+
+                cpu0, loop0 = cpu_seconds(), time.thread_time()
+                t0 = time.perf_counter()
+                with anyio.fail_after(args.timeout):
+                    async with anyio.create_task_group() as tg:
+                        for _ in range(n):
+                            await slots.acquire()
+                            tg.start_soon(create_one)
+                    await all_done.wait()
+                t1 = max(ended.values())
+                cpu, loop_cpu = cpu_seconds() - cpu0, time.thread_time() - loop0
+                head1 = await platform.store.head()
+                batches, writes, busy = writer.batches - batches0, writer.writes - writes0, writer.busy_s - busy0
+                wcpu = writer.cpu_s - wcpu0
+            platform.eventlog.off_batch(on_batch)
+
+    return RunResult(
+        path="job_handler",
+        run=run,
+        jobs=n,
+        wall_s=t1 - t0,
+        events=head1 - head0,
+        cpu_s=cpu,
+        loop_cpu_s=loop_cpu,
+        rss_mib=peak_rss_mib(),
+        failed=failed,
+        batches=batches if writer.installed else None,
+        writes=writes if writer.installed else None,
+        writer_busy_s=busy if writer.installed else None,
+        writer_cpu_s=wcpu if writer.installed else None,
+        dispatch_ms=[(started[j] - created[j]) * 1000 for j in started if j in created],
+        e2e_ms=[(ended[j] - created[j]) * 1000 for j in ended],
+    )
+
+
+# -- the raw Api path -----------------------------------------------------------
+
+
+async def run_raw(args: argparse.Namespace, run: int, writer: WriterStats) -> RunResult:
+    n, c = args.jobs, args.concurrency
+    outcome = Outcome(message="Job complete.")
+    lifecycle_ms: list[float] = []
+
+    with ExitStack() as stack:
+        db = fresh_db(args, stack)
+        async with Platform.open(db, synchronous=args.synchronous) as platform:
+            writer.install(platform.store)
+            jobs = platform.api.jobs
+            head0 = await platform.store.head()
+            batches0, writes0, busy0, wcpu0 = writer.batches, writer.writes, writer.busy_s, writer.cpu_s
+            slots = anyio.Semaphore(c)
+
+            async def one() -> None:
+                try:
+                    start = time.perf_counter()
+                    job = await jobs.create(type="workbook", operation="bench")
+                    await jobs.ack(job.id, info="Accepted", progress=0)
+                    await jobs.update(job.id, progress=50, info="half")
+                    await jobs.complete(job.id, outcome=outcome)
+                    lifecycle_ms.append((time.perf_counter() - start) * 1000)
+                finally:
+                    slots.release()
+
+            cpu0, loop0 = cpu_seconds(), time.thread_time()
+            t0 = time.perf_counter()
+            with anyio.fail_after(args.timeout):
+                async with anyio.create_task_group() as tg:
+                    for _ in range(n):
+                        await slots.acquire()
+                        tg.start_soon(one)
+            t1 = time.perf_counter()
+            cpu, loop_cpu = cpu_seconds() - cpu0, time.thread_time() - loop0
+            head1 = await platform.store.head()
+            batches, writes, busy = writer.batches - batches0, writer.writes - writes0, writer.busy_s - busy0
+            wcpu = writer.cpu_s - wcpu0
+
+    return RunResult(
+        path="raw",
+        run=run,
+        jobs=n,
+        wall_s=t1 - t0,
+        events=head1 - head0,
+        cpu_s=cpu,
+        loop_cpu_s=loop_cpu,
+        rss_mib=peak_rss_mib(),
+        batches=batches if writer.installed else None,
+        writes=writes if writer.installed else None,
+        writer_busy_s=busy if writer.installed else None,
+        writer_cpu_s=wcpu if writer.installed else None,
+        # Per job, create called → complete returned: the raw path's own end-to-end figure.
+        e2e_ms=lifecycle_ms,
+    )
+
+
+RUNNERS: dict[str, Callable[[argparse.Namespace, int, WriterStats], Any]] = {
+    "job_handler": run_job_handler,
+    "raw": run_raw,
+}
+
+
+def measure(path: str, args: argparse.Namespace, run: int, profiler: cProfile.Profile | None = None,
+            writer_profiler: cProfile.Profile | None = None) -> RunResult:
+    writer = WriterStats(writer_profiler)
+
+    async def main() -> RunResult:
+        result: RunResult = await RUNNERS[path](args, run, writer)
+        return result
+
+    if profiler is None:
+        return anyio.run(main)
+    result: RunResult = profiler.runcall(anyio.run, main)
+    return result
+
+
+# -- output ---------------------------------------------------------------------
+
+COLUMNS: list[tuple[str, str, int, str]] = [
+    # key, heading, width, format
+    ("jobs_per_s", "jobs/s", 9, ",.0f"),
+    ("events_per_s", "events/s", 10, ",.0f"),
+    ("wall_s", "wall s", 8, ".2f"),
+    ("dispatch_p50_ms", "disp p50", 9, ".1f"),
+    ("dispatch_p99_ms", "disp p99", 9, ".1f"),
+    ("e2e_p50_ms", "e2e p50", 9, ".1f"),
+    ("e2e_p99_ms", "e2e p99", 9, ".1f"),
+    ("cpu_per_wall", "cpu/wall", 9, ".2f"),
+    ("loop_us_per_job", "loop us", 8, ",.0f"),
+    ("writer_us_per_job", "wr us", 7, ",.0f"),
+    ("writer_busy", "wr busy", 8, ".0%"),
+    ("writes_per_batch", "wr/batch", 9, ".1f"),
+    ("rss_mib", "RSS MiB", 8, ".0f"),
+]
+
+
+def header_lines(args: argparse.Namespace) -> list[str]:
+    def pkg(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "?"
+
+    return [
+        f"Python {pyplatform.python_version()} ({pyplatform.python_implementation()}), "
+        f"SQLite {sqlite3.sqlite_version}, {os.cpu_count()} CPU(s), {pyplatform.platform(terse=True)}",
+        f"anyio {pkg('anyio')}, pydantic {pkg('pydantic')}, pyee {pkg('pyee')}",
+        f"jobs={args.jobs} runs={args.runs} concurrency={args.concurrency} synchronous={args.synchronous} "
+        f"db={args.db or 'fresh temp file per run'}",
+    ]
+
+
+def row(label: str, run: str, figures: dict[str, float | None]) -> str:
+    cells = [f"{label:<12}", f"{run:>6}"]
+    for key, _, width, fmt in COLUMNS:
+        value = figures.get(key)
+        cells.append(f"{'-' if value is None else format(value, fmt):>{width}}")
+    return " ".join(cells)
+
+
+def medians(results: list[RunResult]) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for key, *_ in COLUMNS:
+        values = [v for r in results if (v := r.figures()[key]) is not None]
+        out[key] = statistics.median(values) if values else None
+    return out
+
+
+def print_table(results: list[RunResult]) -> None:
+    heading = " ".join([f"{'path':<12}", f"{'run':>6}", *(f"{h:>{w}}" for _, h, w, _ in COLUMNS)])
+    print(heading)
+    print("-" * len(heading))
+    for path in PATHS:
+        mine = [r for r in results if r.path == path]
+        if not mine:
+            continue
+        for r in mine:
+            print(row(path, str(r.run), r.figures()))
+        print(row(path, "median", medians(mine)))
+        print()
+    print("disp = jobs.create returned → handler started (includes job_handler's ack write); e2e = create returned →")
+    print("job:completed published (raw: create called → complete returned); latencies in ms. cpu/wall = process CPU")
+    print("seconds per wall second (2 cores: at most 2.0). loop us / wr us = CPU µs per job of the event-loop thread")
+    print("(framework and benchmark client) / of the writer thread inside write batches. wr busy = share of wall time")
+    print("the writer thread spent inside a batch (running or waiting for the GIL). wr/batch = writes per commit.")
+    failed = sum(r.failed for r in results)
+    if failed:
+        print(f"WARNING: {failed} job(s) ended failed or cancelled instead of complete.")
+
+
+def print_profile(title: str, profiler: cProfile.Profile, top: int) -> None:
+    for sort, count in (("cumulative", top), ("tottime", top)):
+        out = io.StringIO()
+        try:
+            stats = pstats.Stats(profiler, stream=out)
+        except TypeError:  # nothing was recorded
+            print(f"\n== {title}: no samples")
+            return
+        stats.strip_dirs().sort_stats(sort).print_stats(count)
+        text = out.getvalue()
+        # Drop pstats' preamble up to the summary line, keep the totals and the table.
+        start = text.find("function calls")
+        start = text.rfind("\n", 0, start) + 1 if start >= 0 else 0
+        print(f"\n== {title}: top {count} by {sort} time")
+        print(text[start:].rstrip())
+
+
+# -- main -----------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=5000, help="jobs per run (default 5000)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per path; figures are the median (default 3)")
+    parser.add_argument("--concurrency", type=int, default=64,
+                        help="runner concurrency and jobs kept in flight (default 64)")
+    parser.add_argument("--db", type=Path, default=None,
+                        help="database file to use for every run (default: a fresh temp file per run)")
+    parser.add_argument("--synchronous", choices=["NORMAL", "FULL"], default="NORMAL",
+                        help="SQLite synchronous mode (default NORMAL)")
+    parser.add_argument("--path", choices=[*PATHS, "both"], default="both", help="which path to measure")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds one run may take (default 300)")
+    parser.add_argument("--json", action="store_true", help="also print the results as JSON")
+    parser.add_argument("--profile", action="store_true",
+                        help="instead of the runs, run each path once under cProfile and print the hot spots")
+    parser.add_argument("--top", type=int, default=25, help="functions to show per profile table (default 25)")
+    args = parser.parse_args(argv)
+    for name in ("jobs", "runs", "concurrency", "top"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    paths = list(PATHS) if args.path == "both" else [args.path]
+    if args.profile:
+        args.runs = 1  # one profiled run per path
+    for line in header_lines(args):
+        print(line)
+    print()
+
+    results: list[RunResult] = []
+    try:
+        if args.profile:
+            print("Profiling one run per path (figures are slowed by the profiler).\n")
+            profiles: list[tuple[str, cProfile.Profile, cProfile.Profile]] = []
+            for path in paths:
+                loop_profiler, writer_profiler = cProfile.Profile(), cProfile.Profile()
+                results.append(measure(path, args, 1, loop_profiler, writer_profiler))
+                profiles.append((path, loop_profiler, writer_profiler))
+            print_table(results)
+            for path, loop_profiler, writer_profiler in profiles:
+                print_profile(f"{path}: event-loop thread", loop_profiler, args.top)
+                print_profile(f"{path}: writer thread (SqliteStore batches)", writer_profiler, args.top)
+        else:
+            for run in range(1, args.runs + 1):
+                for path in paths:
+                    results.append(measure(path, args, run))
+            print_table(results)
+    except TimeoutError:
+        print(f"A run took longer than --timeout {args.timeout:g}s; giving up.", file=sys.stderr)
+        return 1
+
+    print(f"\npeak RSS: {peak_rss_mib():.0f} MiB")
+    if args.json:
+        doc = {
+            "header": header_lines(args),
+            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "runs": [
+                {**{k: v for k, v in asdict(r).items() if k not in ("dispatch_ms", "e2e_ms")}, **r.figures()}
+                for r in results
+            ],
+            "median": {p: medians([r for r in results if r.path == p]) for p in paths},
+            "peak_rss_mib": peak_rss_mib(),
+        }
+        print(json.dumps(doc, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
