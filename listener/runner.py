@@ -79,6 +79,7 @@ class Runner:
         self._position = 0
         self._saved = 0
         self._changed = anyio.Event()
+        self._waiting = False
 
     @property
     def cursor(self) -> int:
@@ -161,11 +162,14 @@ class Runner:
         if started:
             self._position = max(self._position, seq)
         self._inflight.discard(seq)
-        # Wake everyone waiting for progress, then arm a fresh event for the next change.
-        self._changed.set()
-        self._changed = anyio.Event()
+        if self._waiting:
+            # Wake everyone waiting for progress, then arm a fresh event for the next change.
+            self._waiting = False
+            self._changed.set()
+            self._changed = anyio.Event()
 
     async def _wait_cursor(self) -> None:
+        self._waiting = True
         await self._changed.wait()
 
     async def _cursor_loop(self) -> None:

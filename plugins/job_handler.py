@@ -20,6 +20,7 @@ import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -116,7 +117,7 @@ def job_handler(
                 await finish(error=exc.message, kind="invalid_input")
                 return
         try:
-            with anyio.fail_after(timeout):
+            with anyio.fail_after(timeout) if timeout is not None else nullcontext():
                 result = handler(event, tick)
                 if inspect.isawaitable(result):
                     result = await result

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -106,7 +105,6 @@ Synchronous = Literal["NORMAL", "FULL"]
 @dataclass(slots=True)
 class _Write(Generic[T]):
     fn: Callable[[_Tx], T]
-    done: anyio.Event = field(default_factory=anyio.Event)
     result: T | None = None
     error: BaseException | None = None
     events: list[Event] = field(default_factory=list)
@@ -125,7 +123,7 @@ class _Tx:
         for n in new:
             self.seq += 1
             event = Event(
-                id=f"ev_{uuid.uuid4().hex[:20]}",
+                id=f"ev_{self.seq:012d}",
                 seq=self.seq,
                 topic=n.topic,
                 context=n.context,
@@ -153,6 +151,7 @@ class SqliteStore:
         self._synchronous = synchronous
         self._publishers: list[Publisher] = []
         self._pending: list[_Write[Any]] = []
+        self._pending_done = anyio.Event()
         self._wake = anyio.Event()
         self._writer: sqlite3.Connection | None = None
         self._writer_limiter = anyio.CapacityLimiter(1)
@@ -228,11 +227,16 @@ class SqliteStore:
             raise RuntimeError("The store is closed.")
         write: _Write[T] = _Write(fn)
         self._pending.append(write)
+        done = self._pending_done
         self._wake.set()
-        # The write is committed or rolled back by the flusher even if this caller
-        # is cancelled, so the caller must not leave before it knows which.
-        with anyio.CancelScope(shield=True):
-            await write.done.wait()
+        try:
+            await done.wait()
+        except anyio.get_cancelled_exc_class():
+            # The flusher commits or rolls back this write whatever happens to the caller,
+            # so the caller must not leave before that is settled.
+            with anyio.CancelScope(shield=True):
+                await done.wait()
+            raise
         if write.error is not None:
             raise write.error
         return write.result, write.events  # type: ignore[return-value]
@@ -244,9 +248,10 @@ class SqliteStore:
 
     async def _flush(self) -> None:
         self._wake = anyio.Event()
-        batch, self._pending = self._pending, []
+        batch, done = self._pending, self._pending_done
         if not batch:
             return
+        self._pending, self._pending_done = [], anyio.Event()
         with anyio.CancelScope(shield=True):
             try:
                 await anyio.to_thread.run_sync(self._run_batch, batch, limiter=self._writer_limiter)
@@ -260,8 +265,7 @@ class SqliteStore:
                             log.exception("An event subscriber failed on events %d-%d", committed[0].seq,
                                           committed[-1].seq)
             finally:
-                for w in batch:
-                    w.done.set()
+                done.set()
 
     async def _drain(self) -> None:
         while self._pending:
