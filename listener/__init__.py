@@ -28,6 +28,8 @@ from listener.models import (
 from listener.platform import Platform
 from listener.runner import Runner
 
+__version__ = "0.1.0"
+
 __all__ = [
     "Action",
     "Conflict",

@@ -64,6 +64,7 @@ def job_payload(job: Job) -> dict[str, Any]:
         "info": job.info,
         "mode": job.mode.value,
         "isPart": False,
+        "createdBy": job.created_by,
     }
     if job.input:
         payload["input"] = job.input

@@ -1,0 +1,469 @@
+"""The REST API under /api/v1: one table of routes, each with its body, query and response models.
+
+The table drives both the aiohttp router and the OpenAPI document, so the two
+cannot drift apart. Handlers get a `Call` (the user, the Api acting as that
+user, the parsed body and query) and return a model, a `Reply`, or None (204).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, get_args, get_origin
+
+from aiohttp import web
+from pydantic import BaseModel, Field
+
+from listener.errors import Forbidden, Invalid, NotFound
+from listener.models import (
+    Commit,
+    Event,
+    Job,
+    JobAck,
+    JobCancel,
+    JobComplete,
+    JobCreate,
+    JobFail,
+    JobListQuery,
+    JobUpdate,
+    Model,
+    Page,
+    Record,
+    Sheet,
+    Space,
+    SpaceCreate,
+    Workbook,
+    WorkbookCreate,
+    parse,
+)
+from listener.platform.auth import Role, User, UserCreate, Users
+
+if TYPE_CHECKING:
+    from listener.platform import Platform, PlatformApi
+
+__all__ = ["ROUTES", "Call", "Reply", "Route"]
+
+T = TypeVar("T", bound=BaseModel)
+ALL = frozenset(Role)
+OPERATORS = frozenset({Role.ADMIN, Role.AGENT})
+
+
+class Items(Model, Generic[T]):
+    """A list that is not paged."""
+
+    items: list[T]
+
+
+class Health(Model):
+    status: str
+    version: str
+
+
+class Head(Model):
+    seq: int
+
+
+class Cursor(Model):
+    agent: str
+    seq: int | None
+
+
+class TriggerAction(Model):
+    source_id: str = Field(min_length=1)
+    operation: str = Field(min_length=1)
+    input: dict[str, Any] = Field(default_factory=dict)
+
+
+class RecordValues(Model):
+    id: str
+    values: dict[str, Any]
+
+
+class RecordsInsert(Model):
+    records: list[dict[str, Any]]
+
+
+class RecordsUpdate(Model):
+    records: list[RecordValues]
+
+
+class RecordsDelete(Model):
+    ids: list[str] = Field(min_length=1)
+
+
+class PageQuery(Model):
+    limit: int = Field(100, ge=1, le=1000)
+    offset: int = Field(0, ge=0)
+
+
+class EventsQuery(Model):
+    after: int = Field(0, ge=0)
+    limit: int = Field(100, ge=1, le=1000)
+    job_id: str | None = None
+
+
+class WorkbookQuery(Model):
+    space_id: str | None = None
+
+
+class SheetQuery(Model):
+    workbook_id: str
+
+
+class NewUser(Model):
+    """A user just created, with its token: shown this once, never again."""
+
+    user: User
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    body: BaseModel | None
+    status: int = 200
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Call:
+    """What a route handler gets."""
+
+    request: web.Request
+    user: User
+    platform: Platform
+    api: PlatformApi
+    users: Users
+    body: Any = None
+    query: Any = None
+
+    def param(self, name: str) -> str:
+        return self.request.match_info[name]
+
+    @property
+    def is_member(self) -> bool:
+        return self.user.role is Role.MEMBER
+
+    async def job(self, job_id: str) -> Job:
+        """The job, if this user may see it: another member's job is NotFound, as if it did not exist."""
+        job = await self.api.jobs.get(job_id)
+        if self.is_member and job.created_by != self.user.name:
+            raise NotFound(f"Job {job_id} not found.", details={"jobId": job_id})
+        return job
+
+
+Handler = Callable[[Call], Awaitable[BaseModel | Reply | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    tag: str
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    response: Any = None
+    status: int = 200
+    roles: frozenset[Role] = ALL
+    public: bool = False
+
+    @property
+    def operation_id(self) -> str:
+        return self.handler.__name__
+
+
+ROUTES: list[Route] = []
+
+
+def route(method: str, path: str, *, tag: str, body: type[BaseModel] | None = None,
+          query: type[BaseModel] | None = None, response: Any = None, status: int = 200,
+          roles: frozenset[Role] = ALL, public: bool = False) -> Callable[[Handler], Handler]:
+    def register(handler: Handler) -> Handler:
+        summary = (handler.__doc__ or handler.__name__).strip().splitlines()[0]
+        ROUTES.append(Route(method, path, handler, summary, tag, body, query, response, status, roles, public))
+        return handler
+
+    return register
+
+
+# -- parsing ------------------------------------------------------------------
+
+
+def _is_list(annotation: Any) -> bool:
+    if get_origin(annotation) is list:
+        return True
+    return any(get_origin(a) is list for a in get_args(annotation))
+
+
+def parse_query(model: type[T], query: Mapping[str, str], getall: Callable[[str], list[str]]) -> T:
+    """Query string to model: camelCase keys, lists as repeated keys or commas (`status=failed,ready`)."""
+    fields = {(f.alias or name): f for name, f in model.model_fields.items()}
+    unknown = [k for k in query if k not in fields]
+    if unknown:
+        raise Invalid(f"Unknown query parameter {unknown[0]!r}; use one of: {', '.join(fields)}.",
+                      details=[{"field": k, "message": "unknown query parameter"} for k in unknown])
+    data: dict[str, Any] = {}
+    for key, info in fields.items():
+        if key not in query:
+            continue
+        if _is_list(info.annotation):
+            data[key] = [part for value in getall(key) for part in value.split(",") if part]
+        else:
+            data[key] = query[key]
+    return parse(model, data, what="query")
+
+
+async def parse_body(request: web.Request, model: type[T]) -> T:
+    raw = await request.read()
+    if not raw:
+        raise Invalid("The request needs a JSON body.", details=[{"field": "(body)", "message": "missing"}])
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise Invalid(f"The request body is not valid JSON: {exc}.",
+                      details=[{"field": "(body)", "message": "malformed JSON"}]) from None
+    return parse(model, data, what="body")
+
+
+def _given(model: BaseModel) -> dict[str, Any]:
+    return {name: getattr(model, name) for name in model.model_fields_set}
+
+
+# -- health, spec, users --------------------------------------------------------
+
+
+@route("GET", "/health", tag="system", response=Health, public=True)
+async def health(call: Call) -> Health:
+    """Whether the server is up (the one endpoint that needs no token)."""
+    from listener import __version__
+
+    return Health(status="ok", version=__version__)
+
+
+@route("GET", "/users/me", tag="users", response=User)
+async def me(call: Call) -> User:
+    """The user the bearer token belongs to."""
+    return call.user
+
+
+@route("POST", "/users", tag="users", body=UserCreate, response=NewUser, status=201, roles=frozenset({Role.ADMIN}))
+async def create_user(call: Call) -> Reply:
+    """Create a user and return its token, shown this once."""
+    user, token = await call.users.create(call.body.name, call.body.role)
+    return Reply(NewUser(user=user, token=token), status=201)
+
+
+# -- jobs -----------------------------------------------------------------------
+
+
+@route("POST", "/jobs", tag="jobs", body=JobCreate, response=Job, status=202)
+async def create_job(call: Call) -> Reply:
+    """Create a job; answers 202 Accepted with the job and its Location."""
+    job = await call.api.jobs.create_from(call.body)
+    return Reply(job, status=202, headers={"Location": f"/api/v1/jobs/{job.id}"})
+
+
+@route("GET", "/jobs", tag="jobs", query=JobListQuery, response=Page[Job])
+async def list_jobs(call: Call) -> Page[Job]:
+    """Jobs, newest first, filtered by status, type, operation and creator (members see only their own)."""
+    q: JobListQuery = call.query
+    created_by = call.user.name if call.is_member else q.created_by
+    return await call.api.jobs.list(status=q.status, type=q.type, operation=q.operation, created_by=created_by,
+                                    limit=q.limit, offset=q.offset)
+
+
+@route("GET", "/jobs/{jobId}", tag="jobs", response=Job)
+async def get_job(call: Call) -> Job:
+    """One job: status, progress, info, outcome, error and timestamps."""
+    return await call.job(call.param("jobId"))
+
+
+@route("DELETE", "/jobs/{jobId}", tag="jobs", status=204)
+async def delete_job(call: Call) -> None:
+    """Delete a job that is not executing."""
+    await call.job(call.param("jobId"))
+    await call.api.jobs.delete(call.param("jobId"))
+
+
+@route("POST", "/jobs/{jobId}/execute", tag="jobs", response=Job)
+async def execute_job(call: Call) -> Job:
+    """Start a manual job."""
+    return await call.api.jobs.execute((await call.job(call.param("jobId"))).id)
+
+
+@route("POST", "/jobs/{jobId}/ack", tag="jobs", body=JobAck, response=Job, roles=OPERATORS)
+async def ack_job(call: Call) -> Job:
+    """Claim a ready job (ready → executing); a second claim gets 409."""
+    return await call.api.jobs.ack(call.param("jobId"), **_given(call.body))
+
+
+@route("PATCH", "/jobs/{jobId}", tag="jobs", body=JobUpdate, response=Job, roles=OPERATORS)
+async def update_job(call: Call) -> Job:
+    """Report progress on an executing job."""
+    return await call.api.jobs.update(call.param("jobId"), **_given(call.body))
+
+
+@route("POST", "/jobs/{jobId}/complete", tag="jobs", body=JobComplete, response=Job, roles=OPERATORS)
+async def complete_job(call: Call) -> Job:
+    """Finish an executing job with an outcome."""
+    return await call.api.jobs.complete(call.param("jobId"), **_given(call.body))
+
+
+@route("POST", "/jobs/{jobId}/fail", tag="jobs", body=JobFail, response=Job, roles=OPERATORS)
+async def fail_job(call: Call) -> Job:
+    """Fail an executing job."""
+    return await call.api.jobs.fail(call.param("jobId"), **_given(call.body))
+
+
+@route("POST", "/jobs/{jobId}/cancel", tag="jobs", body=JobCancel, response=Job)
+async def cancel_job(call: Call) -> Job:
+    """Cancel a job that has not ended."""
+    job = await call.job(call.param("jobId"))
+    return await call.api.jobs.cancel(job.id, **_given(call.body))
+
+
+@route("POST", "/jobs/{jobId}/outcome/acknowledge", tag="jobs", response=Job)
+async def acknowledge_outcome(call: Call) -> Job:
+    """Record that the person saw the outcome of a finished job."""
+    return await call.api.jobs.acknowledge_outcome((await call.job(call.param("jobId"))).id)
+
+
+# -- spaces, workbooks, sheets, records, actions ----------------------------------
+
+
+@route("POST", "/spaces", tag="spaces", body=SpaceCreate, response=Space, status=201)
+async def create_space(call: Call) -> Reply:
+    """Create a space."""
+    return Reply(await call.api.spaces.create(**_given(call.body)), status=201)
+
+
+@route("GET", "/spaces", tag="spaces", response=Items[Space])
+async def list_spaces(call: Call) -> Items[Space]:
+    """Every space."""
+    return Items[Space](items=await call.api.spaces.list())
+
+
+@route("GET", "/spaces/{spaceId}", tag="spaces", response=Space)
+async def get_space(call: Call) -> Space:
+    """One space."""
+    return await call.api.spaces.get(call.param("spaceId"))
+
+
+@route("POST", "/workbooks", tag="workbooks", body=WorkbookCreate, response=Workbook, status=201)
+async def create_workbook(call: Call) -> Reply:
+    """Create a workbook with its sheets and actions."""
+    body: WorkbookCreate = call.body
+    workbook = await call.api.workbooks.create(
+        name=body.name, space_id=body.space_id, labels=body.labels, metadata=body.metadata,
+        sheets=[s.model_dump(exclude_none=True) for s in body.sheets], actions=body.actions)
+    return Reply(workbook, status=201)
+
+
+@route("GET", "/workbooks", tag="workbooks", query=WorkbookQuery, response=Items[Workbook])
+async def list_workbooks(call: Call) -> Items[Workbook]:
+    """Workbooks, optionally of one space."""
+    return Items[Workbook](items=await call.api.workbooks.list(space_id=call.query.space_id))
+
+
+@route("GET", "/workbooks/{workbookId}", tag="workbooks", response=Workbook)
+async def get_workbook(call: Call) -> Workbook:
+    """One workbook with its sheets."""
+    return await call.api.workbooks.get(call.param("workbookId"))
+
+
+@route("DELETE", "/workbooks/{workbookId}", tag="workbooks", status=204, roles=OPERATORS)
+async def delete_workbook(call: Call) -> None:
+    """Delete a workbook, its sheets and their records."""
+    await call.api.workbooks.delete(call.param("workbookId"))
+
+
+@route("GET", "/sheets", tag="sheets", query=SheetQuery, response=Items[Sheet])
+async def list_sheets(call: Call) -> Items[Sheet]:
+    """The sheets of a workbook."""
+    return Items[Sheet](items=await call.api.sheets.list(workbook_id=call.query.workbook_id))
+
+
+@route("GET", "/sheets/{sheetId}", tag="sheets", response=Sheet)
+async def get_sheet(call: Call) -> Sheet:
+    """One sheet."""
+    return await call.api.sheets.get(call.param("sheetId"))
+
+
+@route("GET", "/sheets/{sheetId}/records", tag="records", query=PageQuery, response=Page[Record])
+async def get_records(call: Call) -> Page[Record]:
+    """A page of a sheet's records."""
+    return await call.api.records.get(call.param("sheetId"), limit=call.query.limit, offset=call.query.offset)
+
+
+@route("POST", "/sheets/{sheetId}/records", tag="records", body=RecordsInsert, response=Items[Record], status=201)
+async def insert_records(call: Call) -> Reply:
+    """Insert records in one commit (commit:created)."""
+    records = await call.api.records.insert(call.param("sheetId"), call.body.records)
+    return Reply(Items[Record](items=records), status=201)
+
+
+@route("PATCH", "/sheets/{sheetId}/records", tag="records", body=RecordsUpdate, response=Commit)
+async def update_records(call: Call) -> Commit:
+    """Update records' values in one commit."""
+    return await call.api.records.update(call.param("sheetId"), [r.model_dump() for r in call.body.records])
+
+
+@route("POST", "/sheets/{sheetId}/records/delete", tag="records", body=RecordsDelete, response=Commit)
+async def delete_records(call: Call) -> Commit:
+    """Delete records by id in one commit."""
+    return await call.api.records.delete(call.param("sheetId"), call.body.ids)
+
+
+@route("POST", "/actions/trigger", tag="actions", body=TriggerAction, response=Job, status=202)
+async def trigger_action(call: Call) -> Reply:
+    """Press an action's button: creates the job `domain:operation` on the object it is mounted on."""
+    body: TriggerAction = call.body
+    job = await call.api.actions.trigger(body.source_id, body.operation, input=body.input)
+    return Reply(job, status=202, headers={"Location": f"/api/v1/jobs/{job.id}"})
+
+
+# -- events and agents -----------------------------------------------------------
+
+
+@route("GET", "/events", tag="events", query=EventsQuery, response=Items[Event])
+async def list_events(call: Call) -> Items[Event]:
+    """The event log in order, a page at a time (`after` a seq); members see only their own jobs' events."""
+    q: EventsQuery = call.query
+    events = await call.api.events.list(after=q.after, limit=q.limit, job_id=q.job_id)
+    if call.is_member:
+        events = [e for e in events if visible_to(call.user, e)]
+    return Items[Event](items=events)
+
+
+@route("GET", "/events/head", tag="events", response=Head)
+async def events_head(call: Call) -> Head:
+    """The seq of the newest event."""
+    return Head(seq=await call.platform.store.head())
+
+
+@route("GET", "/agents/{agent}/cursor", tag="events", response=Cursor, roles=OPERATORS)
+async def agent_cursor(call: Call) -> Cursor:
+    """Where an agent's stream resumes: every event up to this seq was handled."""
+    name = call.param("agent")
+    return Cursor(agent=name, seq=await call.platform.store.get_cursor(cursor_name(call.user, name)))
+
+
+def cursor_name(user: User, agent: str) -> str:
+    """Agents are named per user, so two teams' workers never share a cursor by accident."""
+    return f"{user.name}/{agent}"
+
+
+def visible_to(user: User, event: Event) -> bool:
+    """Members see events of their own jobs and events that are not about a job."""
+    if user.role is not Role.MEMBER or event.context.job_id is None:
+        return True
+    return bool(event.payload.get("createdBy") == user.name)
+
+
+def forbid(user: User, route: Route) -> None:
+    if user.role not in route.roles:
+        allowed = " or ".join(sorted(r.value for r in route.roles))
+        raise Forbidden(f"{route.method} {route.path} needs the {allowed} role; {user.name} is {user.role.value}.",
+                        details={"role": user.role.value})

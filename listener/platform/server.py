@@ -1,0 +1,154 @@
+"""The aiohttp server: the REST API, the event stream and the OpenAPI document over one platform.
+
+```python
+async with Platform.open() as platform, anyio.create_task_group() as tg:
+    port = await tg.start(serve, platform)   # readiness: the bound port
+```
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio
+from aiohttp import WSCloseCode, web
+from anyio.abc import TaskStatus
+
+from listener.errors import Invalid, ListenerError, NotFound, TooLarge
+from listener.platform import Platform
+from listener.platform.auth import Users
+from listener.platform.openapi import openapi
+from listener.platform.routes import ROUTES, Call, Reply, Route, forbid, parse_body, parse_query
+from listener.platform.stream import STREAM_ROUTE
+
+__all__ = ["DEFAULT_MAX_BODY", "create_app", "serve"]
+
+log = logging.getLogger("listener.server")
+
+DEFAULT_MAX_BODY = 1024 * 1024
+API = "/api/v1"
+
+PLATFORM: web.AppKey[Platform] = web.AppKey("platform", Platform)
+USERS: web.AppKey[Users] = web.AppKey("users", Users)
+SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("sockets")
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large", 400: "bad_request"}
+
+
+def error_response(exc: ListenerError) -> web.Response:
+    return web.json_response(exc.to_dict(), status=exc.status)
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except ListenerError as exc:
+        return error_response(exc)
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app._client_max_size
+        return error_response(TooLarge(f"The request body is larger than the limit of {limit} bytes.",
+                                       details={"limit": limit}))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        if exc.status == 404:
+            return error_response(NotFound(f"No such endpoint: {request.method} {request.path}."))
+        body = {"error": {"code": _HTTP_CODES.get(exc.status, "http_error"), "message": exc.reason, "details": None}}
+        return web.json_response(body, status=exc.status, headers={k: v for k, v in exc.headers.items()
+                                                                       if k.lower() == "allow"})
+    except Exception:
+        log.exception("Unhandled error on %s %s", request.method, request.path)
+        return error_response(ListenerError("Something went wrong on the server; it has been logged."))
+
+
+def bearer(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
+
+
+def _view(route: Route) -> Any:
+    async def view(request: web.Request) -> web.StreamResponse:
+        platform, users = request.app[PLATFORM], request.app[USERS]
+        user = await users.authenticate(bearer(request)) if not route.public else None
+        if user is not None:
+            forbid(user, route)
+        call = Call(request, user, platform, platform.api.as_actor(user.name if user else None),  # type: ignore[arg-type]
+                    users)
+        if route.query is not None:
+            call.query = parse_query(route.query, request.query, request.query.getall)
+        elif request.query:
+            raise Invalid(f"{route.method} {route.path} takes no query parameters.",
+                          details=[{"field": k, "message": "unknown query parameter"} for k in request.query])
+        if route.body is not None:
+            call.body = await parse_body(request, route.body)
+        result = await route.handler(call)
+        if isinstance(result, web.StreamResponse):
+            return result
+        reply = result if isinstance(result, Reply) else Reply(result, status=route.status)
+        if reply.body is None:
+            return web.Response(status=204 if reply.status == 200 else reply.status, headers=reply.headers)
+        return web.Response(body=reply.body.model_dump_json().encode(), status=reply.status, headers=reply.headers,
+                            content_type="application/json")
+
+    view.__name__ = route.operation_id
+    return view
+
+
+async def _spec(request: web.Request) -> web.Response:
+    return web.json_response(openapi([*ROUTES, STREAM_ROUTE], prefix=API))
+
+
+async def _close_sockets(app: web.Application) -> None:
+    # Streams never end by themselves; tell each client we are going away so it reconnects elsewhere.
+    sockets: set[web.WebSocketResponse] = app[SOCKETS]
+    for ws in [*sockets]:
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+
+
+def create_app(platform: Platform, *, users: Users | None = None, max_body: int = DEFAULT_MAX_BODY) -> web.Application:
+    """The aiohttp application for `platform`; `max_body` bytes is the largest request body accepted (413 past it)."""
+    app = web.Application(middlewares=[_errors], client_max_size=max_body)
+    app[PLATFORM] = platform
+    app[USERS] = users or Users(platform.store, platform.clock)
+    sockets: set[web.WebSocketResponse] = set()
+    app[SOCKETS] = sockets
+    app.router.add_get(f"{API}/openapi.json", _spec)
+    for route in [*ROUTES, STREAM_ROUTE]:
+        app.router.add_route(route.method, API + route.path, _view(route), name=route.operation_id)
+    app.on_shutdown.append(_close_sockets)
+    return app
+
+
+async def serve(
+    platform: Platform,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    users: Users | None = None,
+    max_body: int = DEFAULT_MAX_BODY,
+    shutdown_timeout: float = 30.0,
+    task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve the platform until cancelled, then shut down gracefully.
+
+    Reports the bound port through `task_status` (pass port 0 for any free port).
+    On cancellation, stops accepting connections, closes event streams with
+    "going away", lets in-flight requests finish (up to `shutdown_timeout`).
+    """
+    app = create_app(platform, users=users, max_body=max_body)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=shutdown_timeout, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound = runner.addresses[0][1]
+        log.info("Listening on http://%s:%d", host, bound)
+        task_status.started(bound)
+        await anyio.sleep_forever()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await runner.cleanup()
