@@ -8,6 +8,8 @@ async with Platform.open() as platform, anyio.create_task_group() as tg:
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 from typing import Any
 
@@ -33,6 +35,27 @@ PLATFORM: web.AppKey[Platform] = web.AppKey("platform", Platform)
 USERS: web.AppKey[Users] = web.AppKey("users", Users)
 SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("sockets")
 
+
+class _InFlight:
+    """The requests being handled, so that shutdown can wait for them to finish."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle: anyio.Event | None = None
+
+    def done(self) -> None:
+        self.count -= 1
+        if self.count == 0 and self._idle is not None:
+            self._idle.set()
+
+    async def drained(self) -> None:
+        while self.count:
+            self._idle = anyio.Event()
+            await self._idle.wait()
+
+
+IN_FLIGHT: web.AppKey[_InFlight] = web.AppKey("in_flight", _InFlight)
+
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large", 400: "bad_request"}
 
 
@@ -42,6 +65,15 @@ def error_response(exc: ListenerError) -> web.Response:
 
 @web.middleware
 async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    in_flight = request.app[IN_FLIGHT]
+    in_flight.count += 1
+    try:
+        return await _answer(request, handler)
+    finally:
+        in_flight.done()
+
+
+async def _answer(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
         response: web.StreamResponse = await handler(request)
         return response
@@ -56,7 +88,11 @@ async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
             raise
         if exc.status == 404:
             return error_response(NotFound(f"No such endpoint: {request.method} {request.path}."))
-        body = {"error": {"code": _HTTP_CODES.get(exc.status, "http_error"), "message": exc.reason, "details": None}}
+        message = exc.reason
+        if isinstance(exc, web.HTTPMethodNotAllowed):
+            allowed = ", ".join(sorted(exc.allowed_methods))
+            message = f"{request.method} is not allowed on {request.path}; use {allowed}."
+        body = {"error": {"code": _HTTP_CODES.get(exc.status, "http_error"), "message": message, "details": None}}
         return web.json_response(body, status=exc.status, headers={k: v for k, v in exc.headers.items()
                                                                        if k.lower() == "allow"})
     except Exception:
@@ -81,7 +117,7 @@ def _view(route: Route) -> Any:
         if route.query is not None:
             call.query = parse_query(route.query, request.query, request.query.getall)
         elif request.query:
-            raise Invalid(f"{route.method} {route.path} takes no query parameters.",
+            raise Invalid(f"{route.method} {route.path} takes no query parameters; got {', '.join(request.query)}.",
                           details=[{"field": k, "message": "unknown query parameter"} for k in request.query])
         if route.body is not None:
             call.body = await parse_body(request, route.body)
@@ -98,8 +134,20 @@ def _view(route: Route) -> Any:
     return view
 
 
-async def _spec(request: web.Request) -> web.Response:
-    return web.json_response(openapi([*ROUTES, STREAM_ROUTE], prefix=API))
+async def openapi_document(call: Call) -> web.Response:
+    """The OpenAPI 3.1 document of this API, generated from the route table and the models."""
+    return web.Response(body=_spec(), content_type="application/json")
+
+
+# Like every endpoint but health, the document needs a token; it lists itself with the rest.
+SPEC_ROUTE = Route("GET", "/openapi.json", openapi_document,  # type: ignore[arg-type]
+                   "The OpenAPI 3.1 document of this API, generated from the route table and the models.",
+                   "system", response=dict)
+
+
+@functools.cache
+def _spec() -> bytes:
+    return json.dumps(openapi([*ROUTES, STREAM_ROUTE, SPEC_ROUTE], prefix=API)).encode()
 
 
 async def _close_sockets(app: web.Application) -> None:
@@ -116,8 +164,8 @@ def create_app(platform: Platform, *, users: Users | None = None, max_body: int 
     app[USERS] = users or Users(platform.store, platform.clock)
     sockets: set[web.WebSocketResponse] = set()
     app[SOCKETS] = sockets
-    app.router.add_get(f"{API}/openapi.json", _spec)
-    for route in [*ROUTES, STREAM_ROUTE]:
+    app[IN_FLIGHT] = _InFlight()
+    for route in [*ROUTES, STREAM_ROUTE, SPEC_ROUTE]:
         app.router.add_route(route.method, API + route.path, _view(route), name=route.operation_id)
     app.on_shutdown.append(_close_sockets)
     return app
@@ -137,7 +185,8 @@ async def serve(
 
     Reports the bound port through `task_status` (pass port 0 for any free port).
     On cancellation, stops accepting connections, closes event streams with
-    "going away", lets in-flight requests finish (up to `shutdown_timeout`).
+    "going away", lets in-flight requests finish (up to `shutdown_timeout`),
+    even one whose body is still arriving.
     """
     app = create_app(platform, users=users, max_body=max_body)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=shutdown_timeout, access_log=None)
@@ -151,4 +200,11 @@ async def serve(
         await anyio.sleep_forever()
     finally:
         with anyio.CancelScope(shield=True):
+            # aiohttp's cleanup ignores the data still arriving on every connection, so a request
+            # whose body is on its way would hang until the timeout: drain the requests first.
+            for listening in list(runner.sites):
+                await listening.stop()
+            with anyio.move_on_after(shutdown_timeout):
+                await _close_sockets(app)
+                await app[IN_FLIGHT].drained()
             await runner.cleanup()

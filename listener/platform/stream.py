@@ -60,13 +60,15 @@ async def events_stream(call: Call) -> web.WebSocketResponse:
     start = q.after
     if start is None and cursor is not None:
         start = await store.get_cursor(cursor)
+    new_agent = start is None and cursor is not None
     if start is None:
         start = await store.head()
-        if cursor is not None:
-            await store.set_cursor(cursor, start)
 
     ws = web.WebSocketResponse(heartbeat=20.0)
     await ws.prepare(call.request)
+    if new_agent and cursor is not None:
+        # Saved only once the upgrade succeeded: a refused request writes nothing.
+        await store.set_cursor(cursor, start)
     call.request.app[SOCKETS].add(ws)
     await ws.send_json({"type": "ready", "position": start, "head": await store.head()})
 
@@ -93,14 +95,17 @@ async def events_stream(call: Call) -> web.WebSocketResponse:
 
 
 async def _receive(text: str, ws: web.WebSocketResponse, store: Any, cursor: str | None) -> None:
+    message = 'Expected {"type": "ack", "seq": N}.'
     try:
         data = json.loads(text)
         if data.get("type") == "ack" and cursor is not None:
             await store.set_cursor(cursor, int(data["seq"]))
             return
+        if data.get("type") == "ack":
+            message = "An ack moves an agent's cursor: connect with ?agent=NAME to send acks."
     except (ValueError, KeyError, TypeError, AttributeError):
         pass
-    error = {"code": "invalid", "message": 'Expected {"type": "ack", "seq": N}.'}
+    error = {"code": "invalid", "message": message}
     await ws.send_json({"type": "error", "error": error})
 
 
