@@ -1,70 +1,210 @@
-"""The `listener` command: parses arguments, builds objects, calls library functions."""
+"""The `listener` command: parses arguments, builds objects, calls library functions.
+
+Every option also reads a `LISTENER_*` environment variable (shown in --help).
+Errors print one line (the chain of causes with --debug) and exit non-zero.
+"""
 
 from __future__ import annotations
 
 import argparse
 import functools
+import importlib
+import importlib.util
 import json
+import logging
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 import anyio
+from rich.console import Console
+from rich.table import Table
 
 from listener.errors import ListenerError
+from listener.listener import Listener
+from listener.models import Job
 from listener.platform import DEFAULT_DB, Platform
+from listener.platform.auth import Role, Users
 
-__all__ = ["main"]
+__all__ = ["load_listener", "main"]
+
+DEFAULT_URL = "http://127.0.0.1:8080"
 
 
-def _env(name: str, default: str | None) -> str | None:
+def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(f"LISTENER_{name}", default)
 
 
-def _db_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", default=_env("DB", None),
-                        help=f"database URL (env LISTENER_DB; default {DEFAULT_DB})")
+def _option(parser: argparse.ArgumentParser, flag: str, env: str, help: str, default: Any = None,
+            type: Callable[[str], Any] = str) -> None:
+    value = _env(env)
+    parser.add_argument(flag, default=type(value) if value is not None else default, type=type,
+                        help=f"{help} (env LISTENER_{env}; default {default})")
+
+
+def _db(parser: argparse.ArgumentParser) -> None:
+    _option(parser, "--db", "DB", "database URL", DEFAULT_DB)
+
+
+def _remote(parser: argparse.ArgumentParser) -> None:
+    _option(parser, "--url", "URL", "server URL; repeat or separate with commas for replicas", DEFAULT_URL)
+    _option(parser, "--token", "TOKEN", "bearer token", None)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="listener", description="Long-running jobs driven by events.")
-    parser.add_argument("--debug", action="store_true", default=_env("DEBUG", "") == "1",
+    parser.add_argument("--debug", action="store_true", default=_env("DEBUG") == "1",
                         help="show the full chain of causes on errors (env LISTENER_DEBUG=1)")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    demo = commands.add_parser("demo", help="run the example listeners on the embedded platform, with live progress")
-    _db_option(demo)
+    serve = commands.add_parser("serve", help="run the platform as a server: REST API and event stream")
+    _db(serve)
+    _option(serve, "--host", "HOST", "address to listen on", "127.0.0.1")
+    _option(serve, "--port", "PORT", "port to listen on", 8080, int)
+    _option(serve, "--max-body", "MAX_BODY", "largest request body in bytes", 1024 * 1024, int)
 
-    jobs = commands.add_parser("jobs", help="look at and manage jobs")
+    run = commands.add_parser("run", help="serve a listener from a module against a server")
+    run.add_argument("target", help="path/to/module.py[:name] or package.module[:name]")
+    _remote(run)
+    _option(run, "--agent", "AGENT", "agent name: its cursor says where to resume", None)
+    _option(run, "--concurrency", "CONCURRENCY", "events handled at once", 10, int)
+    _option(run, "--grace", "GRACE", "seconds running handlers get to finish on SIGTERM", 10.0, float)
+
+    dev = commands.add_parser("dev", help="platform, server and a listener in one process, for development")
+    dev.add_argument("target", help="path/to/module.py[:name]")
+    _db(dev)
+    _option(dev, "--port", "PORT", "port to listen on", 8080, int)
+
+    demo = commands.add_parser("demo", help="run the example listeners on the embedded platform, with live progress")
+    _db(demo)
+
+    users = commands.add_parser("users", help="manage users (directly on the database)")
+    users_commands = users.add_subparsers(dest="users_command", required=True)
+    create = users_commands.add_parser("create", help="create a user and print its token once")
+    create.add_argument("name")
+    create.add_argument("--role", choices=[r.value for r in Role], default="member")
+    _db(create)
+
+    jobs = commands.add_parser("jobs", help="look at and manage jobs on a server")
     jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True)
     listing = jobs_commands.add_parser("list", help="list jobs, newest first")
-    _db_option(listing)
     listing.add_argument("--status", action="append", help="only jobs in this status (repeatable)")
     listing.add_argument("--type", action="append", help="only jobs of this type, e.g. workbook (repeatable)")
     listing.add_argument("--operation", action="append", help="only jobs of this operation (repeatable)")
     listing.add_argument("--limit", type=int, default=50)
     listing.add_argument("--offset", type=int, default=0)
-    for name, text in (("get", "show one job as JSON"), ("cancel", "cancel a job that has not ended")):
+    created = jobs_commands.add_parser("create", help="create a job")
+    created.add_argument("job", help="domain:operation, e.g. workbook:export")
+    created.add_argument("--source", help="the id of the object the job works on")
+    created.add_argument("--manual", action="store_true", help="wait for `execute` instead of starting at once")
+    created.add_argument("--input", type=json.loads, default=None, help="the job's input as a JSON object")
+    waiting = jobs_commands.add_parser("wait", help="wait until a job has ended and show it")
+    waiting.add_argument("job_id")
+    waiting.add_argument("--timeout", type=float, default=None)
+    for name, text in (("get", "show one job"), ("cancel", "cancel a job that has not ended"),
+                       ("ack-outcome", "acknowledge a finished job's outcome")):
         sub = jobs_commands.add_parser(name, help=text)
-        _db_option(sub)
         sub.add_argument("job_id")
+    for sub in jobs_commands.choices.values():
+        _remote(sub)
+        sub.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return parser
 
 
-async def _jobs(args: argparse.Namespace) -> None:
-    async with Platform.open(args.db) as platform:
-        api = platform.api.as_actor("cli")
-        if args.jobs_command == "list":
-            page = await api.jobs.list(status=args.status, type=args.type, operation=args.operation,
-                                       limit=args.limit, offset=args.offset)
-            for job in page.items:
-                print(f"{job.id}  {job.job:<32} {job.status.value:<10} {job.progress:>3}%  {job.info or ''}")
-            print(f"{len(page.items)} of {page.total} job(s)")
-        elif args.jobs_command == "get":
-            print((await api.jobs.get(args.job_id)).model_dump_json(indent=2))
-        else:
-            job = await api.jobs.cancel(args.job_id)
-            print(f"{job.id} is {job.status.value}")
+# -- loading a listener -----------------------------------------------------------
+
+
+def load_listener(target: str) -> Listener:
+    """The Listener named in `path/to/module.py[:name]` or `package.module[:name]`.
+
+    Without a name: the module's `listener`, else its only Listener.
+    """
+    where, _, name = target.partition(":")
+    if where.endswith(".py") or os.sep in where:
+        path = Path(where).resolve()
+        if not path.exists():
+            raise ListenerError(f"No such file: {where}.")
+        sys.path.insert(0, str(path.parent))
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[path.stem] = module
+        spec.loader.exec_module(module)
+    else:
+        sys.path.insert(0, os.getcwd())
+        module = importlib.import_module(where)
+    if name:
+        found = getattr(module, name, None)
+        if not isinstance(found, Listener):
+            raise ListenerError(f"{where} has no Listener named {name!r}.")
+        return found
+    if isinstance(getattr(module, "listener", None), Listener):
+        return module.listener  # type: ignore[no-any-return]
+    candidates = [v for v in vars(module).values() if isinstance(v, Listener)]
+    if len(candidates) != 1:
+        raise ListenerError(f"{where} has {len(candidates)} Listeners; name one: {where}:NAME.")
+    return candidates[0]
+
+
+# -- commands ---------------------------------------------------------------------
+
+
+async def _until_signal(scope: anyio.CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            logging.getLogger("listener").info("Got %s: shutting down gracefully.", signal.Signals(signum).name)
+            scope.cancel()
+            return
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    from listener.platform.server import serve
+
+    async with Platform.open(args.db) as platform, anyio.create_task_group() as tg:
+        users = Users(platform.store, platform.clock)
+        token = await users.ensure_admin(_env("ADMIN_TOKEN"))
+        if token is not None and not _env("ADMIN_TOKEN"):
+            print(f"Created the admin user. Its token, shown only this once:\n\n    {token}\n", flush=True)
+        tg.start_soon(_until_signal, tg.cancel_scope)
+        port = await tg.start(functools.partial(serve, platform, host=args.host, port=args.port, users=users,
+                                                max_body=args.max_body))
+        print(f"Listener is serving http://{args.host}:{port}/api/v1 on {args.db}", flush=True)
+
+
+async def _run(args: argparse.Namespace) -> None:
+    from listener.client import Client, run_listener
+
+    listener = load_listener(args.target)
+    agent = args.agent or listener.name or "default"
+    async with Client(_urls(args.url), token=args.token) as client, anyio.create_task_group() as tg:
+        tg.start_soon(_until_signal, tg.cancel_scope)
+        await tg.start(functools.partial(run_listener, client, listener, agent=agent, concurrency=args.concurrency,
+                                         grace=args.grace))
+        print(f"Agent {agent!r} is listening to {args.url}", flush=True)
+
+
+async def _dev(args: argparse.Namespace) -> None:
+    from listener.platform.server import serve
+
+    listener = load_listener(args.target)
+    async with Platform.open(args.db) as platform, anyio.create_task_group() as tg:
+        users = Users(platform.store, platform.clock)
+        token = await users.ensure_admin()
+        if token is None:
+            _, token = await users.create(f"dev-{os.urandom(3).hex()}", Role.ADMIN)
+        tg.start_soon(_until_signal, tg.cancel_scope)
+        port = await tg.start(functools.partial(serve, platform, port=args.port, users=users))
+        await tg.start(_running, platform, listener)
+        print(f"Listener dev server: http://127.0.0.1:{port}/api/v1\nToken: {token}", flush=True)
+
+
+async def _running(platform: Platform, listener: Listener, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+    async with platform.running(listener):
+        task_status.started()
+        await anyio.sleep_forever()
 
 
 async def _demo(args: argparse.Namespace) -> None:
@@ -73,22 +213,85 @@ async def _demo(args: argparse.Namespace) -> None:
     await run_demo(args.db)
 
 
-_COMMANDS: dict[str, Callable[[argparse.Namespace], Awaitable[None]]] = {"demo": _demo, "jobs": _jobs}
+async def _users(args: argparse.Namespace) -> None:
+    async with Platform.open(args.db) as platform:
+        user, token = await Users(platform.store, platform.clock).create(args.name, args.role)
+        print(f"Created {user.role.value} {user.name}. Its token, shown only this once:\n\n    {token}\n")
+
+
+def _urls(value: str) -> list[str]:
+    return [u.strip() for u in value.split(",") if u.strip()]
+
+
+def _show(console: Console, jobs: Sequence[Job], as_json: bool, total: int | None = None) -> None:
+    if as_json:
+        if total is None and len(jobs) == 1:
+            print(jobs[0].model_dump_json(indent=2))
+        else:
+            print(json.dumps({"items": [j.model_dump(mode="json") for j in jobs], "total": total}, indent=2))
+        return
+    table = Table("id", "job", "status", "progress", "info", "created by", "created", "outcome / error")
+    for job in jobs:
+        result = job.error_message or (job.outcome.message if job.outcome else "") or ""
+        table.add_row(job.id, job.job, job.status.value, f"{job.progress}%", job.info or "", job.created_by or "",
+                      job.created_at.strftime("%Y-%m-%d %H:%M:%S"), result)
+    console.print(table)
+    if total is not None:
+        console.print(f"{len(jobs)} of {total} job(s)")
+
+
+async def _jobs(args: argparse.Namespace) -> None:
+    from listener.client import Client
+
+    console = Console()
+    if not console.is_terminal:
+        # Piped output is read by people with grep or a pager: do not squeeze the table to 80 columns.
+        console = Console(width=200)
+    async with Client(_urls(args.url), token=args.token) as client:
+        command = args.jobs_command
+        if command == "list":
+            page = await client.jobs.list(status=args.status, type=args.type, operation=args.operation,
+                                          limit=args.limit, offset=args.offset)
+            _show(console, page.items, args.json, page.total)
+            return
+        if command == "create":
+            domain, _, operation = args.job.partition(":")
+            job = await client.jobs.create(type=domain, operation=operation, source=args.source,
+                                           trigger="manual" if args.manual else "immediate", input=args.input)
+        elif command == "get":
+            job = await client.jobs.get(args.job_id)
+        elif command == "cancel":
+            job = await client.jobs.cancel(args.job_id)
+        elif command == "wait":
+            job = await client.jobs.wait(args.job_id, timeout=args.timeout)
+        else:
+            job = await client.jobs.acknowledge_outcome(args.job_id)
+        _show(console, [job], args.json)
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], Awaitable[None]]] = {
+    "serve": _serve, "run": _run, "dev": _dev, "demo": _demo, "users": _users, "jobs": _jobs,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `listener` command; returns the exit status."""
     args = _parser().parse_args(argv)
+    quiet = args.command not in ("serve", "run", "dev")
+    level = logging.DEBUG if args.debug else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         anyio.run(functools.partial(_COMMANDS[args.command], args))
     except KeyboardInterrupt:
         return 130
-    except ListenerError as exc:
+    except (ListenerError, ConnectionError, TimeoutError) as exc:
         if args.debug:
             raise
-        print(f"listener: {exc.message}", file=sys.stderr)
-        if exc.details:
-            print(json.dumps(exc.details, default=str), file=sys.stderr)
+        message = exc.message if isinstance(exc, ListenerError) else (str(exc) or type(exc).__name__)
+        print(f"listener: {message}", file=sys.stderr)
+        details = getattr(exc, "details", None)
+        if details:
+            print(json.dumps(details, default=str), file=sys.stderr)
         return 1
     except Exception as exc:
         if args.debug:

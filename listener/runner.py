@@ -133,6 +133,7 @@ class Runner:
                         len(self._inflight), self.grace)
 
     async def _dispatch(self, event: Event, registrations: list[Any]) -> None:
+        finished = False
         try:
             ev = event.for_dispatch(self.api)
             for registration in registrations:
@@ -140,9 +141,13 @@ class Runner:
             for fn in ev._after_all or ():
                 await self._call(fn, inspect.iscoroutinefunction(fn), None, event)
             self.dispatched += 1
+            finished = True
         finally:
             self._slots.release()
-            self._finish(event.seq)
+            # A dispatch cancelled past the grace did not finish: its seq stays in flight,
+            # so the cursor stays before it and the event is delivered again.
+            if finished:
+                self._finish(event.seq)
 
     async def _call(self, fn: Callable[..., Any], is_async: bool, arg: Event | None, event: Event) -> None:
         args = () if arg is None else (arg,)

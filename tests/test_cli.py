@@ -1,40 +1,77 @@
-"""The `listener` command wires options to the library and reports errors in one line."""
+"""The `listener` command: options wired to the library, tables or JSON, one clear line on errors."""
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 import anyio
 import pytest
 
-from listener import Platform
-from listener.cli import main
+from listener.cli import load_listener, main
+from tests.conftest import Server
+
+LISTENER = [sys.executable, "-m", "listener.cli"]
 
 
-def test_jobs_list_get_and_cancel(db_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    async def seed() -> str:
-        async with Platform.open(str(db_path)) as platform:
-            await platform.api.jobs.create(type="workbook", operation="export")
-            return (await platform.api.jobs.create(type="sheet", operation="dedupe", trigger="manual")).id
+async def cli(server: Server, *args: str, token: str | None = None) -> tuple[int, str, str]:
+    result = await anyio.run_process([*LISTENER, *args, "--url", server.url, "--token", token or server.admin_token],
+                                     check=False)
+    return result.returncode, result.stdout.decode(), result.stderr.decode()
 
-    job_id = anyio.run(seed)
-    assert main(["jobs", "list", "--db", str(db_path)]) == 0
+
+@pytest.mark.anyio
+async def test_jobs_commands_over_the_api(server: Server) -> None:
+    code, out, _ = await cli(server, "jobs", "create", "workbook:export", "--json")
+    assert code == 0
+    job = json.loads(out)
+    assert (job["job"], job["status"], job["createdBy"]) == ("workbook:export", "ready", "admin")
+    code, out, _ = await cli(server, "jobs", "create", "sheet:dedupe", "--manual", "--input", '{"column": "email"}')
+    assert code == 0 and "sheet:dedupe" in out and "created" in out
+
+    code, out, _ = await cli(server, "jobs", "list")
+    assert code == 0 and "workbook:export" in out and "2 of 2 job(s)" in out
+    code, out, _ = await cli(server, "jobs", "list", "--status", "ready", "--json")
+    listing = json.loads(out)
+    assert listing["total"] == 1 and listing["items"][0]["id"] == job["id"]
+
+    code, out, _ = await cli(server, "jobs", "get", job["id"], "--json")
+    assert json.loads(out)["id"] == job["id"]
+    await server.platform.api.jobs.ack(job["id"])
+    await server.platform.api.jobs.complete(job["id"], outcome={"message": "Exported."})
+    code, out, _ = await cli(server, "jobs", "wait", job["id"], "--timeout", "5")
+    assert code == 0 and "complete" in out and "Exported." in out
+    code, out, _ = await cli(server, "jobs", "ack-outcome", job["id"], "--json")
+    assert code == 0 and json.loads(out)["outcomeAcknowledgedAt"] is not None
+    code, out, _ = await cli(server, "jobs", "cancel", job["id"])
+    assert code == 1
+
+
+@pytest.mark.anyio
+async def test_errors_are_one_clear_line(server: Server) -> None:
+    code, _, err = await cli(server, "jobs", "get", "jb_missing")
+    assert code == 1 and err.splitlines()[0] == "listener: Job jb_missing not found."
+    code, _, err = await cli(server, "jobs", "list", token="lst_wrong-token-wrong-token")
+    assert code == 1 and "token is not valid" in err
+    code, _, err = await cli(server, "jobs", "list", "--status", "done")
+    assert code == 1 and "status" in err
+
+
+def test_users_create_prints_a_token_once(db_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["users", "create", "ann", "--role", "agent", "--db", str(db_path)]) == 0
     out = capsys.readouterr().out
-    assert "workbook:export" in out and "sheet:dedupe" in out and "2 of 2 job(s)" in out
-    assert main(["jobs", "list", "--db", str(db_path), "--status", "created"]) == 0
-    assert "1 of 1 job(s)" in capsys.readouterr().out
-    assert main(["jobs", "get", "--db", str(db_path), job_id]) == 0
-    assert f'"id": "{job_id}"' in capsys.readouterr().out
-    assert main(["jobs", "cancel", "--db", str(db_path), job_id]) == 0
-    assert f"{job_id} is cancelled" in capsys.readouterr().out
+    assert "Created agent ann" in out and "lst_" in out
+    assert main(["users", "create", "ann", "--db", str(db_path)]) == 1
+    assert "already exists" in capsys.readouterr().err
+    assert main(["users", "create", "bad name", "--db", str(db_path)]) == 1
+    assert "name" in capsys.readouterr().err
 
 
-def test_errors_are_one_clear_line(db_path: Path, capsys: pytest.CaptureFixture[str],
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    assert main(["jobs", "get", "--db", str(db_path), "jb_missing"]) == 1
-    assert capsys.readouterr().err.startswith("listener: Job jb_missing not found.")
-    monkeypatch.setenv("LISTENER_DB", str(db_path))
-    assert main(["jobs", "list", "--status", "done"]) == 1
-    assert "status" in capsys.readouterr().err
-    assert main(["jobs", "list", "--db", "postgresql://nowhere/x"]) == 1
-    assert "Unsupported database URL" in capsys.readouterr().err
+def test_load_listener_by_path_and_name(tmp_path: Path) -> None:
+    module = tmp_path / "my_listeners.py"
+    module.write_text("from listener import Listener\nlistener = Listener('mine')\nother = Listener('other')\n")
+    assert load_listener(str(module)).name == "mine"
+    assert load_listener(f"{module}:other").name == "other"
+    with pytest.raises(Exception, match="no Listener named 'nope'"):
+        load_listener(f"{module}:nope")

@@ -1,0 +1,587 @@
+"""Client: the Api over HTTP, so a listener or a script can drive a remote `listener serve`.
+
+```python
+async with Client("http://127.0.0.1:8080", token=token) as client:
+    job = await client.jobs.create(type="workbook", operation="export")
+    job = await job.wait(timeout=60)          # woken by the event stream, not by polling
+    print(job.status, job.outcome)
+```
+
+It behaves as the in-process `platform.api` does, down to the exceptions: the
+server's error body comes back as the same class of `listener.errors`, with
+its message and details. Arguments are checked with the same wire models
+before they are sent, so bad input raises the same `Invalid` as in-process.
+"""
+
+from __future__ import annotations
+
+import enum
+import io
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Final
+from urllib.parse import quote
+
+import aiohttp
+import anyio
+from pydantic_core import to_json
+
+from listener import topics as t
+from listener.errors import (
+    Conflict,
+    Forbidden,
+    Invalid,
+    ListenerError,
+    NotFound,
+    RateLimited,
+    TooLarge,
+    Unauthorized,
+)
+from listener.models import (
+    Action,
+    Commit,
+    Event,
+    Job,
+    JobAck,
+    JobCancel,
+    JobComplete,
+    JobCreate,
+    JobFail,
+    JobListQuery,
+    JobStatus,
+    JobTrigger,
+    JobType,
+    JobUpdate,
+    Outcome,
+    Page,
+    Record,
+    Sheet,
+    Space,
+    SpaceCreate,
+    Workbook,
+    WorkbookCreate,
+    parse,
+)
+from listener.remote import EventStream, run_listener
+from listener.types import UNSET
+
+__all__ = ["Client", "ClientState", "EventStream", "ServerUnavailable", "error_from_body", "run_listener"]
+
+API: Final = "/api/v1"
+ENDED_TOPICS: Final = (t.JOB_COMPLETED, t.JOB_FAILED, t.JOB_CANCELLED, t.JOB_DELETED)
+_ERRORS: Final[dict[str, type[ListenerError]]] = {
+    cls.code: cls for cls in (NotFound, Conflict, Invalid, Unauthorized, Forbidden, TooLarge, RateLimited)
+}
+_WS_CLOSE_TIMEOUT: Final = 5.0
+_WS_HEARTBEAT: Final = 30.0
+_LARGE_BODY: Final = 1 << 20
+
+
+class ServerUnavailable(ConnectionError):
+    """No server answered: the connection was refused, dropped or timed out."""
+
+    def __init__(self, message: str, *, urls: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.urls = list(urls)
+
+
+class ClientState(enum.Enum):
+    """Where a Client is in its life: it opens once and closes once."""
+
+    UNOPENED = "unopened"
+    OPENED = "opened"
+    CLOSED = "closed"
+
+
+def error_from_body(status: int, body: bytes, what: str) -> ListenerError:
+    """The exception a server error response stands for: the class named by its `code`, with its message."""
+    try:
+        error = json.loads(body)["error"]
+        code, message, details = error["code"], error["message"], error.get("details")
+    except (ValueError, KeyError, TypeError):
+        text = body.decode("utf-8", "replace").strip()[:200]
+        return ListenerError(f"{what} answered {status} without a Listener error body: {text or '(empty)'}")
+    return _ERRORS.get(str(code), ListenerError)(str(message), details=details)
+
+
+def _path(*parts: str) -> str:
+    # Ids go into the path quoted, so an id like "../users" cannot name another route.
+    return "/".join(quote(p, safe="") for p in parts)
+
+
+def _given(**values: Any) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not UNSET}
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    return list(value)
+
+
+def _dump(model: Any) -> dict[str, Any]:
+    """A body model as camelCase JSON with only the fields the caller gave (None included: it clears)."""
+    result: dict[str, Any] = model.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    return result
+
+
+class Client:
+    """The Listener Api over HTTP: `async with Client(url, token=...) as client:`.
+
+    Args:
+        base_url: the server's root URL (`http://host:8080`), or a list of replicas' URLs:
+            when one refuses connections, requests and event streams move to the next.
+        token: the bearer token (`listener users create` prints one).
+        timeout: seconds a request may take before it raises TimeoutError.
+
+    It opens once and closes once; every Job it returns is bound to it, so
+    `await job.refresh()` and `await job.wait()` work.
+    """
+
+    def __init__(self, base_url: str | Sequence[str], *, token: str | None = None, timeout: float = 30.0) -> None:
+        urls = [base_url] if isinstance(base_url, str) else list(base_url)
+        if not urls:
+            raise ValueError("Client needs at least one server URL.")
+        self.urls = [u.rstrip("/").removesuffix(API) for u in urls]
+        self.state = ClientState.UNOPENED
+        self._token = token
+        self._timeout = timeout
+        self._current = 0
+        self._session: aiohttp.ClientSession | None = None
+        self.jobs = ClientJobs(self)
+        self.spaces = ClientSpaces(self)
+        self.workbooks = ClientWorkbooks(self)
+        self.sheets = ClientSheets(self)
+        self.records = ClientRecords(self)
+        self.actions = ClientActions(self)
+        self.events = ClientEvents(self)
+
+    def __repr__(self) -> str:
+        return f"Client({self.url!r}, state={self.state.value})"
+
+    @property
+    def url(self) -> str:
+        """The server URL requests go to now (it moves to the next one when a server is unreachable)."""
+        return self.urls[self._current]
+
+    async def __aenter__(self) -> Client:
+        if self.state is ClientState.OPENED:
+            raise RuntimeError("Cannot open a client instance more than once.")
+        if self.state is ClientState.CLOSED:
+            raise RuntimeError("Cannot reopen a client instance, once it has been closed.")
+        headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
+        self._session = aiohttp.ClientSession(headers=headers, timeout=aiohttp.ClientTimeout(total=self._timeout))
+        self.state = ClientState.OPENED
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP session; the client cannot be used afterwards."""
+        if self.state is not ClientState.CLOSED and self._session is not None:
+            with anyio.CancelScope(shield=True):
+                await self._session.close()
+        self.state = ClientState.CLOSED
+
+    def stream(
+        self,
+        *,
+        after: int | None = None,
+        agent: str | None = None,
+        topics: str | Sequence[str] = (),
+        filter: Mapping[str, Any] | None = None,
+        backoff_start: float = 0.1,
+        backoff_factor: float = 2.0,
+        backoff_max: float = 5.0,
+        backoff_jitter: float = 0.5,
+    ) -> EventStream:
+        """The event log as a live stream: `async with client.stream(agent="worker") as events:`.
+
+        Args:
+            after: start after this seq; None resumes from `agent`'s server-side cursor (a new agent
+                starts at the newest event), or starts at the newest event when there is no agent.
+            agent: the name whose cursor `await events.ack(seq)` moves.
+            topics: only events on these topics (globs allowed); all when empty.
+            filter: only events matching this filter (as `Listener.on` takes).
+            backoff_start, backoff_factor, backoff_max, backoff_jitter: the delay before reconnecting
+                after a dropped connection: start, multiplied by factor each failed try, capped at max,
+                less up to `jitter` of itself at random so that workers do not reconnect in step.
+        """
+        return EventStream(self, after=after, agent=agent, topics=[topics] if isinstance(topics, str) else topics,
+                           filter=filter, backoff_start=backoff_start, backoff_factor=backoff_factor,
+                           backoff_max=backoff_max, backoff_jitter=backoff_jitter)
+
+    # -- transport ---------------------------------------------------------------
+
+    def _open_session(self) -> aiohttp.ClientSession:
+        if self.state is ClientState.UNOPENED or self._session is None:
+            raise RuntimeError("The client is not open yet: use it as `async with Client(url) as client:`.")
+        if self.state is ClientState.CLOSED:
+            raise RuntimeError("Cannot send a request, as the client has been closed.")
+        return self._session
+
+    def _fail_over(self, index: int) -> None:
+        # Only the first to notice a failed server moves on, so two failures of one server skip no replica.
+        if self._current == index:
+            self._current = (index + 1) % len(self.urls)
+
+    async def request(self, method: str, path: str, *, body: Any = None,
+                      params: Sequence[tuple[str, str]] | None = None) -> Any:
+        """Send one request to `/api/v1{path}` and return its decoded JSON body (None for 204).
+
+        Raises the server's error as its `listener.errors` class, or ServerUnavailable
+        when no server can be reached.
+        """
+        session = self._open_session()
+        data = None if body is None else to_json(body)
+        headers = {"Content-Type": "application/json"} if data is not None else None
+        tried: list[str] = []
+        failure: BaseException | None = None
+        for _ in self.urls:
+            index = self._current
+            url = self.urls[index] + API + path
+            # aiohttp wants a large body as a stream (it warns on raw bytes); a new one for each try.
+            payload = io.BytesIO(data) if data is not None and len(data) > _LARGE_BODY else data
+            try:
+                async with session.request(method, url, data=payload, params=params, headers=headers) as response:
+                    status, answer = response.status, await response.read()
+            except aiohttp.ClientConnectorError as exc:
+                # The request never left: another replica may take it.
+                tried.append(self.urls[index])
+                failure = exc
+                self._fail_over(index)
+                continue
+            except aiohttp.ClientConnectionError as exc:
+                self._fail_over(index)
+                if method == "GET":
+                    tried.append(self.urls[index])
+                    failure = exc
+                    continue
+                # The server may have applied it before the connection dropped, so it is not sent again.
+                raise ServerUnavailable(f"The connection to the Listener server at {self.urls[index]} was lost "
+                                        f"during {method} {path}: {exc}", urls=[self.urls[index]]) from exc
+            if status >= 400:
+                raise error_from_body(status, answer, f"{method} {path}")
+            return json.loads(answer) if answer else None
+        raise ServerUnavailable(f"Cannot reach the Listener server at {', '.join(tried)}: {failure}",
+                                urls=tried) from failure
+
+    async def _ws_connect(self, index: int, params: Sequence[tuple[str, str]]) -> aiohttp.ClientWebSocketResponse:
+        """Open the event stream's websocket on the URL at `index`.
+
+        Raises ServerUnavailable when that server cannot be reached (try again, or another),
+        and the server's error (Unauthorized, Invalid...) when it refuses the stream.
+        """
+        session = self._open_session()
+        url = f"{self.urls[index]}{API}/events/stream"
+        try:
+            return await session.ws_connect(url, params=params, heartbeat=_WS_HEARTBEAT,
+                                            timeout=aiohttp.ClientWSTimeout(ws_close=_WS_CLOSE_TIMEOUT))
+        except aiohttp.WSServerHandshakeError as exc:
+            if exc.status >= 500 or exc.status == RateLimited.status:
+                raise ServerUnavailable(f"The Listener server at {self.urls[index]} answered {exc.status} to the "
+                                        "event stream.", urls=[self.urls[index]]) from exc
+            raise await self._handshake_error(session, url, params, exc) from None
+        except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+            raise ServerUnavailable(f"Cannot reach the Listener server at {self.urls[index]}: {exc}",
+                                    urls=[self.urls[index]]) from exc
+
+    async def _handshake_error(self, session: aiohttp.ClientSession, url: str, params: Sequence[tuple[str, str]],
+                               exc: aiohttp.WSServerHandshakeError) -> ListenerError:
+        # A refused upgrade loses its body; the same request without the upgrade gets the same checks
+        # (token, role, query) and so the server's error with its message and details.
+        try:
+            async with session.get(url, params=params) as response:
+                if response.status == exc.status:
+                    return error_from_body(response.status, await response.read(), "GET /events/stream")
+        except aiohttp.ClientError:
+            pass
+        return ListenerError(f"The server refused the event stream: {exc.status} {exc.message}.")
+
+
+class _Resource:
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def _job(self, data: Any) -> Job:
+        return Job.model_validate(data).bind(self._client)
+
+
+class ClientJobs(_Resource):
+    """jobs.create / get / list / execute / ack / update / complete / fail / cancel / ... over HTTP."""
+
+    async def create(
+        self,
+        *,
+        type: JobType | str,
+        operation: str,
+        source: str | None = None,
+        destination: str | None = None,
+        trigger: JobTrigger | str = JobTrigger.IMMEDIATE,
+        mode: str = "foreground",
+        managed: bool = False,
+        info: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        input: dict[str, Any] | None = None,
+    ) -> Job:
+        """Create a job. With trigger `immediate` (the default) it is ready at once and job:ready fires."""
+        body: dict[str, Any] = {"type": type, "operation": operation, "source": source, "destination": destination,
+                                "trigger": trigger, "mode": mode, "managed": managed, "info": info}
+        if metadata is not None:
+            body["metadata"] = metadata
+        if input is not None:
+            body["input"] = input
+        return await self.create_from(parse(JobCreate, body, what="job"))
+
+    async def create_from(self, spec: JobCreate) -> Job:
+        """Create a job from a validated `JobCreate`."""
+        return self._job(await self._client.request("POST", "/jobs", body=_dump(spec)))
+
+    async def get(self, job_id: str) -> Job:
+        """One job: status, progress, info, outcome, error and timestamps."""
+        return self._job(await self._client.request("GET", f"/jobs/{_path(job_id)}"))
+
+    async def list(
+        self,
+        *,
+        status: JobStatus | str | Sequence[JobStatus | str] | None = None,
+        type: JobType | str | Sequence[JobType | str] | None = None,
+        operation: str | Sequence[str] | None = None,
+        created_by: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> Page[Job]:
+        """Jobs, newest first, filtered by status, type, operation and creator."""
+        query = parse(JobListQuery, {"status": _as_list(status), "type": _as_list(type),
+                                     "operation": _as_list(operation), "created_by": created_by,
+                                     "limit": limit, "offset": offset}, what="job query")
+        params = [("status", s.value) for s in query.status] + [("type", k.value) for k in query.type]
+        params += [("operation", o) for o in query.operation]
+        if query.created_by is not None:
+            params.append(("createdBy", query.created_by))
+        params += [("limit", str(query.limit)), ("offset", str(query.offset))]
+        page = Page[Job].model_validate(await self._client.request("GET", "/jobs", params=params))
+        for job in page.items:
+            job.bind(self._client)
+        return page
+
+    async def execute(self, job_id: str) -> Job:
+        """Start a `manual` job: created → ready, and job:ready fires."""
+        return self._job(await self._client.request("POST", f"/jobs/{_path(job_id)}/execute"))
+
+    async def ack(
+        self,
+        job_id: str,
+        *,
+        info: str | None = UNSET,  # type: ignore[assignment]
+        progress: int | None = UNSET,  # type: ignore[assignment]
+        estimated_completion_at: datetime | None = UNSET,  # type: ignore[assignment]
+    ) -> Job:
+        """Claim a ready job: ready → executing. Of several concurrent acks exactly one wins; the rest get Conflict."""
+        body = parse(JobAck, _given(info=info, progress=progress, estimated_completion_at=estimated_completion_at))
+        return self._job(await self._client.request("POST", f"/jobs/{_path(job_id)}/ack", body=_dump(body)))
+
+    async def update(
+        self,
+        job_id: str,
+        *,
+        info: str | None = UNSET,  # type: ignore[assignment]
+        progress: int | None = UNSET,  # type: ignore[assignment]
+        estimated_completion_at: datetime | None = UNSET,  # type: ignore[assignment]
+        metadata: dict[str, Any] | None = UNSET,  # type: ignore[assignment]
+    ) -> Job:
+        """Report progress on an executing job; only the fields given change (None clears one)."""
+        body = parse(JobUpdate, _given(info=info, progress=progress, estimated_completion_at=estimated_completion_at,
+                                       metadata=metadata))
+        return self._job(await self._client.request("PATCH", f"/jobs/{_path(job_id)}", body=_dump(body)))
+
+    async def complete(
+        self,
+        job_id: str,
+        *,
+        outcome: Outcome | dict[str, Any] | None = None,
+        info: str | None = UNSET,  # type: ignore[assignment]
+    ) -> Job:
+        """Finish an executing job successfully, with an optional outcome for the person who started it."""
+        body = parse(JobComplete, _given(outcome=outcome, info=info))
+        return self._job(await self._client.request("POST", f"/jobs/{_path(job_id)}/complete", body=_dump(body)))
+
+    async def fail(
+        self,
+        job_id: str,
+        *,
+        outcome: Outcome | dict[str, Any] | None = None,
+        info: str | None = UNSET,  # type: ignore[assignment]
+        error: str | None = None,
+        kind: str = "error",
+    ) -> Job:
+        """Fail an executing job. The error message is `error`, else the outcome's message, else the info."""
+        body = parse(JobFail, _given(outcome=outcome, info=info, error=error, kind=kind))
+        return self._job(await self._client.request("POST", f"/jobs/{_path(job_id)}/fail", body=_dump(body)))
+
+    async def cancel(self, job_id: str, *, info: str | None = UNSET) -> Job:  # type: ignore[assignment]
+        """Cancel a job that has not ended; a handler running it should stop."""
+        body = parse(JobCancel, _given(info=info))
+        return self._job(await self._client.request("POST", f"/jobs/{_path(job_id)}/cancel", body=_dump(body)))
+
+    async def acknowledge_outcome(self, job_id: str) -> Job:
+        """Record that the person saw the outcome of a finished job (job:outcome-acknowledged)."""
+        return self._job(await self._client.request("POST", f"/jobs/{_path(job_id)}/outcome/acknowledge"))
+
+    async def delete(self, job_id: str) -> None:
+        """Delete a job that is not executing (cancel it first); job:deleted fires."""
+        await self._client.request("DELETE", f"/jobs/{_path(job_id)}")
+
+    async def wait(self, job_id: str, timeout: float | None = None) -> Job:
+        """Wait until the job is complete, failed or cancelled and return it.
+
+        Woken by the event stream, not by polling. Raises TimeoutError when `timeout`
+        seconds pass first, NotFound if the job does not exist or is deleted.
+        """
+        with anyio.fail_after(timeout):
+            # The head is read before the job, so an end that happens in between is in the stream's backlog.
+            head = await self._client.events.head()
+            job = await self.get(job_id)
+            if job.status.is_terminal:
+                return job
+            async with self._client.stream(after=head, topics=ENDED_TOPICS, filter={"jobId": job_id}) as events:
+                async for _event in events:
+                    job = await self.get(job_id)  # after job:deleted this raises NotFound, as in-process
+                    if job.status.is_terminal:
+                        return job
+        raise ListenerError(f"The event stream ended before job {job_id} finished.")
+
+
+class ClientSpaces(_Resource):
+    """spaces.create / get / list over HTTP."""
+
+    async def create(self, *, name: str, namespace: str | None = None,
+                     metadata: dict[str, Any] | None = None) -> Space:
+        """Create a space (space:created); listeners scoped with `namespace(...)` see only its events."""
+        spec = parse(SpaceCreate, {"name": name, "namespace": namespace, "metadata": metadata or {}}, what="space")
+        return Space.model_validate(await self._client.request("POST", "/spaces", body=_dump(spec)))
+
+    async def get(self, space_id: str) -> Space:
+        """One space."""
+        return Space.model_validate(await self._client.request("GET", f"/spaces/{_path(space_id)}"))
+
+    async def list(self) -> list[Space]:
+        """Every space."""
+        data = await self._client.request("GET", "/spaces")
+        return [Space.model_validate(item) for item in data["items"]]
+
+
+class ClientWorkbooks(_Resource):
+    """workbooks.create / get / list / delete over HTTP."""
+
+    async def create(
+        self,
+        *,
+        name: str,
+        sheets: Sequence[dict[str, Any]] = (),
+        actions: Sequence[dict[str, Any] | Action] = (),
+        space_id: str | None = None,
+        labels: Sequence[str] = (),
+        metadata: dict[str, Any] | None = None,
+    ) -> Workbook:
+        """Create a workbook with its sheets and mounted actions (workbook:created)."""
+        spec = parse(WorkbookCreate, {"name": name, "sheets": list(sheets), "actions": list(actions),
+                                      "space_id": space_id, "labels": list(labels), "metadata": metadata or {}},
+                     what="workbook")
+        return Workbook.model_validate(await self._client.request("POST", "/workbooks", body=_dump(spec)))
+
+    async def get(self, workbook_id: str) -> Workbook:
+        """One workbook with its sheets."""
+        return Workbook.model_validate(await self._client.request("GET", f"/workbooks/{_path(workbook_id)}"))
+
+    async def list(self, *, space_id: str | None = None) -> list[Workbook]:
+        """Workbooks, optionally of one space."""
+        params = [("spaceId", space_id)] if space_id is not None else None
+        data = await self._client.request("GET", "/workbooks", params=params)
+        return [Workbook.model_validate(item) for item in data["items"]]
+
+    async def delete(self, workbook_id: str) -> None:
+        """Delete a workbook, its sheets and their records (workbook:deleted)."""
+        await self._client.request("DELETE", f"/workbooks/{_path(workbook_id)}")
+
+
+class ClientSheets(_Resource):
+    """sheets.get / list over HTTP."""
+
+    async def get(self, sheet_id: str) -> Sheet:
+        """One sheet."""
+        return Sheet.model_validate(await self._client.request("GET", f"/sheets/{_path(sheet_id)}"))
+
+    async def list(self, *, workbook_id: str) -> list[Sheet]:
+        """The sheets of a workbook."""
+        data = await self._client.request("GET", "/sheets", params=[("workbookId", workbook_id)])
+        return [Sheet.model_validate(item) for item in data["items"]]
+
+
+class ClientRecords(_Resource):
+    """records.insert / update / delete / get over HTTP; every change is one commit (commit:created)."""
+
+    async def insert(self, sheet_id: str, records: Sequence[dict[str, Any]]) -> list[Record]:
+        """Insert records (each a dict of field key to value) in one commit."""
+        data = await self._client.request("POST", f"/sheets/{_path(sheet_id)}/records",
+                                          body={"records": list(records)})
+        return [Record.model_validate(item) for item in data["items"]]
+
+    async def update(self, sheet_id: str, records: Sequence[dict[str, Any]]) -> Commit:
+        """Update records given as `{"id": ..., "values": {...}}`; only the values given change."""
+        # In-process, a missing "values" means no change and other keys are ignored; send the same.
+        items = [{"id": r.get("id"), "values": r.get("values", {})} if isinstance(r, dict) else r for r in records]
+        data = await self._client.request("PATCH", f"/sheets/{_path(sheet_id)}/records", body={"records": items})
+        return Commit.model_validate(data)
+
+    async def delete(self, sheet_id: str, ids: Sequence[str]) -> Commit:
+        """Delete records by id in one commit."""
+        data = await self._client.request("POST", f"/sheets/{_path(sheet_id)}/records/delete",
+                                          body={"ids": list(ids)})
+        return Commit.model_validate(data)
+
+    async def get(self, sheet_id: str, *, limit: int = 100, offset: int = 0) -> Page[Record]:
+        """A page of a sheet's records, in insertion order."""
+        data = await self._client.request("GET", f"/sheets/{_path(sheet_id)}/records",
+                                          params=[("limit", str(limit)), ("offset", str(offset))])
+        return Page[Record].model_validate(data)
+
+
+class ClientActions(_Resource):
+    """actions.trigger over HTTP."""
+
+    async def trigger(self, source_id: str, operation: str, *, input: dict[str, Any] | None = None) -> Job:
+        """Press an action's button: creates the job `domain:operation` on the object it is mounted on."""
+        body = {"sourceId": source_id, "operation": operation, "input": input or {}}
+        return self._job(await self._client.request("POST", "/actions/trigger", body=body))
+
+
+class ClientEvents(_Resource):
+    """events.list / head / cursor over HTTP (`client.stream()` follows them live)."""
+
+    async def list(self, *, after: int = 0, limit: int = 100, job_id: str | None = None) -> list[Event]:
+        """Events in `seq` order after a position, optionally only those about one job."""
+        params = [("after", str(after)), ("limit", str(limit))]
+        if job_id is not None:
+            params.append(("jobId", job_id))
+        data = await self._client.request("GET", "/events", params=params)
+        return [Event.model_validate(item) for item in data["items"]]
+
+    async def head(self) -> int:
+        """The seq of the newest event."""
+        data = await self._client.request("GET", "/events/head")
+        return int(data["seq"])
+
+    async def cursor(self, agent: str) -> int | None:
+        """Where `agent`'s stream resumes (every event up to it was handled), or None for a new agent."""
+        data = await self._client.request("GET", f"/agents/{_path(agent)}/cursor")
+        seq = data["seq"]
+        return None if seq is None else int(seq)

@@ -1,0 +1,273 @@
+"""The same scenarios on both transports of the Api: in-process (`platform.api`) and HTTP (`Client`).
+
+A handler cannot tell which one it has, so each scenario must come out the same,
+exceptions included.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import pytest
+
+from examples import custom_job
+from listener import Conflict, Event, Invalid, JobStatus, Listener, NotFound, Platform
+from listener.api import Api
+from listener.client import Client, run_listener
+from listener.tasks import task_scope
+from tests.conftest import Server
+
+S = JobStatus
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=[pytest.param("inprocess"), pytest.param("http")])
+async def api(request: pytest.FixtureRequest, server: Server) -> AsyncIterator[Api]:
+    """The Api in-process, or over HTTP to a real server on the same platform (as its admin)."""
+    if request.param == "inprocess":
+        yield server.platform.api
+    else:
+        async with Client(server.url, token=server.admin_token) as client:
+            yield client
+
+
+def actor(api: Api) -> str | None:
+    """Who the platform records as acting through `api`."""
+    return "admin" if isinstance(api, Client) else None
+
+
+@asynccontextmanager
+async def serving(api: Api, platform: Platform, listener: Listener, *, agent: str) -> AsyncIterator[None]:
+    """Run `listener` on this transport while the block runs: in-process, or remotely through the client."""
+    if isinstance(api, Client):
+        async with task_scope() as tg:
+            await tg.start(functools.partial(run_listener, api, listener, agent=agent))
+            yield
+    else:
+        async with platform.running(listener, agent=agent):
+            yield
+
+
+async def test_lifecycle_and_its_events(api: Api, platform: Platform) -> None:
+    job = await api.jobs.create(type="workbook", operation="export", metadata={"a": 1})
+    assert (job.status, job.created_by, job.metadata) == (S.READY, actor(api), {"a": 1})
+    job = await api.jobs.ack(job.id, info="Starting", progress=10)
+    job = await api.jobs.update(job.id, progress=60)
+    assert (job.status, job.progress, job.info) == (S.EXECUTING, 60, "Starting")
+    job = await api.jobs.update(job.id, info=None)
+    assert job.info is None
+    assert (await job.refresh()) == job == await platform.api.jobs.get(job.id)
+    job = await api.jobs.complete(job.id, outcome={"message": "Done.", "next": {"type": "url", "url": "https://x.io"}})
+    assert (await job.wait(timeout=5)) == job
+    assert (job.status, job.progress) == (S.COMPLETE, 100)
+    assert job.outcome is not None and job.outcome.message == "Done."
+    events = await api.events.list(job_id=job.id)
+    assert [(e.topic, e.payload["status"], e.payload["progress"], e.payload["info"]) for e in events] == [
+        ("job:created", "created", 0, None),
+        ("job:ready", "ready", 0, None),
+        ("job:updated", "executing", 10, "Starting"),
+        ("job:updated", "executing", 60, "Starting"),
+        ("job:updated", "executing", 60, None),
+        ("job:completed", "complete", 100, None),
+    ]
+    assert {(e.context.job_id, e.context.job, e.context.actor_id) for e in events} == {
+        (job.id, "workbook:export", actor(api))}
+    await api.jobs.acknowledge_outcome(job.id)
+    await api.jobs.delete(job.id)
+    with pytest.raises(NotFound, match=job.id):
+        await api.jobs.get(job.id)
+
+
+Move = Callable[[Api, str], Awaitable[Any]]
+ILLEGAL: list[Any] = [
+    pytest.param("ready", "complete", lambda api, i: api.jobs.complete(i), id="complete-ready"),
+    pytest.param("ready", "update", lambda api, i: api.jobs.update(i, progress=5), id="update-ready"),
+    pytest.param("ready", "execute", lambda api, i: api.jobs.execute(i), id="execute-ready"),
+    pytest.param("complete", "ack", lambda api, i: api.jobs.ack(i), id="ack-complete"),
+    pytest.param("complete", "cancel", lambda api, i: api.jobs.cancel(i), id="cancel-complete"),
+    pytest.param("executing", "delete", lambda api, i: api.jobs.delete(i), id="delete-executing"),
+    pytest.param("executing", "acknowledge_outcome", lambda api, i: api.jobs.acknowledge_outcome(i),
+                 id="acknowledge-executing"),
+]
+
+
+@pytest.mark.parametrize(("status", "move", "call"), ILLEGAL)
+async def test_illegal_moves_are_conflicts_with_the_same_details(
+    api: Api, platform: Platform, status: str, move: str, call: Move
+) -> None:
+    job = await api.jobs.create(type="workbook", operation="export")
+    if status != "ready":
+        job = await api.jobs.ack(job.id)
+    if status == "complete":
+        job = await api.jobs.complete(job.id)
+    head = await platform.store.head()
+    with pytest.raises(Conflict) as raised:
+        await call(api, job.id)
+    assert raised.value.details == {"jobId": job.id, "status": status, "move": move}
+    assert raised.value.message.startswith(f"Cannot {move} job {job.id} (workbook:export): it is {status}")
+    assert await platform.store.head() == head, "a refused move appends no event"
+    assert await api.jobs.get(job.id) == job
+
+
+BAD_INPUT: list[Any] = [
+    pytest.param("progress", lambda api, i: api.jobs.ack(i, progress=101), id="progress-over-100"),
+    pytest.param("estimated_completion_at", lambda api, i: api.jobs.ack(i, estimated_completion_at="soon"),
+                 id="bad-date"),
+    pytest.param("outcome.next.url.url",
+                 lambda api, i: api.jobs.fail(i, outcome={"next": {"type": "url", "url": "javascript:x"}}),
+                 id="javascript-url"),
+    pytest.param("kind", lambda api, i: api.jobs.fail(i, kind="oops"), id="bad-kind"),
+    pytest.param("type", lambda api, i: api.jobs.create(type="spreadsheet", operation="export"), id="bad-type"),
+    pytest.param("operation", lambda api, i: api.jobs.create(type="workbook", operation="has spaces"),
+                 id="bad-operation"),
+    pytest.param("source", lambda api, i: api.jobs.create(type="workbook", operation="x", source="wb_nope"),
+                 id="unknown-source"),
+    pytest.param("limit", lambda api, i: api.jobs.list(limit=0), id="bad-limit"),
+    pytest.param("status.0", lambda api, i: api.jobs.list(status="done"), id="bad-status"),
+    pytest.param("name", lambda api, i: api.workbooks.create(name=""), id="empty-workbook-name"),
+]
+
+
+@pytest.mark.parametrize(("field", "call"), BAD_INPUT)
+async def test_bad_input_is_invalid_naming_the_field(api: Api, platform: Platform, field: str, call: Move) -> None:
+    job = await api.jobs.create(type="workbook", operation="export")
+    head = await platform.store.head()
+    with pytest.raises(Invalid) as raised:
+        await call(api, job.id)
+    assert field in [d["field"] for d in raised.value.details]
+    assert field in raised.value.message
+    assert await platform.store.head() == head, "bad input changes nothing"
+
+
+async def test_the_ack_race_has_exactly_one_winner(api: Api, platform: Platform) -> None:
+    job = await api.jobs.create(type="workbook", operation="export")
+    results: list[str] = []
+
+    async def claim() -> None:
+        try:
+            await api.jobs.ack(job.id)
+            results.append("won")
+        except Conflict:
+            results.append("conflict")
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(50):
+            tg.start_soon(claim)
+    assert (results.count("won"), results.count("conflict")) == (1, 49)
+    events = await api.events.list(job_id=job.id)
+    assert [e.topic for e in events] == ["job:created", "job:ready", "job:updated"]
+    assert (await api.jobs.get(job.id)).attempt == 1
+
+
+async def test_list_filters_and_paging(api: Api) -> None:
+    for operation in ("export", "export", "import"):
+        await api.jobs.create(type="workbook", operation=operation)
+    manual = await api.jobs.create(type="sheet", operation="export", trigger="manual")
+    everything = await api.jobs.list()
+    assert everything.total == 4 and everything.items[0].id == manual.id, "newest first"
+    assert (await api.jobs.list(status="created")).items == [manual]
+    assert (await api.jobs.list(status=["ready", "created"])).total == 4
+    assert (await api.jobs.list(type="workbook", operation="export")).total == 2
+    assert (await api.jobs.list(operation=["import", "export"], type=["sheet"])).items == [manual]
+    assert (await api.jobs.list(created_by=actor(api) or "nobody")).total == (4 if actor(api) else 0)
+    first, second = await api.jobs.list(limit=2), await api.jobs.list(limit=2, offset=2)
+    assert (first.total, first.limit, first.offset, second.offset) == (4, 2, 0, 2)
+    assert [j.id for j in first.items + second.items] == [j.id for j in everything.items]
+    assert (await second.items[-1].refresh()) == second.items[-1]
+
+
+async def test_workbooks_records_and_commit_created(api: Api) -> None:
+    space = await api.spaces.create(name="Sales", namespace="blue")
+    assert await api.spaces.get(space.id) == space and await api.spaces.list() == [space]
+    workbook = await api.workbooks.create(name="Leads", space_id=space.id, sheets=[
+        {"name": "Contacts", "slug": "contacts", "fields": [{"key": "email"}, {"key": "age", "type": "number"}]},
+        {"name": "Notes"}])
+    assert [s.slug for s in workbook.sheets] == ["contacts", "notes"]
+    assert await api.workbooks.get(workbook.id) == workbook
+    assert await api.workbooks.list(space_id=space.id) == [workbook]
+    contacts = workbook.sheets[0]
+    assert await api.sheets.list(workbook_id=workbook.id) == workbook.sheets
+    head = (await api.events.list(limit=1000))[-1].seq
+    rows = await api.records.insert(contacts.id, [{"email": "a@x.io", "age": 30}, {"email": "b@x.io"}])
+    changed = await api.records.update(contacts.id, [{"id": rows[0].id, "values": {"age": 31}}])
+    removed = await api.records.delete(contacts.id, [rows[1].id])
+    page = await api.records.get(contacts.id)
+    assert [r.values for r in page.items] == [{"email": "a@x.io", "age": 31}] and page.total == 1
+    with pytest.raises(Invalid) as raised:
+        await api.records.insert(contacts.id, [{"phone": "555"}])
+    assert [d["field"] for d in raised.value.details] == ["records.0.phone"]
+    commits = await api.events.list(after=head)
+    assert [e.topic for e in commits] == ["commit:created"] * 3
+    assert [e.context.commit_id for e in commits[1:]] == [changed.id, removed.id]
+    assert {(e.context.sheet_slug, e.context.workbook_id, e.context.space_id, e.context.namespace)
+            for e in commits} == {("contacts", workbook.id, space.id, "blue")}
+    assert [(e.payload["inserted"], e.payload["updated"], e.payload["deleted"]) for e in commits] == [
+        (2, 0, 0), (0, 1, 0), (0, 0, 1)]
+
+
+async def test_actions_trigger_validates_the_input_form(api: Api) -> None:
+    form = {"fields": [
+        {"key": "format", "label": "Format", "type": "enum", "defaultValue": "csv",
+         "config": {"options": [{"value": "csv"}, {"value": "xlsx"}]}},
+        {"key": "limit", "label": "Limit", "type": "number"},
+        {"key": "title", "label": "Title", "constraints": [{"type": "required"}]},
+    ]}
+    workbook = await api.workbooks.create(name="Report", sheets=[{"name": "Rows"}], actions=[
+        {"operation": "export", "label": "Export", "mode": "background", "inputForm": form},
+        {"operation": "submit", "label": "Submit", "constraints": [{"type": "hasData"}]}])
+    job = await api.actions.trigger(workbook.id, "export", input={"title": "Q4", "limit": 10})
+    assert (job.job, job.source, job.mode.value, job.status) == ("workbook:export", workbook.id, "background",
+                                                                 S.READY)
+    assert job.input == {"format": "csv", "title": "Q4", "limit": 10}, "defaults fill what was not given"
+    assert (await job.refresh()) == job
+    for bad, field in [({"title": "Q4", "format": "pdf"}, "input.format"), ({"title": "Q4", "limit": "ten"},
+                       "input.limit"), ({"title": "Q4", "colour": "red"}, "input.colour"), ({}, "input.title")]:
+        with pytest.raises(Invalid) as raised:
+            await api.actions.trigger(workbook.id, "export", input=bad)
+        assert [d["field"] for d in raised.value.details] == [field]
+    with pytest.raises(Invalid, match="needs data"):
+        await api.actions.trigger(workbook.id, "submit")
+    await api.records.insert(workbook.sheets[0].id, [{"anything": 1}])
+    assert (await api.actions.trigger(workbook.id, "submit")).job == "workbook:submit"
+    with pytest.raises(NotFound) as missing:
+        await api.actions.trigger(workbook.id, "import")
+    assert missing.value.details == {"id": workbook.id, "operation": "import"}
+
+
+async def test_a_commit_on_contacts_starts_a_custom_job_that_a_second_listener_completes(
+    api: Api, platform: Platform
+) -> None:
+    committed = anyio.Event()
+
+    async def on_commit(event: Event) -> None:
+        await custom_job.on_commit(event)
+        committed.set()
+
+    starter = Listener("starter")
+    starter.on("commit:created", {"sheet": "contacts"}, on_commit)
+    worker = Listener("worker")
+    worker.on("job:ready", {"job": "workbook:myCustomOperation"}, custom_job.my_custom_operation)
+
+    async with serving(api, platform, starter, agent="starter"), serving(api, platform, worker, agent="worker"):
+        space = await api.spaces.create(name="Custom jobs", namespace=custom_job.NAMESPACE)
+        workbook = await api.workbooks.create(name="Sales Leads", space_id=space.id, sheets=[
+            {"name": "Contacts", "slug": "contacts", "fields": [{"key": "name"}, {"key": "email"}]},
+            {"name": "Companies", "slug": "companies", "fields": [{"key": "name"}]}])
+        await api.records.insert(workbook.sheets[1].id, [{"name": "Acme"}])  # not contacts: no job
+        await api.records.insert(workbook.sheets[0].id, [{"name": "Katherine Johnson", "email": "kj@example.com"},
+                                                         {"name": "Dorothy Vaughan", "email": "dv@example.com"}])
+        with anyio.fail_after(10):
+            await committed.wait()
+        [started] = (await api.jobs.list(operation="myCustomOperation")).items
+        job = await api.jobs.wait(started.id, timeout=10)
+
+    assert (job.status, job.source, job.progress) == (S.COMPLETE, workbook.id, 100)
+    assert job.outcome is not None
+    assert job.outcome.message == "Successfully completed my custom operation: Sales Leads has 3 contacts."
+    assert job.created_by == ("admin" if isinstance(api, Client) else "agent:starter")
+    acked = [e for e in await api.events.list(job_id=job.id) if e.topic == "job:updated"]
+    assert [(e.payload["progress"], e.payload["info"]) for e in acked] == [(10, "Starting my custom operation.")]
