@@ -65,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     _option(serve, "--host", "HOST", "address to listen on", "127.0.0.1")
     _option(serve, "--port", "PORT", "port to listen on", 8080, int)
     _option(serve, "--max-body", "MAX_BODY", "largest request body in bytes", 1024 * 1024, int)
+    _option(serve, "--pool-size", "POOL_SIZE", "PostgreSQL connections of this replica", 10, int)
 
     run = commands.add_parser("run", help="serve a listener from a module against a server")
     run.add_argument("target", help="path/to/module.py[:name] or package.module[:name]")
@@ -163,7 +164,7 @@ async def _until_signal(scope: anyio.CancelScope) -> None:
 async def _serve(args: argparse.Namespace) -> None:
     from listener.platform.server import serve
 
-    async with Platform.open(args.db) as platform, anyio.create_task_group() as tg:
+    async with Platform.open(args.db, pool_size=args.pool_size) as platform, anyio.create_task_group() as tg:
         users = Users(platform.store, platform.clock)
         token = await users.ensure_admin(_env("ADMIN_TOKEN"))
         if token is not None and not _env("ADMIN_TOKEN"):

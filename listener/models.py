@@ -574,6 +574,9 @@ def parse(model: type[M], data: Any, *, what: str | None = None) -> M:
 
 Progress = Annotated[int, Field(ge=0, le=100)]
 
+# Offsets and event positions are stored and compared as 64-bit integers (SQLite INTEGER, PostgreSQL BIGINT).
+MAX_INT64 = 2**63 - 1
+
 
 class JobCreate(Model):
     """The body of `jobs.create`."""
@@ -591,20 +594,20 @@ class JobCreate(Model):
 
 
 class JobAck(Model):
-    """The body of `jobs.ack`."""
+    """The body of `jobs.ack`; only the fields given change (null clears info or estimatedCompletionAt)."""
 
     info: str | None = None
-    progress: Progress | None = None
+    progress: Progress = 0  # a job always has a progress: null is refused, not stored
     estimated_completion_at: datetime | None = None
 
 
 class JobUpdate(Model):
-    """The body of `jobs.update`; only the fields given change."""
+    """The body of `jobs.update`; only the fields given change (null clears info or estimatedCompletionAt)."""
 
     info: str | None = None
-    progress: Progress | None = None
+    progress: Progress = 0  # a job always has a progress and metadata: null is refused, not stored
     estimated_completion_at: datetime | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: dict[str, Any] = {}
 
 
 class JobComplete(Model):
@@ -631,7 +634,7 @@ class JobListQuery(Model):
     operation: list[str] = []
     created_by: str | None = None
     limit: Annotated[int, Field(ge=1, le=1000)] = 50
-    offset: Annotated[int, Field(ge=0)] = 0
+    offset: Annotated[int, Field(ge=0, le=MAX_INT64)] = 0
 
 
 class JobCancel(Model):

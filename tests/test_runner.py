@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import anyio
 import pytest
 
@@ -101,7 +99,7 @@ async def test_different_events_run_concurrently_up_to_the_limit(platform: Platf
     assert peak == 3 and started == 6
 
 
-async def test_an_agent_resumes_after_the_last_event_it_finished(db_path: Path, clock: ManualClock) -> None:
+async def test_an_agent_resumes_after_the_last_event_it_finished(db_url: str, clock: ManualClock) -> None:
     seen: list[str] = []
     reached = {2: anyio.Event(), 4: anyio.Event()}
     listener = Listener("worker")
@@ -112,7 +110,7 @@ async def test_an_agent_resumes_after_the_last_event_it_finished(db_path: Path, 
         if len(seen) in reached:
             reached[len(seen)].set()
 
-    async with Platform.open(str(db_path), clock=clock) as platform:
+    async with Platform.open(db_url, clock=clock) as platform:
         async with platform.running(listener):
             first = await create_jobs(platform, 2)
             with anyio.fail_after(5):
@@ -120,7 +118,7 @@ async def test_an_agent_resumes_after_the_last_event_it_finished(db_path: Path, 
         # Created while no runner was running: the agent's cursor stays behind them.
         missed = await create_jobs(platform, 2)
     assert seen == first
-    async with Platform.open(str(db_path), clock=clock) as platform:
+    async with Platform.open(db_url, clock=clock) as platform:
         async with platform.running(listener):
             with anyio.fail_after(5):
                 await reached[4].wait()

@@ -87,12 +87,24 @@ def sqlite_path(url: str) -> Path:
         return Path(url)
     parts = urlsplit(url)
     if parts.scheme != "sqlite":
-        raise Invalid(f"Unsupported database URL {url!r}: use sqlite:///path/to/file.db.")
+        raise Invalid(f"Unsupported database URL {url!r}: use sqlite:///path/to/file.db or postgresql://host/db.")
     path = unquote(parts.path)
     if parts.netloc or not path or path in ("/", "/:memory:"):
         raise Invalid(f"Database URL {url!r} does not name a file: use sqlite:///path/to/file.db.")
     # As SQLAlchemy: three slashes then a relative path, four for an absolute one.
     return Path(path[1:])
+
+
+@asynccontextmanager
+async def _open_store(url: str, *, synchronous: Synchronous, pool_size: int) -> AsyncIterator[Store]:
+    if url.startswith(("postgresql://", "postgres://")):
+        from listener.platform.store.postgres import PostgresStore
+
+        async with PostgresStore.open(url, pool_size=pool_size) as pg:
+            yield pg
+    else:
+        async with SqliteStore.open(sqlite_path(url), synchronous=synchronous) as sqlite:
+            yield sqlite
 
 
 class Platform:
@@ -113,16 +125,19 @@ class Platform:
         *,
         clock: Clock | None = None,
         synchronous: Synchronous = "NORMAL",
+        pool_size: int = 10,
     ) -> AsyncIterator[Platform]:
         """Open the platform on a database (default: ./.listener/listener.db).
 
         Args:
-            url: `sqlite:///relative.db`, `sqlite:////absolute.db` or a plain file path.
+            url: `sqlite:///relative.db`, `sqlite:////absolute.db`, a plain file path, or
+                `postgresql://user@host/db[?schema=name]` for several replicas on one database.
             clock: where time comes from; tests pass one they control.
             synchronous: SQLite's `NORMAL` (a killed process loses nothing) or `FULL` (survives power loss).
+            pool_size: PostgreSQL connections this process may open.
         """
-        path = sqlite_path(url or DEFAULT_DB)
-        async with SqliteStore.open(path, synchronous=synchronous) as store:
+        url = url or DEFAULT_DB
+        async with _open_store(url, synchronous=synchronous, pool_size=pool_size) as store:
             platform = cls(store, clock or SystemClock())
             platform.eventlog.last_seq = await store.head()
             try:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 
 from listener.errors import Forbidden, Invalid, NotFound
 from listener.models import (
+    MAX_INT64,
     Commit,
     Event,
     Job,
@@ -94,11 +95,11 @@ class RecordsDelete(Model):
 
 class PageQuery(Model):
     limit: int = Field(100, ge=1, le=1000)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=MAX_INT64)
 
 
 class EventsQuery(Model):
-    after: int = Field(0, ge=0)
+    after: int = Field(0, ge=0, le=MAX_INT64)
     limit: int = Field(100, ge=1, le=1000)
     job_id: str | None = None
 

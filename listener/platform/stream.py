@@ -20,7 +20,7 @@ from aiohttp import WSMsgType, web
 from pydantic import Field
 
 from listener.errors import Invalid
-from listener.models import Model
+from listener.models import MAX_INT64, Model
 from listener.platform.routes import Call, Route, cursor_name, visible_to
 from listener.tasks import task_scope
 from listener.topics import compile_filter, compile_topic
@@ -31,7 +31,7 @@ log = logging.getLogger("listener.stream")
 
 
 class StreamQuery(Model):
-    after: int | None = Field(None, ge=0)
+    after: int | None = Field(None, ge=0, le=MAX_INT64)
     agent: str | None = Field(None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:\-]+$")
     topic: list[str] = Field(default_factory=list)
     filter: str | None = None
@@ -99,8 +99,11 @@ async def _receive(text: str, ws: web.WebSocketResponse, store: Any, cursor: str
     try:
         data = json.loads(text)
         if data.get("type") == "ack" and cursor is not None:
-            await store.set_cursor(cursor, int(data["seq"]))
-            return
+            seq = int(data["seq"])
+            if 0 <= seq <= MAX_INT64:  # past 64 bits the store cannot hold it
+                await store.set_cursor(cursor, seq)
+                return
+            message = f"An ack's seq is an event's position: an integer from 0 to {MAX_INT64}."
         if data.get("type") == "ack":
             message = "An ack moves an agent's cursor: connect with ?agent=NAME to send acks."
     except (ValueError, KeyError, TypeError, AttributeError):

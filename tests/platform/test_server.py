@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, closing
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +17,7 @@ from listener import Outcome, Platform
 from listener.platform.auth import Users
 from listener.platform.server import create_app, serve
 from tests.conftest import Server
+from tests.conftest import snapshot as database_rows
 
 pytestmark = pytest.mark.anyio
 
@@ -32,11 +32,9 @@ async def call(server: Server, method: str, path: str, token: str | None = None,
         return response.status, body
 
 
-def snapshot(server: Server) -> dict[str, list[Any]]:
-    """Every row of every table of the platform's SQLite file, read through a connection of our own."""
-    with closing(sqlite3.connect(server.platform.store.path)) as db:
-        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
-        return {t: db.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall() for t in tables}
+async def snapshot(server: Server) -> dict[str, list[Any]]:
+    """Every row of every table of the platform's database."""
+    return await database_rows(server.platform)
 
 
 def assert_error(status: int, body: Any, expected_status: int, code: str) -> str:
@@ -367,7 +365,7 @@ def _fill(value: Any, world: World) -> Any:
 @pytest.mark.parametrize("case", list(BAD.values()), ids=list(BAD))
 async def test_bad_input_is_named_and_writes_nothing(server: Server, case: Bad) -> None:
     world = await make_world(server)
-    head, before = await server.platform.store.head(), snapshot(server)
+    head, before = await server.platform.store.head(), await snapshot(server)
     headers = {"Authorization": f"Bearer {server.admin_token}"}
     kw: dict[str, Any] = {}
     if case.json is not None:
@@ -382,7 +380,7 @@ async def test_bad_input_is_named_and_writes_nothing(server: Server, case: Bad) 
     for name in case.names:
         assert world.fill(name) in message, message
     assert await server.platform.store.head() == head
-    assert snapshot(server) == before
+    assert await snapshot(server) == before
 
 
 async def test_405_says_which_methods_are_allowed(server: Server) -> None:
@@ -447,7 +445,7 @@ async def _limited(server: Server, starter: Callable[..., Any]) -> None:
         async with aiohttp.ClientSession(headers=headers) as session:
             async with session.post(f"{url}{API}/jobs", data=_job_body(1000)) as r:
                 assert r.status == 202, await r.text()
-            head, before = await server.platform.store.head(), snapshot(server)
+            head, before = await server.platform.store.head(), await snapshot(server)
 
             async def chunked() -> AsyncIterator[bytes]:
                 body = _job_body(1001)
@@ -459,7 +457,7 @@ async def _limited(server: Server, starter: Callable[..., Any]) -> None:
                     message = assert_error(r.status, await r.json(), 413, "too_large")
                     assert "body" in message and "1000" in message
             assert await server.platform.store.head() == head
-            assert snapshot(server) == before
+            assert await snapshot(server) == before
 
 
 async def test_serve_takes_a_body_limit(server: Server) -> None:

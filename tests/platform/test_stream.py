@@ -223,7 +223,7 @@ BAD_STREAMS: dict[str, tuple[Params, int, str, str]] = {
 async def test_bad_stream_parameters_are_refused_before_the_upgrade(server: Server, params: Params, status: int,
                                                                     code: str, names: str) -> None:
     await new_job(server)
-    head, before = await server.platform.store.head(), snapshot(server)
+    head, before = await server.platform.store.head(), await snapshot(server)
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
         async with stream(server, server.admin_token, {**params, "agent": params.get("agent", "w")}):
             pass
@@ -231,15 +231,15 @@ async def test_bad_stream_parameters_are_refused_before_the_upgrade(server: Serv
     status_, body = await call(server, "GET", f"{API}/events/stream", server.admin_token, params=params)
     assert names in assert_error(status_, body, status, code)
     assert await server.platform.store.head() == head
-    assert snapshot(server) == before
+    assert await snapshot(server) == before
 
 
 async def test_a_plain_get_of_the_stream_is_refused_and_saves_no_cursor(server: Server) -> None:
     await new_job(server)
-    before = snapshot(server)
+    before = await snapshot(server)
     status, body = await call(server, "GET", f"{API}/events/stream", server.admin_token, params={"agent": "w"})
     assert_error(status, body, 400, "bad_request")
-    assert snapshot(server) == before
+    assert await snapshot(server) == before
     assert await server.platform.store.get_cursor("admin/w") is None
 
 

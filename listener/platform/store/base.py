@@ -37,6 +37,11 @@ class NewEvent:
     payload: dict[str, Any]
     created_at: datetime
 
+    def at(self, seq: int) -> Event:
+        """The event as appended at `seq` (its id derives from the seq, which is unique per store)."""
+        return Event(id=f"ev_{seq:012d}", seq=seq, topic=self.topic, context=self.context, payload=self.payload,
+                     created_at=self.created_at)
+
 
 @dataclass(slots=True)
 class JobChange:

@@ -122,14 +122,7 @@ class _Tx:
         added = []
         for n in new:
             self.seq += 1
-            event = Event(
-                id=f"ev_{self.seq:012d}",
-                seq=self.seq,
-                topic=n.topic,
-                context=n.context,
-                payload=n.payload,
-                created_at=n.created_at,
-            )
+            event = n.at(self.seq)
             self.conn.execute(
                 "INSERT INTO events (seq, topic, job_id, doc) VALUES (?, ?, ?, ?)",
                 (event.seq, event.topic, event.context.job_id, event.model_dump_json()),

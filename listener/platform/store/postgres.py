@@ -1,0 +1,478 @@
+"""The PostgreSQL store: several `listener serve` replicas on one database.
+
+Each write is one transaction that changes state and appends its events. The
+event log stays gap-free and in commit order across replicas because every
+appending transaction bumps one counter row (`event_head`) as its last step and
+holds that row lock until it commits: seq N+1 cannot commit before seq N.
+Claims use row locks (`SELECT ... FOR UPDATE`), so of 100 concurrent acks spread
+over replicas exactly one wins.
+
+Each replica publishes the log to its own subscribers from one "tail" task that
+reads new events in order. It is woken by its own commits, by LISTEN/NOTIFY for
+other replicas' commits, and by a slow timer that covers notifications missed
+while the listening connection was being re-established.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import anyio
+import asyncpg
+
+from listener.errors import Conflict, Invalid, NotFound
+from listener.models import Event, EventContext, Job, Record
+from listener.platform.store.base import (
+    JobQuery,
+    JobRule,
+    NewEvent,
+    Publisher,
+    RecordChanges,
+    StoredObject,
+    StoredUser,
+)
+from listener.tasks import task_scope
+
+__all__ = ["PostgresStore"]
+
+log = logging.getLogger("listener.store")
+
+T = TypeVar("T")
+CHANNEL = "listener_events"
+
+MIGRATIONS: list[str] = [
+    # 1: the initial schema
+    """
+    CREATE TABLE jobs (
+        id text PRIMARY KEY,
+        status text NOT NULL,
+        type text NOT NULL,
+        operation text NOT NULL,
+        created_by text,
+        created_at timestamptz NOT NULL,
+        pos bigserial,
+        doc jsonb NOT NULL,
+        ctx jsonb NOT NULL
+    );
+    CREATE INDEX jobs_status ON jobs (status, pos);
+    CREATE INDEX jobs_type_operation ON jobs (type, operation, pos);
+    CREATE INDEX jobs_created_by ON jobs (created_by, pos);
+    CREATE INDEX jobs_pos ON jobs (pos);
+    CREATE TABLE objects (
+        id text PRIMARY KEY,
+        kind text NOT NULL,
+        parent_id text,
+        pos bigserial,
+        doc jsonb NOT NULL
+    );
+    CREATE INDEX objects_kind_parent ON objects (kind, parent_id, pos);
+    CREATE TABLE records (
+        pos bigserial PRIMARY KEY,
+        id text NOT NULL UNIQUE,
+        sheet_id text NOT NULL,
+        vals jsonb NOT NULL,
+        created_at timestamptz NOT NULL,
+        updated_at timestamptz NOT NULL
+    );
+    CREATE INDEX records_sheet ON records (sheet_id, pos);
+    CREATE TABLE events (
+        seq bigint PRIMARY KEY,
+        topic text NOT NULL,
+        job_id text,
+        doc jsonb NOT NULL
+    );
+    CREATE INDEX events_job ON events (job_id, seq) WHERE job_id IS NOT NULL;
+    CREATE TABLE event_head (
+        id int PRIMARY KEY CHECK (id = 1),
+        seq bigint NOT NULL
+    );
+    INSERT INTO event_head VALUES (1, 0);
+    CREATE TABLE cursors (
+        name text PRIMARY KEY,
+        seq bigint NOT NULL
+    );
+    """,
+    # 2: users and their hashed bearer tokens
+    """
+    CREATE TABLE users (
+        id text PRIMARY KEY,
+        name text NOT NULL UNIQUE,
+        role text NOT NULL,
+        token_hash text NOT NULL UNIQUE,
+        doc jsonb NOT NULL
+    );
+    """,
+]
+
+# Errors after which a write is retried on a fresh connection: the server went away or
+# restarted the backend before the transaction committed, or a deadlock was broken.
+_TRANSIENT: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.SerializationError,
+    asyncpg.exceptions.ConnectionFailureError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # what BEGIN raises on a connection the server just terminated
+    ConnectionError,
+    OSError,
+)
+
+
+def parse_url(url: str) -> tuple[str, str]:
+    """The asyncpg DSN and the schema of a `postgresql://user@host/db?schema=name` URL."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise Invalid(f"Not a PostgreSQL URL: {url!r}.")
+    query = dict(parse_qsl(parts.query))
+    schema = query.pop("schema", "public")
+    if not schema.replace("_", "").isalnum():
+        raise Invalid(f"schema: {schema!r} must be letters, digits and underscores.")
+    return urlunsplit(parts._replace(scheme="postgresql", query=urlencode(query))), schema
+
+
+async def _append(conn: asyncpg.Connection, new: list[NewEvent]) -> list[Event]:
+    """Append events at the end of the transaction: the head row lock orders commits by seq."""
+    if not new:
+        return []
+    head = await conn.fetchval("UPDATE event_head SET seq = seq + $1 WHERE id = 1 RETURNING seq", len(new))
+    events = [n.at(head - len(new) + 1 + i) for i, n in enumerate(new)]
+    await conn.execute(
+        "INSERT INTO events (seq, topic, job_id, doc)"
+        " SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::jsonb[])",
+        [e.seq for e in events], [e.topic for e in events], [e.context.job_id for e in events],
+        [e.model_dump_json() for e in events],
+    )
+    await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, str(head))
+    return events
+
+
+class PostgresStore:
+    """The Store on PostgreSQL. Open it with `async with PostgresStore.open(url):`."""
+
+    def __init__(self, dsn: str, schema: str, *, pool_size: int, poll_interval: float) -> None:
+        self.dsn = dsn
+        self.schema = schema
+        self.pool_size = pool_size
+        self.poll_interval = poll_interval
+        self._pool: asyncpg.Pool | None = None
+        self._publishers: list[Publisher] = []
+        self._tail = 0
+        self._wake = anyio.Event()
+
+    @property
+    def settings(self) -> dict[str, str]:
+        """Session settings of every connection; the application name shows in pg_stat_activity."""
+        return {"search_path": self.schema, "application_name": f"listener:{self.schema}"}
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, url: str, *, pool_size: int = 10, poll_interval: float = 2.0) -> AsyncIterator[PostgresStore]:
+        """Connect (creating the schema and applying migrations if needed) to `postgresql://...[?schema=name]`."""
+        if pool_size < 1:
+            raise Invalid(f"pool_size: must be at least 1, not {pool_size}.")
+        dsn, schema = parse_url(url)
+        store = cls(dsn, schema, pool_size=pool_size, poll_interval=poll_interval)
+        await store._migrate()
+        store._pool = await asyncpg.create_pool(dsn, min_size=1, max_size=pool_size,
+                                                server_settings=store.settings)
+        try:
+            store._tail = await store.head()
+            async with task_scope() as tg:
+                tg.start_soon(store._tail_forever)
+                tg.start_soon(store._listen_forever)
+                yield store
+        finally:
+            pool, store._pool = store._pool, None
+            with anyio.CancelScope(shield=True):
+                await pool.close()
+
+    def add_publisher(self, publisher: Publisher) -> None:
+        self._publishers.append(publisher)
+
+    # -- schema ---------------------------------------------------------------
+
+    async def _migrate(self) -> None:
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            async with conn.transaction():
+                # Replicas starting together take turns; the second finds the work done.
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"listener:{self.schema}")
+                await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+                await conn.execute(f'SET LOCAL search_path TO "{self.schema}"')
+                await conn.execute("CREATE TABLE IF NOT EXISTS listener_migrations"
+                                   " (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
+                version = await conn.fetchval("SELECT coalesce(max(version), 0) FROM listener_migrations")
+                for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                    await conn.execute(script)
+                    await conn.execute("INSERT INTO listener_migrations (version) VALUES ($1)", number)
+        finally:
+            await conn.close()
+
+    # -- transactions -----------------------------------------------------------
+
+    def _ready(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("The store is closed.")
+        return self._pool
+
+    async def _write(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """Run `fn` in one transaction, retrying a few times when the connection was lost before it committed."""
+        for attempt in range(4):
+            try:
+                async with self._ready().acquire() as conn, conn.transaction():
+                    result = await fn(conn)
+                break
+            except _TRANSIENT as exc:
+                if attempt == 3:
+                    raise
+                log.warning("Retrying a write after a lost connection or deadlock: %s", exc)
+                await anyio.sleep(0.05 * 2**attempt)
+        self._wake.set()
+        return result
+
+    async def _read(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        for attempt in range(4):
+            try:
+                async with self._ready().acquire() as conn:
+                    return await fn(conn)
+            except _TRANSIENT:
+                if attempt == 3:
+                    raise
+                await anyio.sleep(0.05 * 2**attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- publishing -------------------------------------------------------------
+
+    async def _tail_forever(self) -> None:
+        while True:
+            with anyio.move_on_after(self.poll_interval):
+                await self._wake.wait()
+            self._wake = anyio.Event()
+            try:
+                while events := await self.read_events(self._tail, 1000):
+                    self._tail = events[-1].seq
+                    for publish in self._publishers:
+                        try:
+                            publish(events)
+                        except Exception:
+                            log.exception("An event subscriber failed on events %d-%d", events[0].seq,
+                                          events[-1].seq)
+            except _TRANSIENT as exc:
+                log.warning("Could not read new events (%s); trying again.", exc)
+                await anyio.sleep(0.2)
+
+    async def _listen_forever(self) -> None:
+        delay = 0.1
+        while True:
+            try:
+                conn = await asyncpg.connect(self.dsn, server_settings=self.settings)
+            except _TRANSIENT as exc:
+                log.warning("Cannot listen for other replicas' events (%s); retrying in %.1fs.", exc, delay)
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            lost = anyio.Event()
+            try:
+                conn.add_termination_listener(lambda _, lost=lost: lost.set())
+                await conn.add_listener(CHANNEL, lambda *_: self._wake.set())
+                delay = 0.1
+                self._wake.set()  # catch up on what was committed while we were not listening
+                await lost.wait()
+                log.warning("The listening connection was lost; reconnecting.")
+            finally:
+                with anyio.CancelScope(shield=True):
+                    if not conn.is_closed():
+                        await conn.close()
+
+    # -- jobs ---------------------------------------------------------------------
+
+    async def insert_job(self, job: Job, context: EventContext, events: list[NewEvent]) -> list[Event]:
+        async def insert(conn: asyncpg.Connection) -> list[Event]:
+            try:
+                await conn.execute(
+                    "INSERT INTO jobs (id, status, type, operation, created_by, created_at, doc, ctx)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    job.id, job.status.value, job.type.value, job.operation, job.created_by, job.created_at,
+                    job.model_dump_json(), context.model_dump_json())
+            except asyncpg.UniqueViolationError:
+                raise Conflict(f"Job {job.id} already exists.", details={"jobId": job.id}) from None
+            return await _append(conn, events)
+
+        return await self._write(insert)
+
+    async def change_job(self, job_id: str, rule: JobRule) -> tuple[Job | None, list[Event]]:
+        async def change(conn: asyncpg.Connection) -> tuple[Job | None, list[Event]]:
+            row = await conn.fetchrow("SELECT doc, ctx FROM jobs WHERE id = $1 FOR UPDATE", job_id)
+            if row is None:
+                raise NotFound(f"Job {job_id} not found.", details={"jobId": job_id})
+            outcome = rule(Job.model_validate_json(row["doc"]), EventContext.model_validate_json(row["ctx"]))
+            if outcome.job is None:
+                await conn.execute("DELETE FROM jobs WHERE id = $1", job_id)
+            else:
+                new = outcome.job
+                await conn.execute("UPDATE jobs SET status = $2, doc = $3 WHERE id = $1", job_id, new.status.value,
+                                   new.model_dump_json())
+            return outcome.job, await _append(conn, outcome.events)
+
+        return await self._write(change)
+
+    async def get_job(self, job_id: str) -> Job:
+        row = await self._read(lambda conn: conn.fetchval("SELECT doc FROM jobs WHERE id = $1", job_id))
+        if row is None:
+            raise NotFound(f"Job {job_id} not found.", details={"jobId": job_id})
+        return Job.model_validate_json(row)
+
+    async def list_jobs(self, query: JobQuery) -> tuple[list[Job], int]:
+        where: list[str] = []
+        params: list[Any] = []
+        for column, values in (("status", query.status), ("type", query.type), ("operation", query.operation)):
+            if values:
+                params.append([str(v) for v in values])
+                where.append(f"{column} = ANY(${len(params)}::text[])")
+        if query.created_by is not None:
+            params.append(query.created_by)
+            where.append(f"created_by = ${len(params)}")
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+
+        async def list_(conn: asyncpg.Connection) -> tuple[list[Job], int]:
+            total = await conn.fetchval(f"SELECT count(*) FROM jobs{clause}", *params)
+            rows = await conn.fetch(
+                f"SELECT doc FROM jobs{clause} ORDER BY pos DESC LIMIT ${len(params) + 1} OFFSET ${len(params) + 2}",
+                *params, query.limit, query.offset)
+            return [Job.model_validate_json(r["doc"]) for r in rows], int(total)
+
+        return await self._read(list_)
+
+    # -- domain objects -----------------------------------------------------------
+
+    async def put_objects(self, objects: list[StoredObject], events: list[NewEvent]) -> list[Event]:
+        async def put(conn: asyncpg.Connection) -> list[Event]:
+            await conn.executemany(
+                "INSERT INTO objects (id, kind, parent_id, doc) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, parent_id = excluded.parent_id,"
+                " doc = excluded.doc",
+                [(o.id, o.kind, o.parent_id, json.dumps(o.doc)) for o in objects])
+            return await _append(conn, events)
+
+        return await self._write(put)
+
+    async def get_object(self, object_id: str, kind: str | None = None) -> StoredObject:
+        row = await self._read(lambda conn: conn.fetchrow(
+            "SELECT id, kind, parent_id, doc FROM objects WHERE id = $1", object_id))
+        if row is None or (kind is not None and row["kind"] != kind):
+            raise NotFound(f"{(kind or 'object').capitalize()} {object_id} not found.", details={"id": object_id})
+        return StoredObject(row["id"], row["kind"], row["parent_id"], json.loads(row["doc"]))
+
+    async def list_objects(self, kind: str, parent_id: str | None = None) -> list[StoredObject]:
+        async def list_(conn: asyncpg.Connection) -> list[Any]:
+            if parent_id is None:
+                return list(await conn.fetch("SELECT id, kind, parent_id, doc FROM objects WHERE kind = $1"
+                                             " ORDER BY pos", kind))
+            return list(await conn.fetch("SELECT id, kind, parent_id, doc FROM objects WHERE kind = $1"
+                                         " AND parent_id = $2 ORDER BY pos", kind, parent_id))
+
+        rows = await self._read(list_)
+        return [StoredObject(r["id"], r["kind"], r["parent_id"], json.loads(r["doc"])) for r in rows]
+
+    async def delete_objects(self, object_ids: list[str], events: list[NewEvent]) -> list[Event]:
+        async def delete(conn: asyncpg.Connection) -> list[Event]:
+            await conn.execute("DELETE FROM objects WHERE id = ANY($1::text[])", object_ids)
+            await conn.execute("DELETE FROM records WHERE sheet_id = ANY($1::text[])", object_ids)
+            return await _append(conn, events)
+
+        return await self._write(delete)
+
+    # -- records ------------------------------------------------------------------
+
+    async def change_records(self, changes: RecordChanges, events: list[NewEvent]) -> list[Event]:
+        async def change(conn: asyncpg.Connection) -> list[Event]:
+            if changes.insert:
+                await conn.executemany(
+                    "INSERT INTO records (id, sheet_id, vals, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)",
+                    [(r.id, r.sheet_id, json.dumps(r.values), r.created_at, r.updated_at) for r in changes.insert])
+            for record_id, values in changes.update.items():
+                done = await conn.fetchval(
+                    "UPDATE records SET vals = vals || $3::jsonb, updated_at = $4 WHERE id = $1 AND sheet_id = $2"
+                    " RETURNING 1", record_id, changes.sheet_id, json.dumps(values), changes.updated_at)
+                if done is None:
+                    raise NotFound(f"Record {record_id} not found in sheet {changes.sheet_id}.",
+                                   details={"recordId": record_id})
+            for record_id in changes.delete:
+                done = await conn.fetchval("DELETE FROM records WHERE id = $1 AND sheet_id = $2 RETURNING 1",
+                                           record_id, changes.sheet_id)
+                if done is None:
+                    raise NotFound(f"Record {record_id} not found in sheet {changes.sheet_id}.",
+                                   details={"recordId": record_id})
+            return await _append(conn, events)
+
+        return await self._write(change)
+
+    async def list_records(self, sheet_id: str, limit: int, offset: int) -> tuple[list[Record], int]:
+        async def list_(conn: asyncpg.Connection) -> tuple[list[Record], int]:
+            total = await conn.fetchval("SELECT count(*) FROM records WHERE sheet_id = $1", sheet_id)
+            rows = await conn.fetch("SELECT id, vals, created_at, updated_at FROM records WHERE sheet_id = $1"
+                                    " ORDER BY pos LIMIT $2 OFFSET $3", sheet_id, limit, offset)
+            return [Record(id=r["id"], sheet_id=sheet_id, values=json.loads(r["vals"]), created_at=r["created_at"],
+                           updated_at=r["updated_at"]) for r in rows], int(total)
+
+        return await self._read(list_)
+
+    # -- the event log ------------------------------------------------------------
+
+    async def append_events(self, events: list[NewEvent]) -> list[Event]:
+        return await self._write(lambda conn: _append(conn, events))
+
+    async def read_events(self, after: int, limit: int, job_id: str | None = None) -> list[Event]:
+        async def read(conn: asyncpg.Connection) -> list[Any]:
+            if job_id is None:
+                return list(await conn.fetch("SELECT doc FROM events WHERE seq > $1 ORDER BY seq LIMIT $2", after,
+                                             limit))
+            return list(await conn.fetch("SELECT doc FROM events WHERE seq > $1 AND job_id = $3 ORDER BY seq"
+                                         " LIMIT $2", after, limit, job_id))
+
+        return [Event.model_validate_json(r["doc"]) for r in await self._read(read)]
+
+    async def head(self) -> int:
+        return int(await self._read(lambda conn: conn.fetchval("SELECT seq FROM event_head WHERE id = 1")))
+
+    # -- cursors --------------------------------------------------------------------
+
+    async def get_cursor(self, name: str) -> int | None:
+        value = await self._read(lambda conn: conn.fetchval("SELECT seq FROM cursors WHERE name = $1", name))
+        return None if value is None else int(value)
+
+    async def set_cursor(self, name: str, seq: int) -> None:
+        # A cursor only moves forward, whichever of two processes of one agent writes last.
+        await self._write(lambda conn: conn.execute(
+            "INSERT INTO cursors (name, seq) VALUES ($1, $2)"
+            " ON CONFLICT (name) DO UPDATE SET seq = greatest(cursors.seq, excluded.seq)", name, seq))
+
+    # -- users ------------------------------------------------------------------------
+
+    async def insert_user(self, user: StoredUser) -> None:
+        async def insert(conn: asyncpg.Connection) -> None:
+            try:
+                await conn.execute("INSERT INTO users (id, name, role, token_hash, doc) VALUES ($1, $2, $3, $4, $5)",
+                                   user.id, user.name, user.role, user.token_hash, json.dumps(user.doc))
+            except asyncpg.UniqueViolationError:
+                raise Conflict(f"A user named {user.name!r} already exists.", details={"name": user.name}) from None
+
+        await self._write(insert)
+
+    async def find_user(self, *, token_hash: str | None = None, name: str | None = None) -> StoredUser | None:
+        column, value = ("token_hash", token_hash) if token_hash is not None else ("name", name)
+        row = await self._read(lambda conn: conn.fetchrow(
+            f"SELECT id, name, role, token_hash, doc FROM users WHERE {column} = $1", value))
+        if row is None:
+            return None
+        return StoredUser(row["id"], row["name"], row["role"], row["token_hash"], json.loads(row["doc"]))
+
+    async def count_users(self) -> int:
+        return int(await self._read(lambda conn: conn.fetchval("SELECT count(*) FROM users")))
