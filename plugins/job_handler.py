@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import anyio
 from pydantic import BaseModel
 
+from listener.api import Api
 from listener.errors import Conflict, Invalid, NotFound
 from listener.listener import Listener
 from listener.models import Event, Job, Outcome, parse
@@ -60,6 +61,20 @@ def _outcome(result: Outcome | dict[str, Any] | None) -> Outcome:
     raise TypeError(f"A job handler returns an Outcome, a dict or None, not {type(result).__name__}.")
 
 
+async def _claim(api: Api, job_id: str, attempts: int = 3) -> Job | None:
+    """Ack the job; None if it is not ours to run. A lost connection is tried again (on another replica)."""
+    for attempt in range(attempts):
+        try:
+            return await api.jobs.ack(job_id, info="Accepted", progress=0)
+        except (Conflict, NotFound):
+            return None
+        except ConnectionError:
+            if attempt == attempts - 1:
+                raise
+            await anyio.sleep(0.1 * 2**attempt)
+    return None  # pragma: no cover
+
+
 def job_handler(
     job: str,
     handler: JobHandlerFn,
@@ -85,9 +100,8 @@ def job_handler(
         api = event.api
         job_id = event.context.job_id
         assert job_id is not None, "job:ready always names its job"
-        try:
-            acked = await api.jobs.ack(job_id, info="Accepted", progress=0)
-        except (Conflict, NotFound):
+        acked = await _claim(api, job_id)
+        if acked is None:
             return  # claimed by another worker, cancelled or deleted: not ours to run
         event.cache["job"] = acked
         started = time.monotonic()

@@ -16,7 +16,7 @@ from datetime import datetime
 
 from pydantic import Field
 
-from listener.errors import Invalid, Unauthorized
+from listener.errors import Conflict, Invalid, Unauthorized
 from listener.models import Model, new_id, parse
 from listener.platform.store.base import Store, StoredUser
 from listener.types import Clock
@@ -111,5 +111,8 @@ class Users:
         """
         if await self.count():
             return None
-        _, token = await self.create(name, Role.ADMIN, token=token)
+        try:
+            _, token = await self.create(name, Role.ADMIN, token=token)
+        except Conflict:
+            return None  # another replica, starting at the same time, created it first
         return token
