@@ -28,6 +28,7 @@ import pstats
 import resource
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -160,6 +161,12 @@ class WriterStats:
 
 
 def fresh_db(args: argparse.Namespace, stack: ExitStack) -> str:
+    if args.db and str(args.db).startswith(("postgresql://", "postgres://")):
+        # A fresh schema per run, dropped afterwards, so runs do not measure each other's rows.
+        schema = f"bench_{uuid.uuid4().hex[:12]}"
+        stack.callback(subprocess.run, ["psql", str(args.db), "-qc", f"DROP SCHEMA IF EXISTS {schema} CASCADE"],
+                       check=False, capture_output=True)
+        return f"{args.db}{'&' if '?' in str(args.db) else '?'}schema={schema}"
     if args.db:
         return str(args.db)
     tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="listener-bench-"))
@@ -427,7 +434,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=3, help="runs per path; figures are the median (default 3)")
     parser.add_argument("--concurrency", type=int, default=64,
                         help="runner concurrency and jobs kept in flight (default 64)")
-    parser.add_argument("--db", type=Path, default=None,
+    parser.add_argument("--db", default=None,
                         help="database file to use for every run (default: a fresh temp file per run)")
     parser.add_argument("--synchronous", choices=["NORMAL", "FULL"], default="NORMAL",
                         help="SQLite synchronous mode (default NORMAL)")

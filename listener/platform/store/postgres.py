@@ -19,7 +19,8 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import anyio
@@ -137,20 +138,54 @@ def parse_url(url: str) -> tuple[str, str]:
     return urlunsplit(parts._replace(scheme="postgresql", query=urlencode(query))), schema
 
 
+# One round trip appends a batch: bump the head (taking its lock until commit), insert the events with
+# their seq and id written into their JSON, and notify the other replicas (delivered at commit).
+_APPEND = """
+WITH head AS (UPDATE event_head SET seq = seq + $1 WHERE id = 1 RETURNING seq),
+rows AS (
+    SELECT (SELECT seq FROM head) - $1 + n AS seq, topic, job_id, doc
+    FROM unnest($2::text[], $3::text[], $4::jsonb[]) WITH ORDINALITY AS u(topic, job_id, doc, n)
+),
+inserted AS (
+    INSERT INTO events (seq, topic, job_id, doc)
+    SELECT seq, topic, job_id,
+           doc || jsonb_build_object('seq', seq, 'id', 'ev_' || lpad(seq::text, 12, '0'))
+    FROM rows
+    RETURNING seq
+)
+SELECT max(seq) AS head, pg_notify('""" + CHANNEL + """', max(seq)::text) FROM inserted
+"""
+
+
 async def _append(conn: asyncpg.Connection, new: list[NewEvent]) -> list[Event]:
-    """Append events at the end of the transaction: the head row lock orders commits by seq."""
+    """Append events as the transaction's last step: the head row lock orders commits by seq."""
     if not new:
         return []
-    head = await conn.fetchval("UPDATE event_head SET seq = seq + $1 WHERE id = 1 RETURNING seq", len(new))
-    events = [n.at(head - len(new) + 1 + i) for i, n in enumerate(new)]
-    await conn.execute(
-        "INSERT INTO events (seq, topic, job_id, doc)"
-        " SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::jsonb[])",
-        [e.seq for e in events], [e.topic for e in events], [e.context.job_id for e in events],
-        [e.model_dump_json() for e in events],
-    )
-    await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, str(head))
-    return events
+    docs = [n.at(0) for n in new]
+    head = await conn.fetchval(_APPEND, len(new), [e.topic for e in docs], [e.context.job_id for e in docs],
+                               [e.model_dump_json() for e in docs])
+    return [n.at(head - len(new) + 1 + i) for i, n in enumerate(new)]
+
+
+WriteFn = Callable[[asyncpg.Connection], Awaitable[tuple[T, list[NewEvent]]]]
+"""A write: runs inside the batch transaction, returns its result and the events to append."""
+
+
+@dataclass(slots=True)
+class _Write(Generic[T]):
+    fn: WriteFn[T]
+    # A write that changes one job names it, so the batch can lock and read all such rows at once;
+    # it changes only the batch's cached copy, so it needs no savepoint of its own.
+    job_id: str | None = None
+    savepoint: bool = True
+    result: T | None = None
+    error: BaseException | None = None
+    new: list[NewEvent] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+
+
+async def _no_reset(conn: asyncpg.Connection) -> None:
+    """Connections go back to the pool as they are: nothing here sets, listens or locks beyond a transaction."""
 
 
 class PostgresStore:
@@ -165,6 +200,12 @@ class PostgresStore:
         self._publishers: list[Publisher] = []
         self._tail = 0
         self._wake = anyio.Event()
+        self._pending: list[_Write[Any]] = []
+        self._pending_done = anyio.Event()
+        self._flush_wake = anyio.Event()
+        self._jobs: dict[str, tuple[Job, EventContext]] = {}
+        self._changed: dict[str, Job | None] = {}
+        self._inserted: dict[str, tuple[Job, EventContext]] = {}
 
     @property
     def settings(self) -> dict[str, str]:
@@ -180,14 +221,19 @@ class PostgresStore:
         dsn, schema = parse_url(url)
         store = cls(dsn, schema, pool_size=pool_size, poll_interval=poll_interval)
         await store._migrate()
-        store._pool = await asyncpg.create_pool(dsn, min_size=1, max_size=pool_size,
+        store._pool = await asyncpg.create_pool(dsn, min_size=1, max_size=pool_size, reset=_no_reset,
                                                 server_settings=store.settings)
         try:
             store._tail = await store.head()
             async with task_scope() as tg:
+                tg.start_soon(store._flush_forever)
                 tg.start_soon(store._tail_forever)
                 tg.start_soon(store._listen_forever)
-                yield store
+                try:
+                    yield store
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await store._drain()
         finally:
             pool, store._pool = store._pool, None
             with anyio.CancelScope(shield=True):
@@ -222,20 +268,125 @@ class PostgresStore:
             raise RuntimeError("The store is closed.")
         return self._pool
 
-    async def _write(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        """Run `fn` in one transaction, retrying a few times when the connection was lost before it committed."""
+    async def _write(self, fn: WriteFn[T], *, job_id: str | None = None,
+                     savepoint: bool = True) -> tuple[T, list[Event]]:
+        """Run `fn` in the next batch transaction; returns its result and the events it appended.
+
+        Concurrent writes share one transaction (each in its own savepoint, so one that fails rolls
+        back alone) and one commit: the commit's flush to disk and the log head's lock are paid once
+        per batch, not once per write.
+        """
+        self._ready()
+        write: _Write[T] = _Write(fn, job_id, savepoint and job_id is None)
+        self._pending.append(write)
+        done = self._pending_done
+        self._flush_wake.set()
+        try:
+            await done.wait()
+        except anyio.get_cancelled_exc_class():
+            # The batch commits or rolls back whatever happens to this caller: wait to know which.
+            with anyio.CancelScope(shield=True):
+                await done.wait()
+            raise
+        if write.error is not None:
+            raise write.error
+        return write.result, write.events  # type: ignore[return-value]
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await self._flush_wake.wait()
+            self._flush_wake = anyio.Event()
+            batch, done = self._pending, self._pending_done
+            if not batch:
+                continue
+            self._pending, self._pending_done = [], anyio.Event()
+            with anyio.CancelScope(shield=True):
+                try:
+                    await self._commit(batch)
+                finally:
+                    done.set()
+                self._wake.set()
+
+    async def _drain(self) -> None:
+        while self._pending:
+            self._flush_wake.set()
+            await self._pending_done.wait()
+
+    async def _commit(self, batch: list[_Write[Any]]) -> None:
         for attempt in range(4):
+            for write in batch:
+                write.error, write.events, write.new = None, [], []
             try:
-                async with self._ready().acquire() as conn, conn.transaction():
-                    result = await fn(conn)
-                break
+                await self._batch_transaction(batch)
+                return
             except _TRANSIENT as exc:
                 if attempt == 3:
-                    raise
-                log.warning("Retrying a write after a lost connection or deadlock: %s", exc)
+                    for write in batch:
+                        write.error = exc
+                    return
+                log.warning("Retrying a batch of %d write(s) after a lost connection: %s", len(batch), exc)
                 await anyio.sleep(0.05 * 2**attempt)
-        self._wake.set()
-        return result
+            except Exception as exc:  # the commit itself failed: nothing of the batch happened
+                for write in batch:
+                    write.error = exc
+                return
+
+    async def _batch_transaction(self, batch: list[_Write[Any]]) -> None:
+        async with self._ready().acquire() as conn, conn.transaction():
+            # Lock and read every job the batch changes in one query, in id order so that two
+            # replicas' batches lock rows in the same order and cannot deadlock on them.
+            ids = sorted({w.job_id for w in batch if w.job_id is not None})
+            self._jobs, self._changed, self._inserted = {}, {}, {}
+            if ids:
+                rows = await conn.fetch("SELECT id, doc, ctx FROM jobs WHERE id = ANY($1::text[]) ORDER BY id"
+                                        " FOR UPDATE", ids)
+                self._jobs = {r["id"]: (Job.model_validate_json(r["doc"]), EventContext.model_validate_json(r["ctx"]))
+                              for r in rows}
+            for write in batch:
+                try:
+                    if write.savepoint:
+                        async with conn.transaction():
+                            write.result, write.new = await write.fn(conn)
+                    else:
+                        write.result, write.new = await write.fn(conn)
+                except _TRANSIENT:
+                    raise  # the transaction is lost: the whole batch goes again
+                except Exception as exc:
+                    if isinstance(exc, asyncpg.PostgresError) and not write.savepoint:
+                        raise  # without a savepoint the database error aborted the whole transaction
+                    write.error = exc
+            await self._save_jobs(conn)
+            new = [n for w in batch if w.error is None for n in w.new]
+            events = await _append(conn, new)
+            for write in batch:
+                if write.error is None:
+                    write.events, events = events[:len(write.new)], events[len(write.new):]
+
+    async def _save_jobs(self, conn: asyncpg.Connection) -> None:
+        """Write the batch's new and changed jobs back, in three statements whatever their number."""
+        # A job created and changed in the same batch is inserted as it ends up.
+        inserted = [(self._jobs[i][0] if i in self._jobs else job, ctx) for i, (job, ctx) in self._inserted.items()
+                    if self._changed.get(i, job) is not None]
+        if inserted:
+            await conn.execute(
+                "INSERT INTO jobs (id, status, type, operation, created_by, created_at, doc, ctx)"
+                " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
+                " $6::timestamptz[], $7::jsonb[], $8::jsonb[])",
+                [j.id for j, _ in inserted], [j.status.value for j, _ in inserted], [j.type.value for j, _ in inserted],
+                [j.operation for j, _ in inserted], [j.created_by for j, _ in inserted],
+                [j.created_at for j, _ in inserted], [j.model_dump_json() for j, _ in inserted],
+                [c.model_dump_json() for _, c in inserted])
+        changed = {i: job for i, job in self._changed.items() if i not in self._inserted}
+        updated = [(i, job) for i, job in changed.items() if job is not None]
+        deleted = [i for i, job in changed.items() if job is None]
+        if updated:
+            await conn.execute(
+                "UPDATE jobs SET status = u.status, doc = u.doc FROM unnest($1::text[], $2::text[], $3::jsonb[])"
+                " AS u(id, status, doc) WHERE jobs.id = u.id",
+                [i for i, _ in updated], [j.status.value for _, j in updated],
+                [j.model_dump_json() for _, j in updated])
+        if deleted:
+            await conn.execute("DELETE FROM jobs WHERE id = ANY($1::text[])", deleted)
 
     async def _read(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         for attempt in range(4):
@@ -294,34 +445,38 @@ class PostgresStore:
     # -- jobs ---------------------------------------------------------------------
 
     async def insert_job(self, job: Job, context: EventContext, events: list[NewEvent]) -> list[Event]:
-        async def insert(conn: asyncpg.Connection) -> list[Event]:
-            try:
-                await conn.execute(
-                    "INSERT INTO jobs (id, status, type, operation, created_by, created_at, doc, ctx)"
-                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                    job.id, job.status.value, job.type.value, job.operation, job.created_by, job.created_at,
-                    job.model_dump_json(), context.model_dump_json())
-            except asyncpg.UniqueViolationError:
-                raise Conflict(f"Job {job.id} already exists.", details={"jobId": job.id}) from None
-            return await _append(conn, events)
+        async def insert(conn: asyncpg.Connection) -> tuple[None, list[NewEvent]]:
+            if job.id in self._jobs or job.id in self._inserted:
+                raise Conflict(f"Job {job.id} already exists.", details={"jobId": job.id})
+            # Inserted with the batch's other new jobs in one statement at the end.
+            self._inserted[job.id] = (job, context)
+            self._jobs[job.id] = (job, context)
+            return None, events
 
-        return await self._write(insert)
+        _, added = await self._write(insert, job_id=job.id)
+        return added
 
     async def change_job(self, job_id: str, rule: JobRule) -> tuple[Job | None, list[Event]]:
-        async def change(conn: asyncpg.Connection) -> tuple[Job | None, list[Event]]:
-            row = await conn.fetchrow("SELECT doc, ctx FROM jobs WHERE id = $1 FOR UPDATE", job_id)
-            if row is None:
+        async def change(conn: asyncpg.Connection) -> tuple[Job | None, list[NewEvent]]:
+            current = self._jobs.get(job_id)
+            if current is None and job_id not in self._changed:
+                # Not there when the batch started: perhaps inserted by an earlier write of this batch.
+                row = await conn.fetchrow("SELECT doc, ctx FROM jobs WHERE id = $1 FOR UPDATE", job_id)
+                if row is not None:
+                    current = Job.model_validate_json(row["doc"]), EventContext.model_validate_json(row["ctx"])
+            if current is None:
                 raise NotFound(f"Job {job_id} not found.", details={"jobId": job_id})
-            outcome = rule(Job.model_validate_json(row["doc"]), EventContext.model_validate_json(row["ctx"]))
+            job, ctx = current
+            outcome = rule(job, ctx)
+            # Only a rule that succeeded changes the batch's copy; the rows are written once, at the end.
+            self._changed[job_id] = outcome.job
             if outcome.job is None:
-                await conn.execute("DELETE FROM jobs WHERE id = $1", job_id)
+                self._jobs.pop(job_id, None)
             else:
-                new = outcome.job
-                await conn.execute("UPDATE jobs SET status = $2, doc = $3 WHERE id = $1", job_id, new.status.value,
-                                   new.model_dump_json())
-            return outcome.job, await _append(conn, outcome.events)
+                self._jobs[job_id] = (outcome.job, ctx)
+            return outcome.job, outcome.events
 
-        return await self._write(change)
+        return await self._write(change, job_id=job_id)
 
     async def get_job(self, job_id: str) -> Job:
         row = await self._read(lambda conn: conn.fetchval("SELECT doc FROM jobs WHERE id = $1", job_id))
@@ -353,15 +508,16 @@ class PostgresStore:
     # -- domain objects -----------------------------------------------------------
 
     async def put_objects(self, objects: list[StoredObject], events: list[NewEvent]) -> list[Event]:
-        async def put(conn: asyncpg.Connection) -> list[Event]:
+        async def put(conn: asyncpg.Connection) -> tuple[None, list[NewEvent]]:
             await conn.executemany(
                 "INSERT INTO objects (id, kind, parent_id, doc) VALUES ($1, $2, $3, $4)"
                 " ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, parent_id = excluded.parent_id,"
                 " doc = excluded.doc",
                 [(o.id, o.kind, o.parent_id, json.dumps(o.doc)) for o in objects])
-            return await _append(conn, events)
+            return None, events
 
-        return await self._write(put)
+        _, added = await self._write(put)
+        return added
 
     async def get_object(self, object_id: str, kind: str | None = None) -> StoredObject:
         row = await self._read(lambda conn: conn.fetchrow(
@@ -382,17 +538,18 @@ class PostgresStore:
         return [StoredObject(r["id"], r["kind"], r["parent_id"], json.loads(r["doc"])) for r in rows]
 
     async def delete_objects(self, object_ids: list[str], events: list[NewEvent]) -> list[Event]:
-        async def delete(conn: asyncpg.Connection) -> list[Event]:
+        async def delete(conn: asyncpg.Connection) -> tuple[None, list[NewEvent]]:
             await conn.execute("DELETE FROM objects WHERE id = ANY($1::text[])", object_ids)
             await conn.execute("DELETE FROM records WHERE sheet_id = ANY($1::text[])", object_ids)
-            return await _append(conn, events)
+            return None, events
 
-        return await self._write(delete)
+        _, added = await self._write(delete)
+        return added
 
     # -- records ------------------------------------------------------------------
 
     async def change_records(self, changes: RecordChanges, events: list[NewEvent]) -> list[Event]:
-        async def change(conn: asyncpg.Connection) -> list[Event]:
+        async def change(conn: asyncpg.Connection) -> tuple[None, list[NewEvent]]:
             if changes.insert:
                 await conn.executemany(
                     "INSERT INTO records (id, sheet_id, vals, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)",
@@ -410,9 +567,10 @@ class PostgresStore:
                 if done is None:
                     raise NotFound(f"Record {record_id} not found in sheet {changes.sheet_id}.",
                                    details={"recordId": record_id})
-            return await _append(conn, events)
+            return None, events
 
-        return await self._write(change)
+        _, added = await self._write(change)
+        return added
 
     async def list_records(self, sheet_id: str, limit: int, offset: int) -> tuple[list[Record], int]:
         async def list_(conn: asyncpg.Connection) -> tuple[list[Record], int]:
@@ -427,7 +585,11 @@ class PostgresStore:
     # -- the event log ------------------------------------------------------------
 
     async def append_events(self, events: list[NewEvent]) -> list[Event]:
-        return await self._write(lambda conn: _append(conn, events))
+        async def append(conn: asyncpg.Connection) -> tuple[None, list[NewEvent]]:
+            return None, events
+
+        _, added = await self._write(append)
+        return added
 
     async def read_events(self, after: int, limit: int, job_id: str | None = None) -> list[Event]:
         async def read(conn: asyncpg.Connection) -> list[Any]:
@@ -450,19 +612,23 @@ class PostgresStore:
 
     async def set_cursor(self, name: str, seq: int) -> None:
         # A cursor only moves forward, whichever of two processes of one agent writes last.
-        await self._write(lambda conn: conn.execute(
-            "INSERT INTO cursors (name, seq) VALUES ($1, $2)"
-            " ON CONFLICT (name) DO UPDATE SET seq = greatest(cursors.seq, excluded.seq)", name, seq))
+        async def set_(conn: asyncpg.Connection) -> tuple[None, list[NewEvent]]:
+            await conn.execute("INSERT INTO cursors (name, seq) VALUES ($1, $2)"
+                               " ON CONFLICT (name) DO UPDATE SET seq = greatest(cursors.seq, excluded.seq)", name, seq)
+            return None, []
+
+        await self._write(set_, savepoint=False)
 
     # -- users ------------------------------------------------------------------------
 
     async def insert_user(self, user: StoredUser) -> None:
-        async def insert(conn: asyncpg.Connection) -> None:
+        async def insert(conn: asyncpg.Connection) -> tuple[None, list[NewEvent]]:
             try:
                 await conn.execute("INSERT INTO users (id, name, role, token_hash, doc) VALUES ($1, $2, $3, $4, $5)",
                                    user.id, user.name, user.role, user.token_hash, json.dumps(user.doc))
             except asyncpg.UniqueViolationError:
                 raise Conflict(f"A user named {user.name!r} already exists.", details={"name": user.name}) from None
+            return None, []
 
         await self._write(insert)
 
