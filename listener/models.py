@@ -583,7 +583,7 @@ class JobCreate(Model):
 
     type: JobType
     operation: Operation
-    source: str | None = None
+    source: NonEmpty | None = None
     destination: str | None = None
     trigger: JobTrigger = JobTrigger.IMMEDIATE
     mode: JobMode = JobMode.FOREGROUND

@@ -12,7 +12,6 @@ after the last event it finished. A slow client gets the backlog from the store
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -21,7 +20,7 @@ from pydantic import Field
 
 from listener.errors import Invalid
 from listener.models import MAX_INT64, Model
-from listener.platform.routes import Call, Route, cursor_name, visible_to
+from listener.platform.routes import Call, Route, cursor_name, parse_json, visible_to
 from listener.tasks import task_scope
 from listener.topics import compile_filter, compile_topic
 
@@ -41,8 +40,8 @@ def _filter(raw: str | None) -> Any:
     if raw is None:
         return compile_filter(None)
     try:
-        spec = json.loads(raw)
-    except json.JSONDecodeError as exc:
+        spec = parse_json(raw)
+    except ValueError as exc:
         raise Invalid(f"filter: not valid JSON: {exc}.",
                       details=[{"field": "filter", "message": "malformed"}]) from None
     return compile_filter(spec)
@@ -97,15 +96,15 @@ async def events_stream(call: Call) -> web.WebSocketResponse:
 async def _receive(text: str, ws: web.WebSocketResponse, store: Any, cursor: str | None) -> None:
     message = 'Expected {"type": "ack", "seq": N}.'
     try:
-        data = json.loads(text)
-        if data.get("type") == "ack" and cursor is not None:
+        data = parse_json(text)
+        if data.get("type") == "ack" and cursor is None:
+            message = "An ack moves an agent's cursor: connect with ?agent=NAME to send acks."
+        elif data.get("type") == "ack":
             seq = int(data["seq"])
             if 0 <= seq <= MAX_INT64:  # past 64 bits the store cannot hold it
                 await store.set_cursor(cursor, seq)
                 return
             message = f"An ack's seq is an event's position: an integer from 0 to {MAX_INT64}."
-        if data.get("type") == "ack":
-            message = "An ack moves an agent's cursor: connect with ?agent=NAME to send acks."
     except (ValueError, KeyError, TypeError, AttributeError):
         pass
     error = {"code": "invalid", "message": message}

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+import anyio
+
 from listener.models import Event, EventContext, Job, JobStatus, JobType, Record
 
 __all__ = [
@@ -25,6 +27,7 @@ __all__ = [
     "Store",
     "StoredObject",
     "StoredUser",
+    "settled",
 ]
 
 
@@ -49,6 +52,20 @@ class JobChange:
 
     job: Job | None
     events: list[NewEvent]
+
+
+async def settled(done: anyio.Event) -> None:
+    """Wait until a write's batch has committed or rolled back, even if the caller is cancelled meanwhile.
+
+    The batch settles the write whatever happens to its caller, so the caller must not leave before
+    knowing which way it went.
+    """
+    try:
+        await done.wait()
+    except anyio.get_cancelled_exc_class():
+        with anyio.CancelScope(shield=True):
+            await done.wait()
+        raise
 
 
 JobRule = Callable[[Job, EventContext], JobChange]

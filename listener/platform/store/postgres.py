@@ -36,6 +36,7 @@ from listener.platform.store.base import (
     RecordChanges,
     StoredObject,
     StoredUser,
+    settled,
 )
 from listener.tasks import task_scope
 
@@ -281,13 +282,7 @@ class PostgresStore:
         self._pending.append(write)
         done = self._pending_done
         self._flush_wake.set()
-        try:
-            await done.wait()
-        except anyio.get_cancelled_exc_class():
-            # The batch commits or rolls back whatever happens to this caller: wait to know which.
-            with anyio.CancelScope(shield=True):
-                await done.wait()
-            raise
+        await settled(done)
         if write.error is not None:
             raise write.error
         return write.result, write.events  # type: ignore[return-value]

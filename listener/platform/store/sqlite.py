@@ -34,6 +34,7 @@ from listener.platform.store.base import (
     RecordChanges,
     StoredObject,
     StoredUser,
+    settled,
 )
 from listener.tasks import task_scope
 
@@ -222,14 +223,7 @@ class SqliteStore:
         self._pending.append(write)
         done = self._pending_done
         self._wake.set()
-        try:
-            await done.wait()
-        except anyio.get_cancelled_exc_class():
-            # The flusher commits or rolls back this write whatever happens to the caller,
-            # so the caller must not leave before that is settled.
-            with anyio.CancelScope(shield=True):
-                await done.wait()
-            raise
+        await settled(done)
         if write.error is not None:
             raise write.error
         return write.result, write.events  # type: ignore[return-value]
