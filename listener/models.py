@@ -71,6 +71,7 @@ __all__ = [
     "WorkbookCreate",
     "new_id",
     "parse",
+    "parse_strict_json",
 ]
 
 
@@ -564,12 +565,27 @@ def parse(model: type[M], data: Any, *, what: str | None = None) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        problems = [
-            {"field": ".".join(str(p) for p in err["loc"]) or "(body)", "message": err["msg"]}
-            for err in exc.errors(include_url=False)
-        ]
-        summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems[:5])
-        raise Invalid(f"Invalid {what or model.__name__}: {summary}", details=problems) from None
+        raise _invalid(exc, what or model.__name__) from None
+
+
+def parse_strict_json(model: type[M], raw: bytes, *, what: str | None = None) -> M:
+    """Validate JSON text as `model` strictly, as its JSON Schema reads it: `0` is not `false`, `"5"` is not `5`.
+
+    How the HTTP API reads bodies, so that it takes what its OpenAPI document says and nothing else.
+    """
+    try:
+        return model.model_validate_json(raw, strict=True)
+    except ValidationError as exc:
+        raise _invalid(exc, what or model.__name__) from None
+
+
+def _invalid(exc: ValidationError, what: str) -> Invalid:
+    problems = [
+        {"field": ".".join(str(p) for p in err["loc"]) or "(body)", "message": err["msg"]}
+        for err in exc.errors(include_url=False)
+    ]
+    summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems[:5])
+    return Invalid(f"Invalid {what}: {summary}", details=problems)
 
 
 Progress = Annotated[int, Field(ge=0, le=100)]

@@ -37,6 +37,7 @@ from listener.models import (
     Workbook,
     WorkbookCreate,
     parse,
+    parse_strict_json,
 )
 from listener.platform.auth import Role, User, UserCreate, Users
 
@@ -199,7 +200,10 @@ def _is_list(annotation: Any) -> bool:
 
 
 def parse_query(model: type[T], query: Mapping[str, str], getall: Callable[[str], list[str]]) -> T:
-    """Query string to model: camelCase keys, lists as repeated keys or commas (`status=failed,ready`)."""
+    """Query string to model: camelCase keys, lists as repeated keys or commas (`status=failed,ready`).
+
+    An empty part is a value like any other, validated as one: `status=` is refused, not read as no filter.
+    """
     fields = {(f.alias or name): f for name, f in model.model_fields.items()}
     unknown = [k for k in query if k not in fields]
     if unknown:
@@ -210,7 +214,7 @@ def parse_query(model: type[T], query: Mapping[str, str], getall: Callable[[str]
         if key not in query:
             continue
         if _is_list(info.annotation):
-            data[key] = [part for value in getall(key) for part in value.split(",") if part]
+            data[key] = [part for value in getall(key) for part in value.split(",")]
         else:
             data[key] = query[key]
     return parse(model, data, what="query")
@@ -221,11 +225,11 @@ async def parse_body(request: web.Request, model: type[T]) -> T:
     if not raw:
         raise Invalid("The request needs a JSON body.", details=[{"field": "(body)", "message": "missing"}])
     try:
-        data = parse_json(raw)
+        parse_json(raw)  # well-formed first, so that a malformed body is called that
     except ValueError as exc:
         raise Invalid(f"The request body is not valid JSON: {exc}.",
                       details=[{"field": "(body)", "message": "malformed JSON"}]) from None
-    return parse(model, data, what="body")
+    return parse_strict_json(model, raw, what="body")
 
 
 def parse_json(raw: bytes | str) -> Any:

@@ -1,0 +1,349 @@
+"""Fuzz the REST API from its own OpenAPI document with schemathesis, against a real server.
+
+Each operation of the document the server serves gets positive cases (valid by its schema)
+and, when it takes a body or a query, negative ones (invalid by it). Every answer must be:
+
+- never a 5xx;
+- a status the document lists for that operation, its body matching the documented schema;
+- for an error, the one `{"error": {"code", "message", "details"}}` shape;
+- for a negative case, a refusal (4xx).
+
+Random ids only ever reach 404s, so most examples point their path (and, for positive cases,
+their body and query) at real objects made for that example: a space, a workbook with two
+sheets, records and an `export` action with an input form, and a job in the state the
+operation needs, or in a state it refuses (409). The rest keep their generated ids.
+
+Left out: GET /events/stream, the websocket. It answers 101 and then speaks websocket frames,
+which schemathesis does not check (tests/platform/test_stream.py covers it; the inputs it
+parses by hand are tested at the end of this file).
+
+Bounded for CI: hypothesis is derandomized (the same examples on every run, no example
+database), `EXAMPLES` per operation and mode, one SQLite server per test. For a deeper run:
+`LISTENER_FUZZ_EXAMPLES=200 .venv/bin/python -m pytest tests/platform/test_fuzz.py`.
+The inputs JSON allows but hypothesis never generates (lone surrogates, 5000-digit numbers,
+deep nesting, NaN) and the fixed bugs the fuzzer found are pinned by the tests after it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.errors import FailureGroup
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    negative_data_rejection,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from listener import Platform
+from listener.models import MAX_INT64
+from listener.platform import PlatformApi
+from listener.platform.auth import Users
+from listener.platform.routes import ROUTES, Route
+from listener.platform.server import API, SPEC_ROUTE, serve
+
+pytestmark = pytest.mark.anyio
+
+EXAMPLES = int(os.environ.get("LISTENER_FUZZ_EXAMPLES", "12"))
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
+          negative_data_rejection]
+
+# The state a job must be in for each operation on /jobs/{jobId} to succeed.
+JOB_STATE = {"get_job": "failed", "delete_job": "complete", "execute_job": "created", "ack_job": "ready",
+             "update_job": "executing", "complete_job": "executing", "fail_job": "executing",
+             "cancel_job": "ready", "acknowledge_outcome": "complete"}
+
+EXPORT = {"operation": "export", "label": "Export", "inputForm": {"fields": [
+    {"key": "format", "label": "Format", "type": "enum", "defaultValue": "csv",
+     "config": {"options": [{"value": "csv"}, {"value": "xlsx"}]}},
+    {"key": "rows", "label": "Rows", "type": "number"},
+    {"key": "zip", "label": "Zip", "type": "boolean"}]}}
+
+# Where an example's ids come from: objects fit for the operation (twice as often), the same
+# with a job that has ended (most job moves refuse it: 409), or the ids hypothesis generated.
+TARGETS = st.sampled_from(["fit", "fit", "ended", "generated"])
+
+
+def negatable(route: Route) -> bool:
+    # Path parameters are any string, so only a body or a query can be made invalid.
+    return route.body is not None or route.query is not None
+
+
+CASES = [pytest.param(route, mode, id=f"{route.method} {route.path} {mode.value}")
+         for route in [*ROUTES, SPEC_ROUTE] for mode in GenerationMode
+         if mode is GenerationMode.POSITIVE or negatable(route)]
+
+
+@dataclass
+class Live:
+    url: str
+    token: str
+    api: PlatformApi
+
+
+@pytest.fixture
+async def live(tmp_path: Path) -> AsyncIterator[Live]:
+    """A real server on a fresh SQLite file and a free port, and its admin's token."""
+    async with Platform.open(f"sqlite:///{tmp_path / 'fuzz.db'}") as platform, anyio.create_task_group() as tg:
+        users = Users(platform.store, platform.clock)
+        token = await users.ensure_admin()
+        assert token is not None
+        port = await tg.start(functools.partial(serve, platform, port=0, users=users, shutdown_timeout=5))
+        yield Live(f"http://127.0.0.1:{port}", token, platform.api.as_actor("admin"))
+        tg.cancel_scope.cancel()
+
+
+async def make_objects(api: PlatformApi, job_state: str | None) -> dict[str, Any]:
+    """Real objects for one example, by the names paths, queries and bodies give their ids."""
+    space = await api.spaces.create(name="Fuzz", namespace="fuzz")
+    workbook = await api.workbooks.create(
+        name="Fuzz", space_id=space.id, actions=[EXPORT],
+        sheets=[{"name": "Contacts", "fields": [{"key": "email"}, {"key": "age", "type": "number"}]},
+                {"name": "Notes", "actions": [EXPORT]}])
+    contacts = workbook.sheets[0]
+    records = await api.records.insert(contacts.id, [{"email": "a@example.com", "age": 1}, {"email": "b@x.io"}])
+    ids: dict[str, Any] = {"spaceId": space.id, "workbookId": workbook.id, "sheetId": contacts.id,
+                           "sourceId": workbook.id, "source": workbook.id, "recordIds": [r.id for r in records]}
+    if job_state is not None:
+        job = await api.jobs.create(type="workbook", operation="export", source=workbook.id,
+                                    trigger="manual" if job_state == "created" else "immediate")
+        if job_state in ("executing", "complete", "failed"):
+            await api.jobs.ack(job.id, progress=5)
+        if job_state == "complete":
+            await api.jobs.complete(job.id, outcome={"message": "Done", "next": {"type": "url", "url": "/x"}})
+        elif job_state == "failed":
+            await api.jobs.fail(job.id, error="It broke.")
+        elif job_state == "cancelled":
+            await api.jobs.cancel(job.id)
+        ids["jobId"] = job.id
+    return ids
+
+
+def point_at(case: Any, ids: dict[str, Any], positive: bool) -> None:
+    """Point a generated case at real objects: its path always, its query and body when it is positive."""
+    for name in list(case.path_parameters or {}):
+        if name in ids:
+            case.path_parameters[name] = ids[name]
+    if not positive:
+        return  # a negative case must stay invalid
+    for name in list(case.query or {}):
+        if name in ids:
+            case.query[name] = ids[name]
+    body = case.body
+    if not isinstance(body, dict):
+        return
+    for name in ("sourceId", "spaceId", "source"):
+        if isinstance(body.get(name), str):
+            body[name] = ids[name]
+    if "sourceId" in body:
+        body["operation"] = "export"  # the action the workbook has; its input stays generated
+    if isinstance(body.get("ids"), list):
+        body["ids"] = ids["recordIds"][: max(1, len(body["ids"]))]
+    records = body.get("records")
+    if isinstance(records, list) and all(isinstance(r, dict) and isinstance(r.get("id"), str) for r in records):
+        for record, record_id in zip(records, ids["recordIds"], strict=False):
+            record["id"] = record_id
+
+
+def assert_error_shape(body: Any) -> None:
+    assert isinstance(body, dict) and set(body) == {"error"}, body
+    assert set(body["error"]) == {"code", "message", "details"}, body
+    assert isinstance(body["error"]["code"], str) and body["error"]["code"], body
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"], body
+
+
+async def served_schema(live: Live) -> Any:
+    """The document the server serves, loaded as schemathesis sees it."""
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {live.token}"}) as session:
+        async with session.get(f"{live.url}{API}/openapi.json") as response:
+            assert response.status == 200
+            document = await response.json()
+    # The admin's token on every case, never negated: these tests are about inputs (test_auth.py is about tokens).
+    # An explicit config, so no schemathesis.toml on the machine changes what runs.
+    config = schemathesis.Config()
+    config.projects.default.update(headers={"Authorization": f"Bearer {live.token}"})
+    config.projects.default.generation.update(with_security_parameters=False)
+    return schemathesis.openapi.from_dict(document, config=config)
+
+
+@pytest.mark.parametrize(("route", "mode"), CASES)
+async def test_every_answer_is_documented_and_no_input_is_a_server_error(
+        live: Live, route: Route, mode: GenerationMode) -> None:
+    operation = (await served_schema(live))[API + route.path][route.method]
+    fit_state = JOB_STATE.get(route.operation_id)
+    positive = mode is GenerationMode.POSITIVE
+    statuses: Counter[int] = Counter()
+
+    @settings(max_examples=EXAMPLES, derandomize=True, database=None, deadline=None,
+              suppress_health_check=list(HealthCheck))
+    @given(case=operation.as_strategy(generation_mode=mode), target=TARGETS)
+    def fuzz(case: Any, target: str) -> None:
+        if target != "generated":
+            state = fit_state if target == "fit" or fit_state is None else "cancelled"
+            point_at(case, anyio.from_thread.run(make_objects, live.api, state), positive)
+        response = case.call(base_url=live.url, timeout=10)
+        statuses[response.status_code] += 1
+        try:
+            case.validate_response(response, checks=CHECKS)
+        except FailureGroup as failures:
+            # A BaseException, which kills anyio's pytest runner (and the fixture's teardown with it):
+            # the same report (the failed checks and a curl command that reproduces it), as a test failure.
+            raise AssertionError(str(failures)) from None
+        if response.status_code >= 400:
+            assert_error_shape(response.json())
+
+    # Schemathesis calls with `requests`, which blocks: off the event loop the server runs on.
+    await anyio.to_thread.run_sync(fuzz)
+    if positive:
+        # Not vacuous: valid input (with real ids) got through to the handler and succeeded.
+        assert any(200 <= status < 300 for status in statuses), statuses
+    else:
+        assert any(status == 422 for status in statuses), statuses
+
+
+# -- what the fuzzer found, and JSON it cannot generate ------------------------------------------------
+
+
+async def request(live: Live, method: str, path: str, body: bytes | None = None) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {live.token}", "Content-Type": "application/json"}
+    async with aiohttp.ClientSession(headers=headers) as session:
+        async with session.request(method, f"{live.url}{API}{path}", data=body) as response:
+            return response.status, await response.json()
+
+
+def assert_invalid(status: int, body: Any, *words: str) -> None:
+    assert status == 422, body
+    assert_error_shape(body)
+    assert body["error"]["code"] == "invalid", body
+    for word in words:
+        assert word in body["error"]["message"], body
+
+
+@pytest.mark.parametrize("path", ["/jobs?offset=", "/sheets/{sheet}/records?offset=", "/events?after="])
+async def test_a_position_past_64_bits_is_refused_naming_it(live: Live, path: str) -> None:
+    """Was a 500: SQLite raised OverflowError on `?offset=112191967128651399168`."""
+    ids = await make_objects(live.api, None)
+    path = path.replace("{sheet}", ids["sheetId"])
+    status, body = await request(live, "GET", path + str(MAX_INT64 + 1))
+    assert_invalid(status, body, path.rsplit("?", 1)[1].rstrip("="))
+    status, body = await request(live, "GET", path + str(MAX_INT64))
+    assert status == 200, body
+
+
+@pytest.mark.parametrize(("move", "field"), [("ack", "progress"), ("update", "progress"), ("update", "metadata")])
+async def test_null_is_refused_for_what_a_job_always_has(live: Live, move: str, field: str) -> None:
+    """Was a 200 with `"progress": null` (outside the Job schema); the stored job then failed every read."""
+    api = live.api
+    job = await api.jobs.create(type="workbook", operation="export")
+    if move == "update":
+        await api.jobs.ack(job.id)
+    method, path = ("POST", f"/jobs/{job.id}/ack") if move == "ack" else ("PATCH", f"/jobs/{job.id}")
+    status, body = await request(live, method, path, b'{"%s": null}' % field.encode())
+    assert_invalid(status, body, field)
+    status, got = await request(live, "GET", f"/jobs/{job.id}")
+    assert status == 200 and got["progress"] == 0 and got["metadata"] == {}, got
+    assert got["status"] == ("ready" if move == "ack" else "executing"), got  # the refused move changed nothing
+    status, got = await request(live, method, path, b'{"info": null, "progress": 40}')
+    assert status == 200 and got["progress"] == 40 and got["info"] is None, got  # null still clears info
+
+
+@pytest.mark.parametrize("body", [
+    pytest.param(b'{"name": "a", "metadata": {"x": 1%s}}' % (b"0" * 5000), id="5000-digit number"),
+    pytest.param(b'{"name": "a", "metadata": %s%s}' % (b"[" * 100_000, b"]" * 100_000), id="deep nesting"),
+    pytest.param(b'{"name": "\\ud800"}', id="escaped lone surrogate"),
+    pytest.param(b'{"name": "a", "metadata": {"\\udfff": 1}}', id="lone surrogate key"),
+    pytest.param(b'{"name": "\xed\xa0\x80"}', id="encoded lone surrogate"),
+    pytest.param(b'{"name": "a", "metadata": {"x": NaN}}', id="NaN"),
+])
+async def test_json_that_python_takes_but_cannot_store_or_answer_is_refused(live: Live, body: bytes) -> None:
+    """Were 500s (ValueError, RecursionError, UnicodeEncodeError when answering), or NaN stored as null."""
+    status, answer = await request(live, "POST", "/spaces", body)
+    assert_invalid(status, answer, "not valid JSON")
+    assert await live.api.spaces.list() == []
+    status, answer = await request(live, "POST", "/spaces", '{"name": "\\ud83d\\ude00 \u00e9"}'.encode())
+    assert status == 201 and answer["name"] == "\U0001f600 \u00e9", answer  # a surrogate pair is a character
+
+
+async def test_an_empty_source_is_refused_like_any_unknown_one(live: Live) -> None:
+    """Was a 202: a job whose source is "" (no object), where any other unknown source is a 422."""
+    status, body = await request(live, "POST", "/jobs", b'{"type": "workbook", "operation": "export", "source": ""}')
+    assert_invalid(status, body, "source")
+    assert (await live.api.jobs.list()).total == 0
+
+
+@pytest.mark.parametrize(("path", "body", "field"), [
+    ("/jobs/{job}/fail", b'{"outcome": {"acknowledge": 0}}', "outcome.acknowledge"),
+    ("/jobs/{job}/ack", b'{"progress": "50"}', "progress"),
+    ("/jobs/{job}/ack", b'{"estimatedCompletionAt": 1767225600}', "estimatedCompletionAt"),
+    ("/jobs", b'{"type": "workbook", "operation": "export", "managed": 1}', "managed"),
+])
+async def test_a_body_is_read_as_its_schema_says_without_coercion(live: Live, path: str, body: bytes,
+                                                                   field: str) -> None:
+    """Were accepted: `0` taken for false, `"50"` for 50, a number for a date-time, against the document's types."""
+    job = await live.api.jobs.create(type="workbook", operation="export")
+    if path.endswith("/fail"):
+        await live.api.jobs.ack(job.id)
+    status, answer = await request(live, "POST", path.replace("{job}", job.id), body)
+    assert_invalid(status, answer, field)
+    assert (await live.api.jobs.get(job.id)).status == ("executing" if path.endswith("/fail") else "ready")
+    assert (await live.api.jobs.list()).total == 1
+    status, answer = await request(live, "POST", f"/jobs/{job.id}/ack",
+                                   b'{"progress": 50, "estimatedCompletionAt": "2026-01-01T00:00:00Z"}')
+    if path.endswith("/fail"):
+        assert status == 409, answer  # already acked
+    else:
+        assert status == 200 and answer["progress"] == 50, answer  # the JSON types themselves are taken
+
+
+@pytest.mark.parametrize("query", ["status=", "status=failed,", "type=&status=ready"])
+async def test_an_empty_list_value_is_refused_not_ignored(live: Live, query: str) -> None:
+    """Was a 200 listing every job: `?status=` read as no filter at all, though "" is no status."""
+    await live.api.jobs.create(type="workbook", operation="export")
+    status, body = await request(live, "GET", f"/jobs?{query}")
+    assert_invalid(status, body, query.split("=")[0])
+    status, body = await request(live, "GET", "/jobs?status=failed,ready&status=created")
+    assert status == 200 and body["total"] == 1, body
+
+
+async def test_the_stream_refuses_bad_json_and_positions_past_64_bits(live: Live) -> None:
+    """The websocket's inputs: its `filter` query and the acks it reads are parsed as strictly as bodies."""
+    headers = {"Authorization": f"Bearer {live.token}"}
+    async with aiohttp.ClientSession(headers=headers) as session:
+        for query in [f"after={MAX_INT64 + 1}", "filter=" + "[" * 1200 + "]" * 1200, "filter=1" + "0" * 5000]:
+            async with session.get(f"{live.url}{API}/events/stream?{query}") as response:
+                assert response.status == 422, query[:40]
+                assert_error_shape(await response.json())
+        await make_objects(live.api, None)
+        seq = (await live.api.events.list(after=0, limit=1000))[-1].seq
+        # From the head: no backlog, so every message that comes is an answer to ours.
+        async with session.ws_connect(f"{live.url}{API}/events/stream", params={"agent": "fuzz", "after": seq}) as ws:
+            assert (await ws.receive_json(timeout=5))["type"] == "ready"
+            for message in [{"type": "ack", "seq": MAX_INT64 + 1}, {"type": "ack", "seq": -1}]:
+                await ws.send_json(message)
+                answer = await ws.receive_json(timeout=5)
+                assert answer["type"] == "error" and "seq" in answer["error"]["message"], answer
+            await ws.send_str('{"type": "ack", "seq": ' + "[" * 3000 + "]" * 3000 + "}")
+            assert (await ws.receive_json(timeout=5))["type"] == "error"
+            # The socket still works: a good ack moves the cursor (its answer is the error that follows it).
+            await ws.send_json({"type": "ack", "seq": seq})
+            await ws.send_json({"type": "nonsense"})
+            assert (await ws.receive_json(timeout=5))["type"] == "error"
+        async with session.get(f"{live.url}{API}/agents/fuzz/cursor") as response:
+            assert (await response.json())["seq"] == seq
