@@ -72,6 +72,7 @@ __all__ = [
     "new_id",
     "parse",
     "parse_strict_json",
+    "refuse_nul",
 ]
 
 
@@ -562,10 +563,31 @@ def new_id(prefix: str) -> str:
 
 def parse(model: type[M], data: Any, *, what: str | None = None) -> M:
     """Validate `data` as `model`, turning a ValidationError into `Invalid` naming each field."""
+    refuse_nul(data)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise _invalid(exc, what or model.__name__) from None
+
+
+def refuse_nul(data: Any, where: str = "") -> None:
+    """Refuse text containing the NUL character anywhere in `data` (keys too), naming where it is.
+
+    PostgreSQL cannot store NUL in text or JSON; refusing it for every backend keeps them alike.
+    """
+    if isinstance(data, str):
+        if "\x00" in data:
+            field = where or "(body)"
+            raise Invalid(f"{field}: text must not contain the NUL character.",
+                          details=[{"field": field, "message": "contains NUL"}])
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            path = f"{where}.{key}" if where else str(key)
+            refuse_nul(key, path)
+            refuse_nul(value, path)
+    elif isinstance(data, list | tuple):
+        for i, value in enumerate(data):
+            refuse_nul(value, f"{where}.{i}" if where else str(i))
 
 
 def parse_strict_json(model: type[M], raw: bytes, *, what: str | None = None) -> M:
@@ -574,9 +596,12 @@ def parse_strict_json(model: type[M], raw: bytes, *, what: str | None = None) ->
     How the HTTP API reads bodies, so that it takes what its OpenAPI document says and nothing else.
     """
     try:
-        return model.model_validate_json(raw, strict=True)
+        parsed = model.model_validate_json(raw, strict=True)
     except ValidationError as exc:
         raise _invalid(exc, what or model.__name__) from None
+    if b"\\u0000" in raw:
+        refuse_nul(parsed.model_dump(by_alias=True))
+    return parsed
 
 
 def _invalid(exc: ValidationError, what: str) -> Invalid:

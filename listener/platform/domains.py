@@ -26,6 +26,7 @@ from listener.models import (
     WorkbookCreate,
     new_id,
     parse,
+    refuse_nul,
 )
 from listener.platform.jobs import JobService
 from listener.platform.store.base import NewEvent, RecordChanges, Store, StoredObject
@@ -178,6 +179,7 @@ def _check_values(sheet: Sheet, values: Any, where: str) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise Invalid(f"{where}: a record's values must be an object of field keys to values.",
                       details=[{"field": where, "message": "not an object"}])
+    refuse_nul(values, where)
     if not sheet.fields:
         return values
     fields: dict[str, SheetField] = {f.key: f for f in sheet.fields}

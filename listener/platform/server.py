@@ -18,6 +18,7 @@ from aiohttp import WSCloseCode, web
 from anyio.abc import TaskStatus
 
 from listener.errors import Invalid, ListenerError, NotFound, TooLarge
+from listener.models import refuse_nul
 from listener.platform import Platform
 from listener.platform.auth import Users
 from listener.platform.openapi import openapi
@@ -110,6 +111,7 @@ def _view(route: Route) -> Any:
     async def view(request: web.Request) -> web.StreamResponse:
         platform, users = request.app[PLATFORM], request.app[USERS]
         user = await users.authenticate(bearer(request)) if not route.public else None
+        refuse_nul(dict(request.match_info))
         if user is not None:
             forbid(user, route)
         call = Call(request, user, platform, platform.api.as_actor(user.name if user else None),  # type: ignore[arg-type]

@@ -31,7 +31,6 @@ import os
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -99,9 +98,9 @@ class Live:
 
 
 @pytest.fixture
-async def live(tmp_path: Path) -> AsyncIterator[Live]:
-    """A real server on a fresh SQLite file and a free port, and its admin's token."""
-    async with Platform.open(f"sqlite:///{tmp_path / 'fuzz.db'}") as platform, anyio.create_task_group() as tg:
+async def live(db_url: str) -> AsyncIterator[Live]:
+    """A real server on a fresh database (each backend) and a free port, and its admin's token."""
+    async with Platform.open(db_url) as platform, anyio.create_task_group() as tg:
         users = Users(platform.store, platform.clock)
         token = await users.ensure_admin()
         assert token is not None
