@@ -21,6 +21,7 @@ from listener.models import (
     Outcome,
     Page,
     Record,
+    RetryPolicy,
     Sheet,
     Space,
     Workbook,
@@ -43,6 +44,9 @@ class JobsApi(Protocol):
         info: str | None = None,
         metadata: dict[str, Any] | None = None,
         input: dict[str, Any] | None = None,
+        retry: RetryPolicy | dict[str, Any] | None = None,
+        timeout_seconds: int | None = None,
+        lease_seconds: int | None = None,
     ) -> Job: ...
     async def get(self, job_id: str) -> Job: ...
     async def list(
@@ -63,6 +67,8 @@ class JobsApi(Protocol):
         info: str | None = ...,
         progress: int | None = ...,
         estimated_completion_at: datetime | None = ...,
+        retry: RetryPolicy | dict[str, Any] | None = ...,
+        lease_seconds: int = ...,
     ) -> Job: ...
     async def update(
         self,
@@ -72,9 +78,16 @@ class JobsApi(Protocol):
         progress: int | None = ...,
         estimated_completion_at: datetime | None = ...,
         metadata: dict[str, Any] | None = ...,
+        attempt: int | None = None,
     ) -> Job: ...
+    async def heartbeat(self, job_id: str, *, attempt: int | None = None) -> Job: ...
     async def complete(
-        self, job_id: str, *, outcome: Outcome | dict[str, Any] | None = None, info: str | None = ...
+        self,
+        job_id: str,
+        *,
+        outcome: Outcome | dict[str, Any] | None = None,
+        info: str | None = ...,
+        attempt: int | None = None,
     ) -> Job: ...
     async def fail(
         self,
@@ -84,7 +97,10 @@ class JobsApi(Protocol):
         info: str | None = ...,
         error: str | None = None,
         kind: str = "error",
+        retryable: bool = False,
+        attempt: int | None = None,
     ) -> Job: ...
+    async def retry(self, job_id: str) -> Job: ...
     async def cancel(self, job_id: str, *, info: str | None = ...) -> Job: ...
     async def acknowledge_outcome(self, job_id: str) -> Job: ...
     async def delete(self, job_id: str) -> None: ...

@@ -49,6 +49,7 @@ from listener.models import (
     JobComplete,
     JobCreate,
     JobFail,
+    JobHeartbeat,
     JobListQuery,
     JobStatus,
     JobTrigger,
@@ -57,6 +58,7 @@ from listener.models import (
     Outcome,
     Page,
     Record,
+    RetryPolicy,
     Sheet,
     Space,
     SpaceCreate,
@@ -331,14 +333,16 @@ class ClientJobs(_Resource):
         info: str | None = None,
         metadata: dict[str, Any] | None = None,
         input: dict[str, Any] | None = None,
+        retry: RetryPolicy | dict[str, Any] | None = None,
+        timeout_seconds: int | None = None,
+        lease_seconds: int | None = None,
     ) -> Job:
         """Create a job. With trigger `immediate` (the default) it is ready at once and job:ready fires."""
         body: dict[str, Any] = {"type": type, "operation": operation, "source": source, "destination": destination,
                                 "trigger": trigger, "mode": mode, "managed": managed, "info": info}
-        if metadata is not None:
-            body["metadata"] = metadata
-        if input is not None:
-            body["input"] = input
+        optional = {"metadata": metadata, "input": input, "retry": retry, "timeout_seconds": timeout_seconds,
+                    "lease_seconds": lease_seconds}
+        body.update({k: v for k, v in optional.items() if v is not None})
         return await self.create_from(parse(JobCreate, body, what="job"))
 
     async def create_from(self, spec: JobCreate) -> Job:
@@ -384,9 +388,12 @@ class ClientJobs(_Resource):
         info: str | None = UNSET,  # type: ignore[assignment]
         progress: int | None = UNSET,  # type: ignore[assignment]
         estimated_completion_at: datetime | None = UNSET,  # type: ignore[assignment]
+        retry: RetryPolicy | dict[str, Any] | None = UNSET,  # type: ignore[assignment]
+        lease_seconds: int = UNSET,  # type: ignore[assignment]
     ) -> Job:
         """Claim a ready job: ready → executing. Of several concurrent acks exactly one wins; the rest get Conflict."""
-        body = parse(JobAck, _given(info=info, progress=progress, estimated_completion_at=estimated_completion_at))
+        body = parse(JobAck, _given(info=info, progress=progress, estimated_completion_at=estimated_completion_at,
+                                    retry=retry, lease_seconds=lease_seconds))
         return self._job(await self._client.request("POST", f"/jobs/{_path(job_id)}/ack", body=_dump(body)))
 
     async def update(
@@ -397,11 +404,17 @@ class ClientJobs(_Resource):
         progress: int | None = UNSET,  # type: ignore[assignment]
         estimated_completion_at: datetime | None = UNSET,  # type: ignore[assignment]
         metadata: dict[str, Any] | None = UNSET,  # type: ignore[assignment]
+        attempt: int | None = None,
     ) -> Job:
-        """Report progress on an executing job; only the fields given change (None clears one)."""
+        """Report progress on an executing job (renews its lease); only the fields given change (None clears one)."""
         body = parse(JobUpdate, _given(info=info, progress=progress, estimated_completion_at=estimated_completion_at,
-                                       metadata=metadata))
+                                       metadata=metadata, attempt=attempt))
         return self._job(await self._client.request("PATCH", f"/jobs/{_path(job_id)}", body=_dump(body)))
+
+    async def heartbeat(self, job_id: str, *, attempt: int | None = None) -> Job:
+        """The worker running the job is alive: renew its lease. Conflict once the attempt is over."""
+        body = parse(JobHeartbeat, _given(attempt=attempt))
+        return self._job(await self._client.request("POST", f"/jobs/{_path(job_id)}/heartbeat", body=_dump(body)))
 
     async def complete(
         self,
@@ -409,9 +422,10 @@ class ClientJobs(_Resource):
         *,
         outcome: Outcome | dict[str, Any] | None = None,
         info: str | None = UNSET,  # type: ignore[assignment]
+        attempt: int | None = None,
     ) -> Job:
         """Finish an executing job successfully, with an optional outcome for the person who started it."""
-        body = parse(JobComplete, _given(outcome=outcome, info=info))
+        body = parse(JobComplete, _given(outcome=outcome, info=info, attempt=attempt))
         return self._job(await self._client.request("POST", f"/jobs/{_path(job_id)}/complete", body=_dump(body)))
 
     async def fail(
@@ -422,10 +436,17 @@ class ClientJobs(_Resource):
         info: str | None = UNSET,  # type: ignore[assignment]
         error: str | None = None,
         kind: str = "error",
+        retryable: bool = False,
+        attempt: int | None = None,
     ) -> Job:
-        """Fail an executing job. The error message is `error`, else the outcome's message, else the info."""
-        body = parse(JobFail, _given(outcome=outcome, info=info, error=error, kind=kind))
+        """Fail an executing job's attempt; a `retryable` one with attempts left is scheduled to run again."""
+        body = parse(JobFail, _given(outcome=outcome, info=info, error=error, kind=kind, retryable=retryable,
+                                     attempt=attempt))
         return self._job(await self._client.request("POST", f"/jobs/{_path(job_id)}/fail", body=_dump(body)))
+
+    async def retry(self, job_id: str) -> Job:
+        """Run a failed job again by hand (the outcome's `retry` button)."""
+        return self._job(await self._client.request("POST", f"/jobs/{_path(job_id)}/retry"))
 
     async def cancel(self, job_id: str, *, info: str | None = UNSET) -> Job:  # type: ignore[assignment]
         """Cancel a job that has not ended; a handler running it should stop."""

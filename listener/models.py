@@ -50,6 +50,7 @@ __all__ = [
     "JobCreate",
     "JobError",
     "JobFail",
+    "JobHeartbeat",
     "JobListQuery",
     "JobMode",
     "JobStatus",
@@ -62,6 +63,7 @@ __all__ = [
     "OutcomeTrigger",
     "Page",
     "Record",
+    "RetryPolicy",
     "Sheet",
     "SheetConfig",
     "SheetField",
@@ -261,11 +263,30 @@ class Outcome(Model):
 
 
 class JobError(Model):
-    """Why a job failed. `kind` separates a handler's error from a timeout or a lost worker."""
+    """Why a job (or its last attempt) failed. `kind` separates a handler's error from a timeout or a lost worker."""
 
     message: str
     kind: Literal["error", "timeout", "lease_expired", "invalid_input"] = "error"
     retryable: bool = False
+    attempt: int = 0
+
+
+class RetryPolicy(Model):
+    """How often a job is tried, and how long it waits between tries (exponential backoff with jitter).
+
+    The wait before attempt n+1 is `min(cap, base * factor**(n-1))`, moved by up to ±`jitter` of itself.
+    """
+
+    max_attempts: Annotated[int, Field(ge=1, le=100)] = 3
+    base_seconds: Annotated[float, Field(ge=0, le=86_400)] = 1.0
+    factor: Annotated[float, Field(ge=1, le=10)] = 2.0
+    cap_seconds: Annotated[float, Field(ge=0, le=7 * 86_400)] = 300.0
+    jitter: Annotated[float, Field(ge=0, le=1)] = 0.1
+
+    def delay(self, attempt: int, rand: float = 0.5) -> float:
+        """Seconds to wait after failed attempt `attempt` (1-based); `rand` in [0, 1) picks the jitter."""
+        wait = min(self.cap_seconds, self.base_seconds * self.factor ** max(attempt - 1, 0))
+        return max(0.0, wait * (1 + self.jitter * (2 * rand - 1)))
 
 
 class Job(Model):
@@ -288,6 +309,12 @@ class Job(Model):
     outcome: Outcome | None = None
     error: JobError | None = None
     attempt: int = 0
+    max_attempts: int = 1
+    retry: RetryPolicy | None = None
+    next_attempt_at: datetime | None = None
+    lease_seconds: int = 60
+    lease_expires_at: datetime | None = None
+    timeout_seconds: int = 86_400
     created_by: str | None = None
     created_at: datetime
     updated_at: datetime
@@ -632,14 +659,26 @@ class JobCreate(Model):
     info: str | None = None
     metadata: dict[str, Any] = {}
     input: dict[str, Any] = {}
+    retry: RetryPolicy | None = None
+    timeout_seconds: Annotated[int, Field(ge=1, le=365 * 86_400)] = 86_400
+    lease_seconds: Annotated[int, Field(ge=1, le=86_400)] = 60
 
 
 class JobAck(Model):
-    """The body of `jobs.ack`; only the fields given change (null clears info or estimatedCompletionAt)."""
+    """The body of `jobs.ack`; only the fields given change (null clears info or estimatedCompletionAt).
+
+    A listener may bring the retry policy and lease it handles the job with (job_handler does).
+    """
 
     info: str | None = None
     progress: Progress = 0  # a job always has a progress: null is refused, not stored
     estimated_completion_at: datetime | None = None
+    retry: RetryPolicy | None = None
+    lease_seconds: Annotated[int, Field(ge=1, le=86_400)] = 60
+
+
+Attempt = Annotated[int, Field(ge=1)]
+"""Given by a worker, the attempt it is running: a call from an attempt that is over gets Conflict."""
 
 
 class JobUpdate(Model):
@@ -649,6 +688,13 @@ class JobUpdate(Model):
     progress: Progress = 0  # a job always has a progress and metadata: null is refused, not stored
     estimated_completion_at: datetime | None = None
     metadata: dict[str, Any] = {}
+    attempt: Attempt | None = None
+
+
+class JobHeartbeat(Model):
+    """The body of `jobs.heartbeat`: the worker is alive; renew the lease."""
+
+    attempt: Attempt | None = None
 
 
 class JobComplete(Model):
@@ -656,15 +702,21 @@ class JobComplete(Model):
 
     outcome: Outcome | None = None
     info: str | None = None
+    attempt: Attempt | None = None
 
 
 class JobFail(Model):
-    """The body of `jobs.fail`; the error message defaults to the outcome's message."""
+    """The body of `jobs.fail`; the error message defaults to the outcome's message.
+
+    A `retryable` failure with attempts left under the job's retry policy schedules the next attempt.
+    """
 
     outcome: Outcome | None = None
     info: str | None = None
     error: str | None = None
     kind: Literal["error", "timeout", "lease_expired", "invalid_input"] = "error"
+    retryable: bool = False
+    attempt: Attempt | None = None
 
 
 class JobListQuery(Model):

@@ -28,9 +28,10 @@ import anyio
 from pydantic import BaseModel
 
 from listener.api import Api
-from listener.errors import Conflict, Invalid, NotFound
+from listener.errors import Conflict, Invalid, NonRetryable, NotFound
 from listener.listener import Listener
-from listener.models import Event, Job, Outcome, parse
+from listener.models import Event, Job, JobStatus, Outcome, RetryPolicy, parse
+from listener.tasks import task_scope
 from listener.topics import JOB_READY
 from listener.types import Plugin
 
@@ -61,11 +62,11 @@ def _outcome(result: Outcome | dict[str, Any] | None) -> Outcome:
     raise TypeError(f"A job handler returns an Outcome, a dict or None, not {type(result).__name__}.")
 
 
-async def _claim(api: Api, job_id: str, attempts: int = 3) -> Job | None:
+async def _claim(api: Api, job_id: str, retry: RetryPolicy | None, lease: int, attempts: int = 3) -> Job | None:
     """Ack the job; None if it is not ours to run. A lost connection is tried again (on another replica)."""
     for attempt in range(attempts):
         try:
-            return await api.jobs.ack(job_id, info="Accepted", progress=0)
+            return await api.jobs.ack(job_id, info="Accepted", progress=0, retry=retry, lease_seconds=lease)
         except (Conflict, NotFound):
             return None
         except ConnectionError:
@@ -81,6 +82,9 @@ def job_handler(
     *,
     timeout: float | None = None,
     input: type[BaseModel] | None = None,
+    retry: RetryPolicy | None = None,
+    lease_seconds: int = 60,
+    watch_interval: float = 1.0,
 ) -> Plugin:
     """A plugin that runs `handler(event, tick)` for every ready job named `job` (`domain:operation`, globs allowed).
 
@@ -90,20 +94,28 @@ def job_handler(
         timeout: seconds the handler may run; past it the handler is cancelled and the job fails with kind `timeout`.
         input: a pydantic model that `job.input` must validate as before the handler runs; the validated
             model is in `event.cache["input"]`. Invalid input fails the job with the validation message.
+        retry: the retry policy for these jobs (unless a job was created with its own): an exception
+            is retried with backoff while attempts are left; raise `NonRetryable` to fail at once.
+        lease_seconds: how long the job stays ours without news; a heartbeat renews it while the handler runs,
+            so a worker that dies loses the job after at most this long and it is retried.
+        watch_interval: how often the running job is checked; cancelled or taken away, the handler is cancelled.
 
     In the handler, `event.cache["job"]` is the job as acknowledged.
     """
     if timeout is not None and timeout <= 0:
         raise ValueError(f"timeout must be positive, not {timeout}.")
+    if lease_seconds < 1 or watch_interval <= 0:
+        raise ValueError("lease_seconds must be at least 1 and watch_interval positive.")
 
     async def on_ready(event: Event) -> None:
         api = event.api
         job_id = event.context.job_id
         assert job_id is not None, "job:ready always names its job"
-        acked = await _claim(api, job_id)
+        acked = await _claim(api, job_id, retry, lease_seconds)
         if acked is None:
             return  # claimed by another worker, cancelled or deleted: not ours to run
         event.cache["job"] = acked
+        attempt = acked.attempt
         started = time.monotonic()
 
         async def tick(progress: int, info: str | None = None) -> Job:
@@ -111,16 +123,17 @@ def job_handler(
             if 0 < progress < 100:
                 elapsed = time.monotonic() - started
                 eta = datetime.now(UTC) + timedelta(seconds=elapsed * (100 - progress) / progress)
-            return await api.jobs.update(job_id, progress=progress, info=info, estimated_completion_at=eta)
+            return await api.jobs.update(job_id, progress=progress, info=info, estimated_completion_at=eta,
+                                         attempt=attempt)
 
         async def finish(**kw: Any) -> None:
             # The write that ends the attempt must happen even if we are being cancelled.
             with anyio.CancelScope(shield=True):
                 try:
                     if "outcome" in kw and "error" not in kw:
-                        await api.jobs.complete(job_id, **kw)
+                        await api.jobs.complete(job_id, attempt=attempt, **kw)
                     else:
-                        await api.jobs.fail(job_id, **kw)
+                        await api.jobs.fail(job_id, attempt=attempt, **kw)
                 except (Conflict, NotFound) as exc:
                     log.info("Job %s could not be finished: %s", job_id, exc)
 
@@ -130,17 +143,49 @@ def job_handler(
             except Invalid as exc:
                 await finish(error=exc.message, kind="invalid_input")
                 return
+        taken = False
         try:
-            with anyio.fail_after(timeout) if timeout is not None else nullcontext():
-                result = handler(event, tick)
-                if inspect.isawaitable(result):
-                    result = await result
+            async with task_scope() as tg:  # the handler's own error comes out as itself
+                async def watch() -> None:
+                    # Keep the lease while the handler runs, and stop the handler as soon as the job is
+                    # no longer ours to run (cancelled, timed out, or its lease given to another attempt).
+                    nonlocal taken
+                    renewed = time.monotonic()
+                    while True:
+                        await anyio.sleep(watch_interval)
+                        try:
+                            if time.monotonic() - renewed >= lease_seconds / 3:
+                                await api.jobs.heartbeat(job_id, attempt=attempt)
+                                renewed = time.monotonic()
+                            else:
+                                current = await api.jobs.get(job_id)
+                                if current.status is not JobStatus.EXECUTING or current.attempt != attempt:
+                                    raise Conflict(f"Job {job_id} is {current.status.value}.")
+                        except (Conflict, NotFound):
+                            taken = True
+                            tg.cancel_scope.cancel()
+                            return
+                        except ConnectionError:
+                            pass  # the server is away: the lease says how long we may wait for it
+
+                tg.start_soon(watch)
+                with anyio.fail_after(timeout) if timeout is not None else nullcontext():
+                    result = handler(event, tick)
+                    if inspect.isawaitable(result):
+                        result = await result
+            if taken:
+                log.info("Job %s was cancelled or taken away; its handler was stopped.", job_id)
+                return
             outcome = _outcome(result)
         except TimeoutError:
             await finish(error=f"Timed out after {timeout:g}s.", kind="timeout")
+        except NonRetryable as exc:
+            await finish(error=exc.message, retryable=False)
         except Exception as exc:
-            log.exception("Job %s (%s) failed", job_id, event.context.job)
-            await finish(error=str(exc) or type(exc).__name__)
+            if taken:
+                return
+            log.exception("Job %s (%s) failed on attempt %d", job_id, event.context.job, attempt)
+            await finish(error=str(exc) or type(exc).__name__, retryable=True)
         else:
             await finish(outcome=outcome)
 

@@ -106,7 +106,8 @@ async def db_url(request: pytest.FixtureRequest, db_path: Path) -> AsyncIterator
 
 @pytest.fixture
 async def platform(db_url: str, clock: ManualClock) -> AsyncIterator[Platform]:
-    async with Platform.open(db_url, clock=clock) as p:
+    # Time moves only when the test says so, and so do the scheduler's sweeps.
+    async with Platform.open(db_url, clock=clock, sweep_interval=None) as p:
         yield p
 
 

@@ -32,6 +32,7 @@ from listener.platform.domains import (
 )
 from listener.platform.eventlog import EventLog
 from listener.platform.jobs import JobService
+from listener.platform.scheduler import Scheduler
 from listener.platform.store.base import Store
 from listener.platform.store.sqlite import SqliteStore, Synchronous
 from listener.runner import Runner
@@ -110,11 +111,13 @@ async def _open_store(url: str, *, synchronous: Synchronous, pool_size: int) -> 
 class Platform:
     """The embedded platform over one store. Open it with `Platform.open(url)`."""
 
-    def __init__(self, store: Store, clock: Clock) -> None:
+    def __init__(self, store: Store, clock: Clock, *, sweep_interval: float | None = 0.5) -> None:
         self.store = store
         self.clock = clock
         self.eventlog = EventLog(store)
         self.api = PlatformApi(store, self.eventlog, clock)
+        self.scheduler = Scheduler(self.api.as_actor("scheduler").jobs, interval=sweep_interval or 0.5)
+        self.sweeps = sweep_interval is not None
         self.state = PlatformState.OPEN
 
     @classmethod
@@ -126,6 +129,7 @@ class Platform:
         clock: Clock | None = None,
         synchronous: Synchronous = "NORMAL",
         pool_size: int = 10,
+        sweep_interval: float | None = 0.5,
     ) -> AsyncIterator[Platform]:
         """Open the platform on a database (default: ./.listener/listener.db).
 
@@ -135,13 +139,20 @@ class Platform:
             clock: where time comes from; tests pass one they control.
             synchronous: SQLite's `NORMAL` (a killed process loses nothing) or `FULL` (survives power loss).
             pool_size: PostgreSQL connections this process may open.
+            sweep_interval: seconds between the scheduler's sweeps for due retries, leases and timeouts;
+                None sweeps only when `platform.scheduler.sweep()` is called (tests that move time by hand).
         """
         url = url or DEFAULT_DB
         async with _open_store(url, synchronous=synchronous, pool_size=pool_size) as store:
-            platform = cls(store, clock or SystemClock())
+            platform = cls(store, clock or SystemClock(), sweep_interval=sweep_interval)
             platform.eventlog.last_seq = await store.head()
             try:
-                yield platform
+                async with task_scope() as tg:
+                    # Timers resume with the platform: retries, expired leases and timeouts that came
+                    # due while it was down are handled by the first sweep.
+                    if platform.sweeps:
+                        tg.start_soon(platform.scheduler.run)
+                    yield platform
             finally:
                 platform.state = PlatformState.CLOSED
 

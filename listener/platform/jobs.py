@@ -7,8 +7,9 @@ move either happens whole, with its events, or not at all.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
@@ -25,6 +26,7 @@ from listener.models import (
     JobCreate,
     JobError,
     JobFail,
+    JobHeartbeat,
     JobListQuery,
     JobStatus,
     JobTrigger,
@@ -32,6 +34,7 @@ from listener.models import (
     JobUpdate,
     Outcome,
     Page,
+    RetryPolicy,
     new_id,
     parse,
 )
@@ -70,7 +73,29 @@ def job_payload(job: Job) -> dict[str, Any]:
         payload["input"] = job.input
     if job.error is not None:
         payload["error"] = job.error.model_dump()
+    if job.attempt:
+        payload["attempt"] = job.attempt
+        payload["maxAttempts"] = job.max_attempts
+    if job.status is JobStatus.SCHEDULED and job.next_attempt_at is not None:
+        payload["nextAttemptAt"] = job.next_attempt_at.isoformat()
     return payload
+
+
+def _fence(job: Job, attempt: int | None, move: str) -> None:
+    if attempt is not None and attempt != job.attempt:
+        raise Conflict(f"Cannot {move} job {job.id}: attempt {attempt} is over (the job is on attempt "
+                       f"{job.attempt}, {job.status.value}).",
+                       details={"jobId": job.id, "status": job.status.value, "move": move, "attempt": attempt})
+
+
+def _failure(job: Job, error: JobError, now: datetime, rand: float) -> dict[str, Any]:
+    """The changes of a failed attempt: a retry is scheduled while the policy has attempts left."""
+    lease = {"lease_expires_at": None, "error": error.model_copy(update={"attempt": job.attempt})}
+    if error.retryable and job.attempt < job.max_attempts:
+        policy = job.retry or RetryPolicy()
+        return {**lease, "status": S.SCHEDULED,
+                "next_attempt_at": now + timedelta(seconds=policy.delay(job.attempt, rand))}
+    return {**lease, "status": S.FAILED, "finished_at": now}
 
 
 def _given(model: Any) -> dict[str, Any]:
@@ -84,7 +109,7 @@ class _Move:
         self,
         name: str,
         allowed: Iterable[JobStatus],
-        topic: str,
+        topic: str | None,
         apply: Callable[[Job], dict[str, Any]],
         *,
         hint: str = "",
@@ -105,7 +130,12 @@ class _Move:
             context = ctx.model_copy(update={"actor_id": actor}) if actor else ctx
             if self.topic == topics.JOB_DELETED:
                 return JobChange(None, [NewEvent(self.topic, context, job_payload(job), now)])
-            return JobChange(new, [NewEvent(self.topic, context, job_payload(new), now)])
+            if self.topic is None:  # a change no one needs to hear of (a heartbeat)
+                return JobChange(new, [])
+            payload = job_payload(new)
+            if self.topic == topics.JOB_FAILED:
+                payload["willRetry"] = new.status is S.SCHEDULED
+            return JobChange(new, [NewEvent(self.topic, context, payload, now)])
 
         return rule
 
@@ -150,14 +180,16 @@ class JobService:
         info: str | None = None,
         metadata: dict[str, Any] | None = None,
         input: dict[str, Any] | None = None,
+        retry: RetryPolicy | dict[str, Any] | None = None,
+        timeout_seconds: int | None = None,
+        lease_seconds: int | None = None,
     ) -> Job:
         """Create a job. With trigger `immediate` (the default) it is ready at once and job:ready fires."""
         body: dict[str, Any] = {"type": type, "operation": operation, "source": source, "destination": destination,
                                 "trigger": trigger, "mode": mode, "managed": managed, "info": info}
-        if metadata is not None:
-            body["metadata"] = metadata
-        if input is not None:
-            body["input"] = input
+        optional = {"metadata": metadata, "input": input, "retry": retry, "timeout_seconds": timeout_seconds,
+                    "lease_seconds": lease_seconds}
+        body.update({k: v for k, v in optional.items() if v is not None})
         return await self.create_from(parse(JobCreate, body, what="job"))
 
     async def create_from(self, spec: JobCreate) -> Job:
@@ -165,6 +197,8 @@ class JobService:
         base = await self._resolve(spec.source) if spec.source else EventContext()
         now = self._clock.now()
         job = Job(id=new_id("jb"), created_by=self.actor, created_at=now, updated_at=now, **_given(spec))
+        if job.retry is not None:
+            job = job.model_copy(update={"max_attempts": job.retry.max_attempts})
         ctx = job_context(job, base)
         if self.actor:
             ctx = ctx.model_copy(update={"actor_id": self.actor})
@@ -211,13 +245,26 @@ class JobService:
         info: str | None = UNSET,  # type: ignore[assignment]
         progress: int | None = UNSET,  # type: ignore[assignment]
         estimated_completion_at: datetime | None = UNSET,  # type: ignore[assignment]
+        retry: RetryPolicy | dict[str, Any] | None = UNSET,  # type: ignore[assignment]
+        lease_seconds: int = UNSET,  # type: ignore[assignment]
     ) -> Job:
-        """Claim a ready job: ready → executing. Exactly one of several concurrent acks wins; the rest get Conflict."""
-        body = parse(JobAck, _body(info=info, progress=progress, estimated_completion_at=estimated_completion_at))
+        """Claim a ready job: ready → executing, with a lease that updates and heartbeats renew.
+
+        Exactly one of several concurrent acks wins; the rest get Conflict. A listener may bring its
+        retry policy (job_handler does), which the job keeps unless it was created with its own.
+        """
+        body = parse(JobAck, _body(info=info, progress=progress, estimated_completion_at=estimated_completion_at,
+                                   retry=retry, lease_seconds=lease_seconds))
         now = self._clock.now()
 
         def apply(job: Job) -> dict[str, Any]:
-            return {"status": S.EXECUTING, "started_at": now, "attempt": job.attempt + 1, **_given(body)}
+            changes = {k: v for k, v in _given(body).items() if k not in ("retry", "lease_seconds")}
+            lease = body.lease_seconds if "lease_seconds" in body.model_fields_set else job.lease_seconds
+            changes.update(status=S.EXECUTING, started_at=now, attempt=job.attempt + 1, next_attempt_at=None,
+                           lease_seconds=lease, lease_expires_at=now + timedelta(seconds=lease))
+            if body.retry is not None and job.retry is None:
+                changes.update(retry=body.retry, max_attempts=body.retry.max_attempts)
+            return changes
 
         return await self._move(job_id, _Move("ack", {S.READY}, topics.JOB_UPDATED, apply))
 
@@ -229,11 +276,30 @@ class JobService:
         progress: int | None = UNSET,  # type: ignore[assignment]
         estimated_completion_at: datetime | None = UNSET,  # type: ignore[assignment]
         metadata: dict[str, Any] | None = UNSET,  # type: ignore[assignment]
+        attempt: int | None = None,
     ) -> Job:
-        """Report progress on an executing job; only the fields given change."""
+        """Report progress on an executing job (renews its lease); only the fields given change."""
         body = parse(JobUpdate, _body(info=info, progress=progress, estimated_completion_at=estimated_completion_at,
-                                      metadata=metadata))
-        return await self._move(job_id, _Move("update", {S.EXECUTING}, topics.JOB_UPDATED, lambda job: _given(body)))
+                                      metadata=metadata, attempt=attempt))
+        now = self._clock.now()
+
+        def apply(job: Job) -> dict[str, Any]:
+            _fence(job, body.attempt, "update")
+            changes = {k: v for k, v in _given(body).items() if k != "attempt"}
+            return {**changes, "lease_expires_at": now + timedelta(seconds=job.lease_seconds)}
+
+        return await self._move(job_id, _Move("update", {S.EXECUTING}, topics.JOB_UPDATED, apply))
+
+    async def heartbeat(self, job_id: str, *, attempt: int | None = None) -> Job:
+        """The worker running the job is alive: renew its lease (no event). Conflict once the attempt is over."""
+        body = parse(JobHeartbeat, _body(attempt=attempt))
+        now = self._clock.now()
+
+        def apply(job: Job) -> dict[str, Any]:
+            _fence(job, body.attempt, "heartbeat")
+            return {"lease_expires_at": now + timedelta(seconds=job.lease_seconds)}
+
+        return await self._move(job_id, _Move("heartbeat", {S.EXECUTING}, None, apply))
 
     async def complete(
         self,
@@ -241,13 +307,16 @@ class JobService:
         *,
         outcome: Outcome | dict[str, Any] | None = None,
         info: str | None = UNSET,  # type: ignore[assignment]
+        attempt: int | None = None,
     ) -> Job:
         """Finish an executing job successfully, with an optional outcome for the person who started it."""
-        body = parse(JobComplete, _body(outcome=outcome, info=info))
+        body = parse(JobComplete, _body(outcome=outcome, info=info, attempt=attempt))
         now = self._clock.now()
 
         def apply(job: Job) -> dict[str, Any]:
-            return {"status": S.COMPLETE, "progress": 100, "finished_at": now, **_given(body)}
+            _fence(job, body.attempt, "complete")
+            changes = {k: v for k, v in _given(body).items() if k != "attempt"}
+            return {"status": S.COMPLETE, "progress": 100, "finished_at": now, "lease_expires_at": None, **changes}
 
         return await self._move(job_id, _Move("complete", {S.EXECUTING}, topics.JOB_COMPLETED, apply))
 
@@ -259,15 +328,23 @@ class JobService:
         info: str | None = UNSET,  # type: ignore[assignment]
         error: str | None = None,
         kind: str = "error",
+        retryable: bool = False,
+        attempt: int | None = None,
     ) -> Job:
-        """Fail an executing job. The error message is `error`, else the outcome's message, else the info."""
-        body = parse(JobFail, _body(outcome=outcome, info=info, error=error, kind=kind))
+        """Fail an executing job's attempt. The error message is `error`, else the outcome's, else the info.
+
+        A `retryable` failure with attempts left under the job's retry policy moves it to `scheduled`
+        and job:failed says `willRetry`; otherwise the job ends `failed`.
+        """
+        body = parse(JobFail, _body(outcome=outcome, info=info, error=error, kind=kind, retryable=retryable,
+                                    attempt=attempt))
         now = self._clock.now()
+        rand = random.random()
 
         def apply(job: Job) -> dict[str, Any]:
+            _fence(job, body.attempt, "fail")
             message = body.error or (body.outcome and body.outcome.message) or body.info or "The job failed."
-            changes: dict[str, Any] = {"status": S.FAILED, "finished_at": now,
-                                       "error": JobError(message=message, kind=body.kind)}
+            changes = _failure(job, JobError(message=message, kind=body.kind, retryable=body.retryable), now, rand)
             if body.outcome is not None:
                 changes["outcome"] = body.outcome
             if "info" in body.model_fields_set:
@@ -276,15 +353,59 @@ class JobService:
 
         return await self._move(job_id, _Move("fail", {S.EXECUTING}, topics.JOB_FAILED, apply))
 
+    async def retry(self, job_id: str) -> Job:
+        """Run a failed job again by hand (the outcome's `retry` button): failed → ready, one more attempt allowed."""
+        def apply(job: Job) -> dict[str, Any]:
+            return {"status": S.READY, "finished_at": None, "next_attempt_at": None, "outcome": None,
+                    "outcome_acknowledged_at": None, "max_attempts": max(job.max_attempts, job.attempt + 1)}
+
+        return await self._move(job_id, _Move("retry", {S.FAILED}, topics.JOB_READY, apply))
+
     async def cancel(self, job_id: str, *, info: str | None = UNSET) -> Job:  # type: ignore[assignment]
         """Cancel a job that has not ended; a handler running it should stop."""
         body = parse(JobCancel, _body(info=info))
         now = self._clock.now()
 
         def apply(job: Job) -> dict[str, Any]:
-            return {"status": S.CANCELLED, "finished_at": now, **_given(body)}
+            return {"status": S.CANCELLED, "finished_at": now, "lease_expires_at": None, "next_attempt_at": None,
+                    **_given(body)}
 
         return await self._move(job_id, _Move("cancel", _ACTIVE, topics.JOB_CANCELLED, apply))
+
+    async def due(self, *, limit: int = 500) -> Sequence[str]:
+        """The ids of jobs whose next attempt, lease end or timeout has come (for the scheduler)."""
+        return await self._store.due_jobs(self._clock.now(), limit)
+
+    async def advance(self, job_id: str) -> bool:
+        """Do what is due for the job now: start a scheduled retry, expire a lease, time it out. False if nothing."""
+        now = self._clock.now()
+        rand = random.random()
+        actor = self.actor
+
+        def rule(job: Job, ctx: EventContext) -> JobChange:
+            context = ctx.model_copy(update={"actor_id": actor}) if actor else ctx
+            if job.status.is_terminal:
+                return JobChange(job, [])
+            if now >= job.created_at + timedelta(seconds=job.timeout_seconds):
+                error = JobError(message=f"Timed out after {job.timeout_seconds}s.", kind="timeout")
+                new = job.model_copy(update={"status": S.FAILED, "finished_at": now, "updated_at": now,
+                                             "lease_expires_at": None, "next_attempt_at": None,
+                                             "error": error.model_copy(update={"attempt": job.attempt})})
+                return JobChange(new, [NewEvent(topics.JOB_FAILED, context, {**job_payload(new), "willRetry": False},
+                                                now)])
+            if job.status is S.SCHEDULED and job.next_attempt_at is not None and now >= job.next_attempt_at:
+                new = job.model_copy(update={"status": S.READY, "next_attempt_at": None, "updated_at": now})
+                return JobChange(new, [NewEvent(topics.JOB_READY, context, job_payload(new), now)])
+            if job.status is S.EXECUTING and job.lease_expires_at is not None and now >= job.lease_expires_at:
+                error = JobError(message=f"The worker running attempt {job.attempt} stopped renewing its lease.",
+                                 kind="lease_expired", retryable=True)
+                new = job.model_copy(update={**_failure(job, error, now, rand), "updated_at": now})
+                payload = {**job_payload(new), "willRetry": new.status is S.SCHEDULED}
+                return JobChange(new, [NewEvent(topics.JOB_FAILED, context, payload, now)])
+            return JobChange(job, [])
+
+        _, events = await self._store.change_job(job_id, rule)
+        return bool(events)
 
     async def acknowledge_outcome(self, job_id: str) -> Job:
         """Record that the person saw the outcome of a finished job (job:outcome-acknowledged)."""

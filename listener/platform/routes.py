@@ -26,6 +26,7 @@ from listener.models import (
     JobComplete,
     JobCreate,
     JobFail,
+    JobHeartbeat,
     JobListQuery,
     JobUpdate,
     Model,
@@ -330,6 +331,18 @@ async def complete_job(call: Call) -> Job:
 async def fail_job(call: Call) -> Job:
     """Fail an executing job."""
     return await call.api.jobs.fail(call.param("jobId"), **_given(call.body))
+
+
+@route("POST", "/jobs/{jobId}/heartbeat", tag="jobs", body=JobHeartbeat, response=Job, roles=OPERATORS)
+async def heartbeat_job(call: Call) -> Job:
+    """Renew the lease of an executing job: its worker is alive. Conflict once the attempt is over."""
+    return await call.api.jobs.heartbeat(call.param("jobId"), **_given(call.body))
+
+
+@route("POST", "/jobs/{jobId}/retry", tag="jobs", response=Job)
+async def retry_job(call: Call) -> Job:
+    """Run a failed job again (the outcome's retry button)."""
+    return await call.api.jobs.retry((await call.job(call.param("jobId"))).id)
 
 
 @route("POST", "/jobs/{jobId}/cancel", tag="jobs", body=JobCancel, response=Job)

@@ -40,6 +40,7 @@ MOVES: dict[str, tuple[Callable[[PlatformApi, str], Awaitable[Any]], set[JobStat
     "complete": (lambda api, i: api.jobs.complete(i), {S.EXECUTING}, S.COMPLETE, "job:completed"),
     "fail": (lambda api, i: api.jobs.fail(i, error="x"), {S.EXECUTING}, S.FAILED, "job:failed"),
     "cancel": (lambda api, i: api.jobs.cancel(i), {S.CREATED, S.READY, S.EXECUTING}, S.CANCELLED, "job:cancelled"),
+    "retry": (lambda api, i: api.jobs.retry(i), {S.FAILED}, S.READY, "job:ready"),
     "acknowledge_outcome": (lambda api, i: api.jobs.acknowledge_outcome(i), {S.COMPLETE, S.FAILED}, None,
                             "job:outcome-acknowledged"),
     "delete": (lambda api, i: api.jobs.delete(i), {S.CREATED, S.READY, S.COMPLETE, S.FAILED, S.CANCELLED}, None,

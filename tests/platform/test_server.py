@@ -155,7 +155,7 @@ async def test_manual_jobs_execute_fail_and_cancel_over_rest(server: Server) -> 
     status, job = await call(server, "POST", f"{API}/jobs/{job['id']}/fail", t,
                              json={"error": "Bad rows.", "kind": "invalid_input", "outcome": {"message": "Fix it"}})
     assert (status, job["status"], job["error"]) == (200, "failed", {"message": "Bad rows.", "kind": "invalid_input",
-                                                                     "retryable": False})
+                                                                     "retryable": False, "attempt": 1})
     status, other = await call(server, "POST", f"{API}/jobs", t, json={"type": "sheet", "operation": "dedupe"})
     status, other = await call(server, "POST", f"{API}/jobs/{other['id']}/cancel", t, json={"info": "Not needed"})
     assert (status, other["status"], other["info"]) == (200, "cancelled", "Not needed")

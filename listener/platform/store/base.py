@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import anyio
@@ -27,6 +27,7 @@ __all__ = [
     "Store",
     "StoredObject",
     "StoredUser",
+    "due_at",
     "settled",
 ]
 
@@ -52,6 +53,18 @@ class JobChange:
 
     job: Job | None
     events: list[NewEvent]
+
+
+def due_at(job: Job) -> datetime | None:
+    """When something must happen to the job without anyone asking: its next attempt, lease end or timeout."""
+    if job.status.is_terminal:
+        return None
+    deadline = job.created_at + timedelta(seconds=job.timeout_seconds)
+    if job.status is JobStatus.SCHEDULED and job.next_attempt_at is not None:
+        return min(job.next_attempt_at, deadline)
+    if job.status is JobStatus.EXECUTING and job.lease_expires_at is not None:
+        return min(job.lease_expires_at, deadline)
+    return deadline
 
 
 async def settled(done: anyio.Event) -> None:
@@ -131,6 +144,10 @@ class Store(Protocol):
         ...
 
     async def get_job(self, job_id: str) -> Job: ...
+    async def due_jobs(self, now: datetime, limit: int) -> list[str]:
+        """Ids of unfinished jobs whose `due_at` (see jobs.due_at) has come, oldest first."""
+        ...
+
     async def list_jobs(self, query: JobQuery) -> tuple[list[Job], int]: ...
 
     # domain objects

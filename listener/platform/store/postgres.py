@@ -20,6 +20,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -36,6 +37,7 @@ from listener.platform.store.base import (
     RecordChanges,
     StoredObject,
     StoredUser,
+    due_at,
     settled,
 )
 from listener.tasks import task_scope
@@ -108,6 +110,11 @@ MIGRATIONS: list[str] = [
         token_hash text NOT NULL UNIQUE,
         doc jsonb NOT NULL
     );
+    """,
+    # 3: when something is due for a job without anyone asking (retry, lease end, timeout)
+    """
+    ALTER TABLE jobs ADD COLUMN due_at timestamptz;
+    CREATE INDEX jobs_due ON jobs (due_at) WHERE due_at IS NOT NULL;
     """,
 ]
 
@@ -364,21 +371,22 @@ class PostgresStore:
                     if self._changed.get(i, job) is not None]
         if inserted:
             await conn.execute(
-                "INSERT INTO jobs (id, status, type, operation, created_by, created_at, doc, ctx)"
+                "INSERT INTO jobs (id, status, type, operation, created_by, created_at, due_at, doc, ctx)"
                 " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
-                " $6::timestamptz[], $7::jsonb[], $8::jsonb[])",
+                " $6::timestamptz[], $7::timestamptz[], $8::jsonb[], $9::jsonb[])",
                 [j.id for j, _ in inserted], [j.status.value for j, _ in inserted], [j.type.value for j, _ in inserted],
                 [j.operation for j, _ in inserted], [j.created_by for j, _ in inserted],
-                [j.created_at for j, _ in inserted], [j.model_dump_json() for j, _ in inserted],
-                [c.model_dump_json() for _, c in inserted])
+                [j.created_at for j, _ in inserted], [due_at(j) for j, _ in inserted],
+                [j.model_dump_json() for j, _ in inserted], [c.model_dump_json() for _, c in inserted])
         changed = {i: job for i, job in self._changed.items() if i not in self._inserted}
         updated = [(i, job) for i, job in changed.items() if job is not None]
         deleted = [i for i, job in changed.items() if job is None]
         if updated:
             await conn.execute(
-                "UPDATE jobs SET status = u.status, doc = u.doc FROM unnest($1::text[], $2::text[], $3::jsonb[])"
-                " AS u(id, status, doc) WHERE jobs.id = u.id",
-                [i for i, _ in updated], [j.status.value for _, j in updated],
+                "UPDATE jobs SET status = u.status, due_at = u.due_at, doc = u.doc"
+                " FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::jsonb[]) AS u(id, status, due_at, doc)"
+                " WHERE jobs.id = u.id",
+                [i for i, _ in updated], [j.status.value for _, j in updated], [due_at(j) for _, j in updated],
                 [j.model_dump_json() for _, j in updated])
         if deleted:
             await conn.execute("DELETE FROM jobs WHERE id = ANY($1::text[])", deleted)
@@ -472,6 +480,11 @@ class PostgresStore:
             return outcome.job, outcome.events
 
         return await self._write(change, job_id=job_id)
+
+    async def due_jobs(self, now: datetime, limit: int) -> list[str]:
+        rows = await self._read(lambda conn: conn.fetch(
+            "SELECT id FROM jobs WHERE due_at <= $1 ORDER BY due_at LIMIT $2", now, limit))
+        return [r["id"] for r in rows]
 
     async def get_job(self, job_id: str) -> Job:
         row = await self._read(lambda conn: conn.fetchval("SELECT doc FROM jobs WHERE id = $1", job_id))

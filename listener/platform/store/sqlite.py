@@ -16,6 +16,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
@@ -34,6 +35,7 @@ from listener.platform.store.base import (
     RecordChanges,
     StoredObject,
     StoredUser,
+    due_at,
     settled,
 )
 from listener.tasks import task_scope
@@ -98,6 +100,11 @@ MIGRATIONS: list[str] = [
         doc TEXT NOT NULL
     );
     """,
+    # 3: when something is due for a job without anyone asking (retry, lease end, timeout), as epoch seconds
+    """
+    ALTER TABLE jobs ADD COLUMN due_at REAL;
+    CREATE INDEX jobs_due ON jobs (due_at) WHERE due_at IS NOT NULL;
+    """,
 ]
 
 Synchronous = Literal["NORMAL", "FULL"]
@@ -134,7 +141,9 @@ class _Tx:
 
 
 def _job_row(job: Job) -> tuple[Any, ...]:
-    return (job.status.value, job.type.value, job.operation, job.created_by, job.created_at.isoformat())
+    due = due_at(job)
+    return (job.status.value, job.type.value, job.operation, job.created_by, job.created_at.isoformat(),
+            due.timestamp() if due else None)
 
 
 class SqliteStore:
@@ -302,8 +311,8 @@ class SqliteStore:
         def insert(tx: _Tx) -> None:
             try:
                 tx.conn.execute(
-                    "INSERT INTO jobs (id, status, type, operation, created_by, created_at, doc, ctx)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO jobs (id, status, type, operation, created_by, created_at, due_at, doc, ctx)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (job.id, *_job_row(job), job.model_dump_json(), context.model_dump_json()),
                 )
             except sqlite3.IntegrityError:
@@ -324,14 +333,22 @@ class SqliteStore:
             else:
                 new = outcome.job
                 tx.conn.execute(
-                    "UPDATE jobs SET status = ?, type = ?, operation = ?, created_by = ?, created_at = ?, doc = ?"
-                    " WHERE id = ?",
+                    "UPDATE jobs SET status = ?, type = ?, operation = ?, created_by = ?, created_at = ?, due_at = ?,"
+                    " doc = ? WHERE id = ?",
                     (*_job_row(new), new.model_dump_json(), job_id),
                 )
             tx.append(outcome.events)
             return outcome.job
 
         return await self._write(change)
+
+    async def due_jobs(self, now: datetime, limit: int) -> list[str]:
+        def due(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute("SELECT id FROM jobs WHERE due_at <= ? ORDER BY due_at LIMIT ?",
+                                (now.timestamp(), limit)).fetchall()
+            return [r[0] for r in rows]
+
+        return await self._read(due)
 
     async def get_job(self, job_id: str) -> Job:
         def get(conn: sqlite3.Connection) -> Job:

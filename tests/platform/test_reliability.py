@@ -1,0 +1,187 @@
+"""Retries with backoff, leases, timeouts and cancellation of a running handler, on both backends.
+
+Time is moved with the platform's manual clock and the scheduler is swept by hand: no test sleeps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+
+import anyio
+import pytest
+
+from listener import Conflict, Event, Job, JobStatus, Listener, NonRetryable, Platform
+from listener.models import RetryPolicy
+from plugins.job_handler import Tick, job_handler
+from tests.conftest import ManualClock
+
+pytestmark = pytest.mark.anyio
+S = JobStatus
+NO_JITTER = RetryPolicy(max_attempts=3, base_seconds=10, factor=2, cap_seconds=300, jitter=0)
+
+
+async def until(platform: Platform, job_id: str, status: JobStatus, timeout: float = 5) -> Job:
+    """Wait, on the event log, until the job is in `status`."""
+    changed = anyio.Event()
+
+    def on_batch(events: Sequence[Event]) -> None:
+        if any(e.context.job_id == job_id for e in events):
+            changed.set()
+
+    platform.eventlog.on_batch(on_batch)
+    try:
+        with anyio.fail_after(timeout):
+            while (job := await platform.api.jobs.get(job_id)).status is not status:
+                await changed.wait()
+                changed = anyio.Event()
+            return job
+    finally:
+        platform.eventlog.off_batch(on_batch)
+
+
+async def failed_events(platform: Platform, job_id: str) -> list[Event]:
+    return [e for e in await platform.store.read_events(0, 500, job_id) if e.topic == "job:failed"]
+
+
+async def test_retries_with_backoff_until_an_attempt_succeeds(platform: Platform, clock: ManualClock) -> None:
+    attempts: list[int] = []
+
+    async def flaky(event: Event, tick: Tick) -> dict[str, str]:
+        attempts.append(event.cache["job"].attempt)
+        if len(attempts) < 3:
+            raise RuntimeError(f"Geocoder unavailable (try {len(attempts)})")
+        return {"message": "Geocoded."}
+
+    listener = Listener().use(job_handler("workbook:geocode", flaky, retry=NO_JITTER))
+    async with platform.running(listener):
+        job = await platform.api.jobs.create(type="workbook", operation="geocode")
+        first = await until(platform, job.id, S.SCHEDULED)
+        assert (first.attempt, first.max_attempts) == (1, 3)
+        assert first.next_attempt_at == clock.now() + timedelta(seconds=10)
+        assert first.error is not None and first.error.retryable and first.error.attempt == 1
+        assert await platform.scheduler.sweep() == 0, "not due yet"
+        clock.advance(10)
+        assert await platform.scheduler.sweep() == 1
+        second = await until(platform, job.id, S.SCHEDULED)
+        assert second.attempt == 2
+        assert second.next_attempt_at == clock.now() + timedelta(seconds=20), "backoff grows"
+        clock.advance(20)
+        await platform.scheduler.sweep()
+        done = await platform.api.jobs.wait(job.id, timeout=5)
+    assert attempts == [1, 2, 3]
+    assert (done.status, done.attempt) == (S.COMPLETE, 3)
+    assert [e.payload["willRetry"] for e in await failed_events(platform, job.id)] == [True, True]
+    readies = [e for e in await platform.store.read_events(0, 500, job.id) if e.topic == "job:ready"]
+    assert len(readies) == 3, "job:ready again for each retry"
+
+
+async def test_attempts_run_out_and_non_retryable_fails_at_once(platform: Platform, clock: ManualClock) -> None:
+    async def always(event: Event, tick: Tick) -> None:
+        if event.cache["job"].input.get("fatal"):
+            raise NonRetryable("The file is not a CSV.")
+        raise RuntimeError("Still down")
+
+    policy = RetryPolicy(max_attempts=2, base_seconds=1, jitter=0)
+    listener = Listener().use(job_handler("workbook:import", always, retry=policy))
+    async with platform.running(listener):
+        fatal = await platform.api.jobs.create(type="workbook", operation="import", input={"fatal": True})
+        fatal = await platform.api.jobs.wait(fatal.id, timeout=5)
+        assert (fatal.status, fatal.attempt) == (S.FAILED, 1)
+        assert fatal.error is not None and (fatal.error.message, fatal.error.retryable) == ("The file is not a CSV.",
+                                                                                          False)
+        job = await platform.api.jobs.create(type="workbook", operation="import")
+        await until(platform, job.id, S.SCHEDULED)
+        clock.advance(1)
+        await platform.scheduler.sweep()
+        job = await platform.api.jobs.wait(job.id, timeout=5)
+    assert (job.status, job.attempt, job.max_attempts) == (S.FAILED, 2, 2)
+    assert [e.payload["willRetry"] for e in await failed_events(platform, job.id)] == [True, False]
+
+
+async def test_an_expired_lease_fails_the_attempt_and_a_late_complete_is_refused(platform: Platform,
+                                                                                  clock: ManualClock) -> None:
+    job = await platform.api.jobs.create(type="workbook", operation="export",
+                                         retry={"max_attempts": 2, "base_seconds": 5, "jitter": 0})
+    job = await platform.api.jobs.ack(job.id, lease_seconds=60)
+    assert job.lease_expires_at == clock.now() + timedelta(seconds=60)
+    clock.advance(50)
+    await platform.api.jobs.heartbeat(job.id, attempt=1)  # alive: the lease runs to t=110
+    clock.advance(50)
+    assert await platform.scheduler.sweep() == 0
+    clock.advance(11)
+    assert await platform.scheduler.sweep() == 1
+    lost = await platform.api.jobs.get(job.id)
+    assert lost.status is S.SCHEDULED and lost.error is not None
+    assert (lost.error.kind, lost.error.attempt) == ("lease_expired", 1)
+    with pytest.raises(Conflict, match="it is scheduled"):
+        await platform.api.jobs.complete(job.id, attempt=1)
+    clock.advance(5)
+    await platform.scheduler.sweep()
+    again = await platform.api.jobs.ack(job.id)
+    assert again.attempt == 2
+    with pytest.raises(Conflict, match="attempt 1 is over"):
+        await platform.api.jobs.heartbeat(job.id, attempt=1)
+    assert (await platform.api.jobs.complete(job.id, attempt=2)).status is S.COMPLETE
+
+
+async def test_a_job_past_its_timeout_fails_with_kind_timeout(platform: Platform, clock: ManualClock) -> None:
+    job = await platform.api.jobs.create(type="workbook", operation="export", timeout_seconds=30)
+    await platform.api.jobs.ack(job.id)
+    clock.advance(31)
+    assert await platform.scheduler.sweep() == 1
+    job = await platform.api.jobs.get(job.id)
+    assert job.status is S.FAILED and job.error is not None and job.error.kind == "timeout"
+    assert [e.payload["willRetry"] for e in await failed_events(platform, job.id)] == [False]
+    waiting = await platform.api.jobs.create(type="sheet", operation="dedupe")  # default: 24 hours
+    clock.advance(86_399)
+    assert await platform.scheduler.sweep() == 0
+    clock.advance(1)
+    await platform.scheduler.sweep()
+    assert (await platform.api.jobs.get(waiting.id)).status is S.FAILED
+
+
+async def test_retry_by_hand(platform: Platform) -> None:
+    job = await platform.api.jobs.create(type="workbook", operation="export")
+    await platform.api.jobs.ack(job.id)
+    await platform.api.jobs.fail(job.id, error="Nope", outcome={"message": "Failed", "next": {"type": "retry"}})
+    job = await platform.api.jobs.retry(job.id)
+    assert (job.status, job.outcome, job.max_attempts) == (S.READY, None, 2)
+    assert (await platform.api.jobs.ack(job.id)).attempt == 2
+    await platform.api.jobs.complete(job.id)
+    with pytest.raises(Conflict):
+        await platform.api.jobs.retry(job.id)
+
+
+async def test_cancelling_an_executing_job_stops_its_handler(platform: Platform) -> None:
+    started, stopped = anyio.Event(), anyio.Event()
+
+    async def forever(event: Event, tick: Tick) -> None:
+        started.set()
+        try:
+            await anyio.sleep_forever()
+        finally:
+            stopped.set()
+
+    listener = Listener().use(job_handler("workbook:export", forever, watch_interval=0.05))
+    async with platform.running(listener):
+        job = await platform.api.jobs.create(type="workbook", operation="export")
+        with anyio.fail_after(5):
+            await started.wait()
+        await platform.api.jobs.cancel(job.id)
+        with anyio.fail_after(1):
+            await stopped.wait()
+    topics = [e.topic for e in await platform.store.read_events(0, 100, job.id)]
+    assert topics[-1] == "job:cancelled" and "job:failed" not in topics and "job:completed" not in topics
+    assert (await platform.api.jobs.get(job.id)).status is S.CANCELLED
+
+
+async def test_timers_resume_after_a_restart(db_url: str, clock: ManualClock) -> None:
+    async with Platform.open(db_url, clock=clock, sweep_interval=None) as platform:
+        job = await platform.api.jobs.create(type="workbook", operation="export", retry=NO_JITTER)
+        await platform.api.jobs.ack(job.id)
+        await platform.api.jobs.fail(job.id, error="down", retryable=True)
+    clock.advance(3600)  # the platform was down when the retry came due
+    async with Platform.open(db_url, clock=clock, sweep_interval=0.05) as platform:
+        # The scheduler's own first sweep, at start, finds it.
+        assert (await until(platform, job.id, S.READY)).attempt == 1
