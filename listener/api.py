@@ -47,6 +47,7 @@ class JobsApi(Protocol):
         retry: RetryPolicy | dict[str, Any] | None = None,
         timeout_seconds: int | None = None,
         lease_seconds: int | None = None,
+        run_at: datetime | None = None,
     ) -> Job: ...
     async def get(self, job_id: str) -> Job: ...
     async def list(
@@ -78,9 +79,12 @@ class JobsApi(Protocol):
         progress: int | None = ...,
         estimated_completion_at: datetime | None = ...,
         metadata: dict[str, Any] | None = ...,
+        processed: int = ...,
+        total: int = ...,
         attempt: int | None = None,
     ) -> Job: ...
     async def heartbeat(self, job_id: str, *, attempt: int | None = None) -> Job: ...
+    async def checkpoint(self, job_id: str, state: dict[str, Any], *, attempt: int | None = None) -> Job: ...
     async def complete(
         self,
         job_id: str,

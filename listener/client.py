@@ -46,6 +46,7 @@ from listener.models import (
     Job,
     JobAck,
     JobCancel,
+    JobCheckpoint,
     JobComplete,
     JobCreate,
     JobFail,
@@ -336,12 +337,13 @@ class ClientJobs(_Resource):
         retry: RetryPolicy | dict[str, Any] | None = None,
         timeout_seconds: int | None = None,
         lease_seconds: int | None = None,
+        run_at: datetime | None = None,
     ) -> Job:
         """Create a job. With trigger `immediate` (the default) it is ready at once and job:ready fires."""
         body: dict[str, Any] = {"type": type, "operation": operation, "source": source, "destination": destination,
                                 "trigger": trigger, "mode": mode, "managed": managed, "info": info}
         optional = {"metadata": metadata, "input": input, "retry": retry, "timeout_seconds": timeout_seconds,
-                    "lease_seconds": lease_seconds}
+                    "lease_seconds": lease_seconds, "run_at": run_at}
         body.update({k: v for k, v in optional.items() if v is not None})
         return await self.create_from(parse(JobCreate, body, what="job"))
 
@@ -404,17 +406,24 @@ class ClientJobs(_Resource):
         progress: int | None = UNSET,  # type: ignore[assignment]
         estimated_completion_at: datetime | None = UNSET,  # type: ignore[assignment]
         metadata: dict[str, Any] | None = UNSET,  # type: ignore[assignment]
+        processed: int = UNSET,  # type: ignore[assignment]
+        total: int = UNSET,  # type: ignore[assignment]
         attempt: int | None = None,
     ) -> Job:
         """Report progress on an executing job (renews its lease); only the fields given change (None clears one)."""
         body = parse(JobUpdate, _given(info=info, progress=progress, estimated_completion_at=estimated_completion_at,
-                                       metadata=metadata, attempt=attempt))
+                                       metadata=metadata, processed=processed, total=total, attempt=attempt))
         return self._job(await self._client.request("PATCH", f"/jobs/{_path(job_id)}", body=_dump(body)))
 
     async def heartbeat(self, job_id: str, *, attempt: int | None = None) -> Job:
         """The worker running the job is alive: renew its lease. Conflict once the attempt is over."""
         body = parse(JobHeartbeat, _given(attempt=attempt))
         return self._job(await self._client.request("POST", f"/jobs/{_path(job_id)}/heartbeat", body=_dump(body)))
+
+    async def checkpoint(self, job_id: str, state: dict[str, Any], *, attempt: int | None = None) -> Job:
+        """Save a small JSON state of an executing job; a retried attempt resumes from it."""
+        body = parse(JobCheckpoint, _given(state=state, attempt=attempt))
+        return self._job(await self._client.request("POST", f"/jobs/{_path(job_id)}/checkpoint", body=_dump(body)))
 
     async def complete(
         self,

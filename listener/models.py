@@ -46,6 +46,7 @@ __all__ = [
     "Job",
     "JobAck",
     "JobCancel",
+    "JobCheckpoint",
     "JobComplete",
     "JobCreate",
     "JobError",
@@ -300,6 +301,8 @@ class Job(Model):
     trigger: JobTrigger = JobTrigger.IMMEDIATE
     status: JobStatus = JobStatus.CREATED
     progress: int = 0
+    processed: int | None = None
+    total: int | None = None
     info: str | None = None
     estimated_completion_at: datetime | None = None
     mode: JobMode = JobMode.FOREGROUND
@@ -315,6 +318,8 @@ class Job(Model):
     lease_seconds: int = 60
     lease_expires_at: datetime | None = None
     timeout_seconds: int = 86_400
+    run_at: datetime | None = None
+    checkpoint: dict[str, Any] | None = None
     created_by: str | None = None
     created_at: datetime
     updated_at: datetime
@@ -662,6 +667,7 @@ class JobCreate(Model):
     retry: RetryPolicy | None = None
     timeout_seconds: Annotated[int, Field(ge=1, le=365 * 86_400)] = 86_400
     lease_seconds: Annotated[int, Field(ge=1, le=86_400)] = 60
+    run_at: datetime | None = None
 
 
 class JobAck(Model):
@@ -688,6 +694,15 @@ class JobUpdate(Model):
     progress: Progress = 0  # a job always has a progress and metadata: null is refused, not stored
     estimated_completion_at: datetime | None = None
     metadata: dict[str, Any] = {}
+    processed: Annotated[int, Field(ge=0)] = 0
+    total: Annotated[int, Field(ge=0)] = 0
+    attempt: Attempt | None = None
+
+
+class JobCheckpoint(Model):
+    """The body of `jobs.checkpoint`: a small JSON state that a later attempt resumes from."""
+
+    state: dict[str, Any]
     attempt: Attempt | None = None
 
 

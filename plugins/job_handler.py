@@ -43,9 +43,31 @@ DEFAULT_MESSAGE = "Job complete."
 
 
 class Tick(Protocol):
-    """Report progress (0-100) and an info line; also moves the job's estimated completion time."""
+    """Report progress (0-100) and an info line; also moves the job's estimated completion time.
+
+    `await tick.checkpoint(state)` saves a small JSON state; if this attempt fails, the next one finds
+    it in `event.cache["checkpoint"]` and can resume after the last finished batch.
+    """
 
     def __call__(self, progress: int, info: str | None = None) -> Awaitable[Job]: ...
+    def checkpoint(self, state: dict[str, Any]) -> Awaitable[Job]: ...
+
+
+class _Ticker:
+    def __init__(self, api: Api, job_id: str, attempt: int) -> None:
+        self.api, self.job_id, self.attempt = api, job_id, attempt
+        self.started = time.monotonic()
+
+    async def __call__(self, progress: int, info: str | None = None) -> Job:
+        eta = None
+        if 0 < progress < 100:
+            elapsed = time.monotonic() - self.started
+            eta = datetime.now(UTC) + timedelta(seconds=elapsed * (100 - progress) / progress)
+        return await self.api.jobs.update(self.job_id, progress=progress, info=info, estimated_completion_at=eta,
+                                          attempt=self.attempt)
+
+    async def checkpoint(self, state: dict[str, Any]) -> Job:
+        return await self.api.jobs.checkpoint(self.job_id, state, attempt=self.attempt)
 
 
 JobHandlerFn = Callable[[Event, Tick], Awaitable[Outcome | dict[str, Any] | None] | Outcome | dict[str, Any] | None]
@@ -116,15 +138,8 @@ def job_handler(
             return  # claimed by another worker, cancelled or deleted: not ours to run
         event.cache["job"] = acked
         attempt = acked.attempt
-        started = time.monotonic()
-
-        async def tick(progress: int, info: str | None = None) -> Job:
-            eta = None
-            if 0 < progress < 100:
-                elapsed = time.monotonic() - started
-                eta = datetime.now(UTC) + timedelta(seconds=elapsed * (100 - progress) / progress)
-            return await api.jobs.update(job_id, progress=progress, info=info, estimated_completion_at=eta,
-                                         attempt=attempt)
+        event.cache["checkpoint"] = acked.checkpoint
+        tick = _Ticker(api, job_id, attempt)
 
         async def finish(**kw: Any) -> None:
             # The write that ends the attempt must happen even if we are being cancelled.

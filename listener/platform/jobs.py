@@ -22,6 +22,7 @@ from listener.models import (
     Job,
     JobAck,
     JobCancel,
+    JobCheckpoint,
     JobComplete,
     JobCreate,
     JobError,
@@ -39,7 +40,7 @@ from listener.models import (
     parse,
 )
 from listener.platform.eventlog import EventLog
-from listener.platform.store.base import JobChange, JobQuery, NewEvent, Store
+from listener.platform.store.base import JobChange, JobQuery, NewEvent, Store, deadline
 from listener.types import UNSET, Clock
 
 __all__ = ["JobService"]
@@ -64,6 +65,8 @@ def job_payload(job: Job) -> dict[str, Any]:
     payload: dict[str, Any] = {
         "status": job.status.value,
         "progress": job.progress,
+        "processed": job.processed,
+        "total": job.total,
         "info": job.info,
         "mode": job.mode.value,
         "isPart": False,
@@ -183,12 +186,13 @@ class JobService:
         retry: RetryPolicy | dict[str, Any] | None = None,
         timeout_seconds: int | None = None,
         lease_seconds: int | None = None,
+        run_at: datetime | None = None,
     ) -> Job:
         """Create a job. With trigger `immediate` (the default) it is ready at once and job:ready fires."""
         body: dict[str, Any] = {"type": type, "operation": operation, "source": source, "destination": destination,
                                 "trigger": trigger, "mode": mode, "managed": managed, "info": info}
         optional = {"metadata": metadata, "input": input, "retry": retry, "timeout_seconds": timeout_seconds,
-                    "lease_seconds": lease_seconds}
+                    "lease_seconds": lease_seconds, "run_at": run_at}
         body.update({k: v for k, v in optional.items() if v is not None})
         return await self.create_from(parse(JobCreate, body, what="job"))
 
@@ -203,7 +207,10 @@ class JobService:
         if self.actor:
             ctx = ctx.model_copy(update={"actor_id": self.actor})
         events = [NewEvent(topics.JOB_CREATED, ctx, job_payload(job), now)]
-        if job.trigger is JobTrigger.IMMEDIATE:
+        if job.trigger is JobTrigger.IMMEDIATE and job.run_at is not None and job.run_at > now:
+            # Starts later: the scheduler makes it ready (and job:ready fires) when its time comes.
+            job = job.model_copy(update={"status": S.SCHEDULED, "next_attempt_at": job.run_at})
+        elif job.trigger is JobTrigger.IMMEDIATE:
             job = job.model_copy(update={"status": S.READY})
             events.append(NewEvent(topics.JOB_READY, ctx, job_payload(job), now))
         await self._store.insert_job(job, ctx, events)
@@ -276,16 +283,28 @@ class JobService:
         progress: int | None = UNSET,  # type: ignore[assignment]
         estimated_completion_at: datetime | None = UNSET,  # type: ignore[assignment]
         metadata: dict[str, Any] | None = UNSET,  # type: ignore[assignment]
+        processed: int = UNSET,  # type: ignore[assignment]
+        total: int = UNSET,  # type: ignore[assignment]
         attempt: int | None = None,
     ) -> Job:
-        """Report progress on an executing job (renews its lease); only the fields given change."""
+        """Report progress on an executing job (renews its lease); only the fields given change.
+
+        With `processed` (and `total`) items, progress follows them and, unless given, the estimated
+        completion time is computed from the rate observed since the attempt started.
+        """
         body = parse(JobUpdate, _body(info=info, progress=progress, estimated_completion_at=estimated_completion_at,
-                                      metadata=metadata, attempt=attempt))
+                                      metadata=metadata, processed=processed, total=total, attempt=attempt))
         now = self._clock.now()
 
         def apply(job: Job) -> dict[str, Any]:
             _fence(job, body.attempt, "update")
             changes = {k: v for k, v in _given(body).items() if k != "attempt"}
+            done, total_ = changes.get("processed", job.processed), changes.get("total", job.total)
+            if done is not None and total_:
+                changes.setdefault("progress", min(100, done * 100 // total_))
+                elapsed = (now - job.started_at).total_seconds() if job.started_at else 0
+                if done and elapsed > 0 and "estimated_completion_at" not in changes:
+                    changes["estimated_completion_at"] = now + timedelta(seconds=elapsed * max(total_ - done, 0) / done)
             return {**changes, "lease_expires_at": now + timedelta(seconds=job.lease_seconds)}
 
         return await self._move(job_id, _Move("update", {S.EXECUTING}, topics.JOB_UPDATED, apply))
@@ -300,6 +319,17 @@ class JobService:
             return {"lease_expires_at": now + timedelta(seconds=job.lease_seconds)}
 
         return await self._move(job_id, _Move("heartbeat", {S.EXECUTING}, None, apply))
+
+    async def checkpoint(self, job_id: str, state: dict[str, Any], *, attempt: int | None = None) -> Job:
+        """Save a small JSON state of an executing job (renews its lease); a retried attempt resumes from it."""
+        body = parse(JobCheckpoint, _body(state=state, attempt=attempt))
+        now = self._clock.now()
+
+        def apply(job: Job) -> dict[str, Any]:
+            _fence(job, body.attempt, "checkpoint")
+            return {"checkpoint": body.state, "lease_expires_at": now + timedelta(seconds=job.lease_seconds)}
+
+        return await self._move(job_id, _Move("checkpoint", {S.EXECUTING}, None, apply))
 
     async def complete(
         self,
@@ -386,7 +416,7 @@ class JobService:
             context = ctx.model_copy(update={"actor_id": actor}) if actor else ctx
             if job.status.is_terminal:
                 return JobChange(job, [])
-            if now >= job.created_at + timedelta(seconds=job.timeout_seconds):
+            if now >= deadline(job):
                 error = JobError(message=f"Timed out after {job.timeout_seconds}s.", kind="timeout")
                 new = job.model_copy(update={"status": S.FAILED, "finished_at": now, "updated_at": now,
                                              "lease_expires_at": None, "next_attempt_at": None,

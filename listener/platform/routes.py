@@ -23,6 +23,7 @@ from listener.models import (
     Job,
     JobAck,
     JobCancel,
+    JobCheckpoint,
     JobComplete,
     JobCreate,
     JobFail,
@@ -337,6 +338,12 @@ async def fail_job(call: Call) -> Job:
 async def heartbeat_job(call: Call) -> Job:
     """Renew the lease of an executing job: its worker is alive. Conflict once the attempt is over."""
     return await call.api.jobs.heartbeat(call.param("jobId"), **_given(call.body))
+
+
+@route("POST", "/jobs/{jobId}/checkpoint", tag="jobs", body=JobCheckpoint, response=Job, roles=OPERATORS)
+async def checkpoint_job(call: Call) -> Job:
+    """Save a small JSON state of an executing job that a retried attempt resumes from."""
+    return await call.api.jobs.checkpoint(call.param("jobId"), call.body.state, attempt=call.body.attempt)
 
 
 @route("POST", "/jobs/{jobId}/retry", tag="jobs", response=Job)

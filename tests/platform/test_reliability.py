@@ -185,3 +185,54 @@ async def test_timers_resume_after_a_restart(db_url: str, clock: ManualClock) ->
     async with Platform.open(db_url, clock=clock, sweep_interval=0.05) as platform:
         # The scheduler's own first sweep, at start, finds it.
         assert (await until(platform, job.id, S.READY)).attempt == 1
+
+
+async def test_run_at_starts_a_job_later(platform: Platform, clock: ManualClock) -> None:
+    job = await platform.api.jobs.create(type="workbook", operation="export", run_at=clock.now() + timedelta(hours=1),
+                                         timeout_seconds=60)
+    assert (job.status, job.next_attempt_at) == (S.SCHEDULED, clock.now() + timedelta(hours=1))
+    assert [e.topic for e in await platform.store.read_events(0, 10)] == ["job:created"]
+    clock.advance(3599)
+    assert await platform.scheduler.sweep() == 0
+    clock.advance(1)
+    assert await platform.scheduler.sweep() == 1
+    assert (await platform.api.jobs.get(job.id)).status is S.READY, "its timeout counts from run_at, not creation"
+
+
+async def test_a_retried_attempt_resumes_from_its_checkpoint(platform: Platform, clock: ManualClock) -> None:
+    batches_done: list[int] = []
+
+    async def in_batches(event: Event, tick: Tick) -> dict[str, str]:
+        start = (event.cache["checkpoint"] or {}).get("next_batch", 0)
+        for batch in range(start, 5):
+            if batch == 3 and event.cache["job"].attempt == 1:
+                raise RuntimeError("Lost the geocoder mid-run")
+            batches_done.append(batch)
+            await tick.checkpoint({"next_batch": batch + 1})
+        return {"message": f"Resumed at batch {start}."}
+
+    listener = Listener().use(job_handler("workbook:geocode", in_batches, retry=NO_JITTER))
+    async with platform.running(listener):
+        job = await platform.api.jobs.create(type="workbook", operation="geocode")
+        await until(platform, job.id, S.SCHEDULED)
+        assert (await platform.api.jobs.get(job.id)).checkpoint == {"next_batch": 3}
+        clock.advance(10)
+        await platform.scheduler.sweep()
+        job = await platform.api.jobs.wait(job.id, timeout=5)
+    assert batches_done == [0, 1, 2, 3, 4], "no batch ran twice"
+    assert job.outcome is not None and job.outcome.message == "Resumed at batch 3."
+
+
+async def test_items_processed_drive_progress_and_the_estimate(platform: Platform, clock: ManualClock) -> None:
+    job = await platform.api.jobs.create(type="workbook", operation="geocode")
+    await platform.api.jobs.ack(job.id)
+    clock.advance(10)
+    job = await platform.api.jobs.update(job.id, processed=250, total=1000)
+    assert (job.progress, job.processed, job.total) == (25, 250, 1000)
+    assert job.estimated_completion_at == clock.now() + timedelta(seconds=30), "250 items in 10 s: 750 more in 30 s"
+    clock.advance(10)
+    job = await platform.api.jobs.update(job.id, processed=500)
+    assert (job.progress, job.estimated_completion_at) == (50, clock.now() + timedelta(seconds=20))
+    later = clock.now() + timedelta(hours=1)
+    job = await platform.api.jobs.update(job.id, processed=600, estimated_completion_at=later)
+    assert job.estimated_completion_at == later, "the listener's own estimate wins"

@@ -27,6 +27,7 @@ __all__ = [
     "Store",
     "StoredObject",
     "StoredUser",
+    "deadline",
     "due_at",
     "settled",
 ]
@@ -55,16 +56,21 @@ class JobChange:
     events: list[NewEvent]
 
 
+def deadline(job: Job) -> datetime:
+    """When the job times out: `timeout_seconds` after it was created, or after its `run_at`."""
+    return (job.run_at or job.created_at) + timedelta(seconds=job.timeout_seconds)
+
+
 def due_at(job: Job) -> datetime | None:
     """When something must happen to the job without anyone asking: its next attempt, lease end or timeout."""
     if job.status.is_terminal:
         return None
-    deadline = job.created_at + timedelta(seconds=job.timeout_seconds)
+    end = deadline(job)
     if job.status is JobStatus.SCHEDULED and job.next_attempt_at is not None:
-        return min(job.next_attempt_at, deadline)
+        return min(job.next_attempt_at, end)
     if job.status is JobStatus.EXECUTING and job.lease_expires_at is not None:
-        return min(job.lease_expires_at, deadline)
-    return deadline
+        return min(job.lease_expires_at, end)
+    return end
 
 
 async def settled(done: anyio.Event) -> None:
