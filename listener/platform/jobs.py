@@ -7,6 +7,7 @@ move either happens whole, with its events, or not at all.
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
@@ -15,7 +16,7 @@ from typing import Any
 import anyio
 
 from listener import topics
-from listener.errors import Conflict
+from listener.errors import Conflict, Invalid
 from listener.models import (
     Event,
     EventContext,
@@ -40,7 +41,15 @@ from listener.models import (
     parse,
 )
 from listener.platform.eventlog import EventLog
-from listener.platform.store.base import JobChange, JobQuery, NewEvent, Store, deadline
+from listener.platform.store.base import (
+    Idempotency,
+    IdempotentReplay,
+    JobChange,
+    JobQuery,
+    NewEvent,
+    Store,
+    deadline,
+)
 from listener.types import UNSET, Clock
 
 __all__ = ["JobService"]
@@ -196,8 +205,27 @@ class JobService:
         body.update({k: v for k, v in optional.items() if v is not None})
         return await self.create_from(parse(JobCreate, body, what="job"))
 
-    async def create_from(self, spec: JobCreate) -> Job:
-        """Create a job from a validated `JobCreate` (what `create` and actions use)."""
+    async def create_from(self, spec: JobCreate, *, idempotency_key: str | None = None) -> Job:
+        """Create a job from a validated `JobCreate` (what `create` and actions use).
+
+        With an `idempotency_key`, the same key and body from the same caller return the job created the
+        first time; the same key with another body is Invalid (IETF idempotency-key draft).
+        """
+        if idempotency_key is not None:
+            if not 1 <= len(idempotency_key) <= 255:
+                raise Invalid("Idempotency-Key: must be 1 to 255 characters.",
+                              details=[{"field": "Idempotency-Key", "message": "length"}])
+            digest = hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
+            try:
+                return await self._create(spec, Idempotency(self.actor or "", idempotency_key, digest))
+            except IdempotentReplay as replay:
+                if not replay.same_body:
+                    raise Invalid(f"Idempotency-Key: {idempotency_key!r} was used for another job with another body.",
+                                  details=[{"field": "Idempotency-Key", "message": "reused"}]) from None
+                return await self.get(replay.job_id)
+        return await self._create(spec, None)
+
+    async def _create(self, spec: JobCreate, idempotency: Idempotency | None) -> Job:
         base = await self._resolve(spec.source) if spec.source else EventContext()
         now = self._clock.now()
         job = Job(id=new_id("jb"), created_by=self.actor, created_at=now, updated_at=now, **_given(spec))
@@ -213,7 +241,7 @@ class JobService:
         elif job.trigger is JobTrigger.IMMEDIATE:
             job = job.model_copy(update={"status": S.READY})
             events.append(NewEvent(topics.JOB_READY, ctx, job_payload(job), now))
-        await self._store.insert_job(job, ctx, events)
+        await self._store.insert_job(job, ctx, events, idempotency)
         return self._bind(job)
 
     async def get(self, job_id: str) -> Job:

@@ -277,8 +277,9 @@ async def create_user(call: Call) -> Reply:
 
 @route("POST", "/jobs", tag="jobs", body=JobCreate, response=Job, status=202)
 async def create_job(call: Call) -> Reply:
-    """Create a job; answers 202 Accepted with the job and its Location."""
-    job = await call.api.jobs.create_from(call.body)
+    """Create a job; answers 202 Accepted with the job and its Location (Idempotency-Key makes it safe to retry)."""
+    key = call.request.headers.get("Idempotency-Key")
+    job = await call.api.jobs.create_from(call.body, idempotency_key=key)
     return Reply(job, status=202, headers={"Location": f"/api/v1/jobs/{job.id}"})
 
 

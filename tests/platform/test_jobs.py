@@ -244,3 +244,20 @@ async def test_actor_is_recorded(platform: Platform) -> None:
     await platform.api.as_actor("agent:worker").jobs.ack(job.id)
     events = await platform.store.read_events(0, 10)
     assert [e.context.actor_id for e in events] == ["user:ann", "user:ann", "agent:worker"]
+
+
+async def test_concurrent_creations_with_one_idempotency_key_make_one_job(platform: Platform) -> None:
+    from listener.models import JobCreate
+
+    spec = JobCreate(type="workbook", operation="export")  # type: ignore[arg-type]
+    api = platform.api.as_actor("ann")
+    ids: list[str] = []
+
+    async def create() -> None:
+        ids.append((await api.jobs.create_from(spec, idempotency_key="once")).id)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(20):
+            tg.start_soon(create)
+    assert len(set(ids)) == 1 and len(ids) == 20
+    assert (await platform.api.jobs.list()).total == 1

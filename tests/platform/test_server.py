@@ -512,3 +512,27 @@ async def test_shutdown_closes_streams_going_away_and_finishes_requests_in_fligh
         assert (await platform.api.jobs.get(result["job"]["id"])).status == "ready"
         with pytest.raises(aiohttp.ClientConnectionError):
             await session.get(f"{url}{API}/health")
+
+
+async def test_idempotency_key_returns_the_same_job(server: Server) -> None:
+    ann, bob = await server.token("ann"), await server.token("bob")
+    body = {"type": "workbook", "operation": "export", "input": {"format": "csv"}}
+
+    async def create(token: str, key: str, json: dict[str, Any]) -> tuple[int, Any]:
+        async with aiohttp.ClientSession() as session, session.post(
+                f"{server.url}{API}/jobs", json=json,
+                headers={"Authorization": f"Bearer {token}", "Idempotency-Key": key}) as response:
+            return response.status, await response.json()
+
+    status, first = await create(ann, "k-1", body)
+    assert status == 202
+    head = await server.platform.store.head()
+    status, again = await create(ann, "k-1", body)
+    assert (status, again["id"]) == (202, first["id"]), "same key, same body, same caller: the same job"
+    assert await server.platform.store.head() == head, "and nothing new was written"
+    status, error = await create(ann, "k-1", {**body, "input": {"format": "xlsx"}})
+    message = assert_error(status, error, 422, "invalid")
+    assert "Idempotency-Key" in message
+    status, other = await create(bob, "k-1", body)
+    assert status == 202 and other["id"] != first["id"], "another caller's key is its own"
+    assert (await server.platform.api.jobs.list()).total == 2

@@ -18,6 +18,8 @@ import anyio
 from listener.models import Event, EventContext, Job, JobStatus, JobType, Record
 
 __all__ = [
+    "Idempotency",
+    "IdempotentReplay",
     "JobChange",
     "JobQuery",
     "JobRule",
@@ -105,6 +107,24 @@ class StoredObject:
 
 
 @dataclass(frozen=True, slots=True)
+class Idempotency:
+    """A caller's Idempotency-Key for a job creation, and the hash of the body it came with."""
+
+    caller: str
+    key: str
+    body_hash: str
+
+
+class IdempotentReplay(Exception):
+    """The caller already created a job with this key: `job_id`, and whether the body was the same."""
+
+    def __init__(self, job_id: str, same_body: bool) -> None:
+        super().__init__(job_id)
+        self.job_id = job_id
+        self.same_body = same_body
+
+
+@dataclass(frozen=True, slots=True)
 class StoredUser:
     """A user as the store keeps it: only the hash of the bearer token, never the token."""
 
@@ -144,7 +164,11 @@ class Store(Protocol):
         ...
 
     # jobs
-    async def insert_job(self, job: Job, context: EventContext, events: list[NewEvent]) -> list[Event]: ...
+    async def insert_job(self, job: Job, context: EventContext, events: list[NewEvent],
+                         idempotency: Idempotency | None = None) -> list[Event]:
+        """Insert a new job; with `idempotency`, raises IdempotentReplay if the caller used the key before."""
+        ...
+
     async def change_job(self, job_id: str, rule: JobRule) -> tuple[Job | None, list[Event]]:
         """Run `rule` on the job inside one transaction; raises NotFound for an unknown id."""
         ...

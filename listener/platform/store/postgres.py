@@ -30,6 +30,8 @@ import asyncpg
 from listener.errors import Conflict, Invalid, NotFound
 from listener.models import Event, EventContext, Job, Record
 from listener.platform.store.base import (
+    Idempotency,
+    IdempotentReplay,
     JobQuery,
     JobRule,
     NewEvent,
@@ -115,6 +117,16 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE jobs ADD COLUMN due_at timestamptz;
     CREATE INDEX jobs_due ON jobs (due_at) WHERE due_at IS NOT NULL;
+    """,
+    # 4: Idempotency-Key of job creations, per caller
+    """
+    CREATE TABLE idempotency_keys (
+        caller text NOT NULL,
+        key text NOT NULL,
+        body_hash text NOT NULL,
+        job_id text NOT NULL,
+        PRIMARY KEY (caller, key)
+    );
     """,
 ]
 
@@ -447,8 +459,19 @@ class PostgresStore:
 
     # -- jobs ---------------------------------------------------------------------
 
-    async def insert_job(self, job: Job, context: EventContext, events: list[NewEvent]) -> list[Event]:
+    async def insert_job(self, job: Job, context: EventContext, events: list[NewEvent],
+                         idempotency: Idempotency | None = None) -> list[Event]:
         async def insert(conn: asyncpg.Connection) -> tuple[None, list[NewEvent]]:
+            if idempotency is not None:
+                i = idempotency
+                # DO NOTHING waits for a concurrent insert of the same key to commit, without aborting ours.
+                added = await conn.fetchval("INSERT INTO idempotency_keys (caller, key, body_hash, job_id)"
+                                            " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING 1",
+                                            i.caller, i.key, i.body_hash, job.id)
+                if added is None:
+                    row = await conn.fetchrow("SELECT body_hash, job_id FROM idempotency_keys"
+                                              " WHERE caller = $1 AND key = $2", i.caller, i.key)
+                    raise IdempotentReplay(row["job_id"], row["body_hash"] == i.body_hash)
             if job.id in self._jobs or job.id in self._inserted:
                 raise Conflict(f"Job {job.id} already exists.", details={"jobId": job.id})
             # Inserted with the batch's other new jobs in one statement at the end.

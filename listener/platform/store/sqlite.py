@@ -27,6 +27,8 @@ import anyio.to_thread
 from listener.errors import Conflict, NotFound
 from listener.models import Event, EventContext, Job, Record
 from listener.platform.store.base import (
+    Idempotency,
+    IdempotentReplay,
     JobChange,
     JobQuery,
     JobRule,
@@ -104,6 +106,16 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE jobs ADD COLUMN due_at REAL;
     CREATE INDEX jobs_due ON jobs (due_at) WHERE due_at IS NOT NULL;
+    """,
+    # 4: Idempotency-Key of job creations, per caller
+    """
+    CREATE TABLE idempotency_keys (
+        caller TEXT NOT NULL,
+        key TEXT NOT NULL,
+        body_hash TEXT NOT NULL,
+        job_id TEXT NOT NULL,
+        PRIMARY KEY (caller, key)
+    );
     """,
 ]
 
@@ -307,8 +319,18 @@ class SqliteStore:
 
     # -- jobs -----------------------------------------------------------------
 
-    async def insert_job(self, job: Job, context: EventContext, events: list[NewEvent]) -> list[Event]:
+    async def insert_job(self, job: Job, context: EventContext, events: list[NewEvent],
+                         idempotency: Idempotency | None = None) -> list[Event]:
         def insert(tx: _Tx) -> None:
+            if idempotency is not None:
+                i = idempotency
+                cur = tx.conn.execute("INSERT INTO idempotency_keys (caller, key, body_hash, job_id)"
+                                      " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                                      (i.caller, i.key, i.body_hash, job.id))
+                if cur.rowcount == 0:
+                    row = tx.conn.execute("SELECT body_hash, job_id FROM idempotency_keys WHERE caller = ? AND key = ?",
+                                          (i.caller, i.key)).fetchone()
+                    raise IdempotentReplay(row[1], row[0] == i.body_hash)
             try:
                 tx.conn.execute(
                     "INSERT INTO jobs (id, status, type, operation, created_by, created_at, due_at, doc, ctx)"
