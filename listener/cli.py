@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,11 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--role", choices=[r.value for r in Role], default="member")
     _db(create)
 
+    prune = commands.add_parser("prune", help="delete finished jobs older than an age, with their events")
+    _db(prune)
+    prune.add_argument("--older-than", type=duration, required=True, metavar="AGE",
+                       help="e.g. 30d, 12h, 90m or 3600s")
+
     jobs = commands.add_parser("jobs", help="look at and manage jobs on a server")
     jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True)
     listing = jobs_commands.add_parser("list", help="list jobs, newest first")
@@ -113,6 +119,15 @@ def _parser() -> argparse.ArgumentParser:
         _remote(sub)
         sub.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return parser
+
+
+def duration(text: str) -> timedelta:
+    """`30d`, `12h`, `90m` or `3600s` as a timedelta."""
+    units = {"d": 86_400, "h": 3_600, "m": 60, "s": 1}
+    number, unit = text[:-1], text[-1:]
+    if unit not in units or not number.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not an age like 30d, 12h, 90m or 3600s")
+    return timedelta(seconds=int(number) * units[unit])
 
 
 # -- loading a listener -----------------------------------------------------------
@@ -214,6 +229,12 @@ async def _demo(args: argparse.Namespace) -> None:
     await run_demo(args.db)
 
 
+async def _prune(args: argparse.Namespace) -> None:
+    async with Platform.open(args.db, sweep_interval=None, retention=None) as platform:
+        pruned = await platform.api.as_actor("cli").jobs.prune(args.older_than)
+        print(f"Deleted {pruned} finished job(s) older than {args.older_than}, with their events.")
+
+
 async def _users(args: argparse.Namespace) -> None:
     async with Platform.open(args.db) as platform:
         user, token = await Users(platform.store, platform.clock).create(args.name, args.role)
@@ -271,7 +292,7 @@ async def _jobs(args: argparse.Namespace) -> None:
 
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace], Awaitable[None]]] = {
-    "serve": _serve, "run": _run, "dev": _dev, "demo": _demo, "users": _users, "jobs": _jobs,
+    "serve": _serve, "run": _run, "dev": _dev, "demo": _demo, "users": _users, "jobs": _jobs, "prune": _prune,
 }
 
 

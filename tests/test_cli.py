@@ -9,6 +9,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from listener import Platform
 from listener.cli import load_listener, main
 from tests.conftest import Server
 
@@ -75,3 +76,20 @@ def test_load_listener_by_path_and_name(tmp_path: Path) -> None:
     assert load_listener(f"{module}:other").name == "other"
     with pytest.raises(Exception, match="no Listener named 'nope'"):
         load_listener(f"{module}:nope")
+
+
+def test_prune_deletes_old_finished_jobs(db_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    async def seed() -> None:
+        async with Platform.open(str(db_path)) as platform:
+            job = await platform.api.jobs.create(type="workbook", operation="export")
+            await platform.api.jobs.ack(job.id)
+            await platform.api.jobs.complete(job.id)
+            await platform.api.jobs.create(type="workbook", operation="export")
+
+    anyio.run(seed)
+    assert main(["prune", "--db", str(db_path), "--older-than", "1d"]) == 0
+    assert "Deleted 0 finished job(s)" in capsys.readouterr().out
+    assert main(["prune", "--db", str(db_path), "--older-than", "0s"]) == 0
+    assert "Deleted 1 finished job(s)" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["prune", "--db", str(db_path), "--older-than", "soon"])

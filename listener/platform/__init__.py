@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -111,12 +112,14 @@ async def _open_store(url: str, *, synchronous: Synchronous, pool_size: int) -> 
 class Platform:
     """The embedded platform over one store. Open it with `Platform.open(url)`."""
 
-    def __init__(self, store: Store, clock: Clock, *, sweep_interval: float | None = 0.5) -> None:
+    def __init__(self, store: Store, clock: Clock, *, sweep_interval: float | None = 0.5,
+                 retention: timedelta | None = timedelta(days=30)) -> None:
         self.store = store
         self.clock = clock
         self.eventlog = EventLog(store)
         self.api = PlatformApi(store, self.eventlog, clock)
-        self.scheduler = Scheduler(self.api.as_actor("scheduler").jobs, interval=sweep_interval or 0.5)
+        self.scheduler = Scheduler(self.api.as_actor("scheduler").jobs, clock, interval=sweep_interval or 0.5,
+                                   retention=retention)
         self.sweeps = sweep_interval is not None
         self.state = PlatformState.OPEN
 
@@ -130,6 +133,7 @@ class Platform:
         synchronous: Synchronous = "NORMAL",
         pool_size: int = 10,
         sweep_interval: float | None = 0.5,
+        retention: timedelta | None = timedelta(days=30),
     ) -> AsyncIterator[Platform]:
         """Open the platform on a database (default: ./.listener/listener.db).
 
@@ -141,10 +145,11 @@ class Platform:
             pool_size: PostgreSQL connections this process may open.
             sweep_interval: seconds between the scheduler's sweeps for due retries, leases and timeouts;
                 None sweeps only when `platform.scheduler.sweep()` is called (tests that move time by hand).
+            retention: finished jobs older than this are deleted with their events (hourly); None keeps them.
         """
         url = url or DEFAULT_DB
         async with _open_store(url, synchronous=synchronous, pool_size=pool_size) as store:
-            platform = cls(store, clock or SystemClock(), sweep_interval=sweep_interval)
+            platform = cls(store, clock or SystemClock(), sweep_interval=sweep_interval, retention=retention)
             platform.eventlog.last_seq = await store.head()
             try:
                 async with task_scope() as tg:

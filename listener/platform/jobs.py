@@ -430,6 +430,18 @@ class JobService:
 
         return await self._move(job_id, _Move("cancel", _ACTIVE, topics.JOB_CANCELLED, apply))
 
+    async def prune(self, older_than: timedelta, *, batch: int = 1000) -> int:
+        """Delete finished jobs that ended more than `older_than` ago, with their events (retention)."""
+        if older_than.total_seconds() < 0:
+            raise Invalid("older_than: must not be negative.", details=[{"field": "older_than", "message": "negative"}])
+        cutoff = self._clock.now() - older_than
+        pruned = 0
+        while (n := await self._store.prune_jobs(cutoff, batch)) > 0:
+            pruned += n
+            if n < batch:
+                break
+        return pruned
+
     async def due(self, *, limit: int = 500) -> Sequence[str]:
         """The ids of jobs whose next attempt, lease end or timeout has come (for the scheduler)."""
         return await self._store.due_jobs(self._clock.now(), limit)

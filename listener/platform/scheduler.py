@@ -1,4 +1,4 @@
-"""Timers: retries whose backoff has passed, leases that expired, jobs past their timeout.
+"""Timers: retries whose backoff has passed, leases that expired, jobs past their timeout, retention.
 
 Every job row carries `due_at`, the earliest moment something must happen to it
 without anyone asking (its next attempt, its lease running out, its timeout).
@@ -13,11 +13,13 @@ clock and call `sweep()` instead of sleeping.
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta
 
 import anyio
 
 from listener.errors import Conflict, NotFound
 from listener.platform.jobs import JobService
+from listener.types import Clock
 
 __all__ = ["Scheduler"]
 
@@ -27,13 +29,19 @@ log = logging.getLogger("listener.scheduler")
 class Scheduler:
     """Sweeps due jobs every `interval` seconds (and whenever `sweep()` is called)."""
 
-    def __init__(self, jobs: JobService, *, interval: float = 0.5, batch: int = 500) -> None:
+    def __init__(self, jobs: JobService, clock: Clock, *, interval: float = 0.5, batch: int = 500,
+                 retention: timedelta | None = timedelta(days=30), prune_every: timedelta = timedelta(hours=1)) -> None:
         if interval <= 0:
             raise ValueError(f"interval must be positive, not {interval}.")
         self.jobs = jobs
+        self.clock = clock
         self.interval = interval
         self.batch = batch
+        self.retention = retention
+        self.prune_every = prune_every
         self.swept = 0
+        self.pruned = 0
+        self._last_prune: datetime | None = None
 
     async def sweep(self) -> int:
         """Move every job that is due now; returns how many moved."""
@@ -49,6 +57,10 @@ class Scheduler:
             if len(due) < self.batch:
                 break
         self.swept += moved
+        now = self.clock.now()
+        if self.retention is not None and (self._last_prune is None or now - self._last_prune >= self.prune_every):
+            self._last_prune = now
+            self.pruned += await self.jobs.prune(self.retention)
         return moved
 
     async def run(self) -> None:

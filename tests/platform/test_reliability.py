@@ -236,3 +236,19 @@ async def test_items_processed_drive_progress_and_the_estimate(platform: Platfor
     later = clock.now() + timedelta(hours=1)
     job = await platform.api.jobs.update(job.id, processed=600, estimated_completion_at=later)
     assert job.estimated_completion_at == later, "the listener's own estimate wins"
+
+
+async def test_retention_prunes_old_finished_jobs_with_their_events(platform: Platform, clock: ManualClock) -> None:
+    old = await platform.api.jobs.create(type="workbook", operation="export")
+    await platform.api.jobs.ack(old.id)
+    await platform.api.jobs.complete(old.id)
+    running = await platform.api.jobs.create(type="workbook", operation="export", timeout_seconds=365 * 86_400)
+    clock.advance(31 * 86_400)
+    recent = await platform.api.jobs.create(type="sheet", operation="dedupe")
+    await platform.api.jobs.ack(recent.id)
+    await platform.api.jobs.fail(recent.id, error="x")
+    await platform.scheduler.sweep()  # the first sweep prunes: 30 days by default
+    assert platform.scheduler.pruned == 1
+    assert {j.id for j in (await platform.api.jobs.list()).items} == {running.id, recent.id}
+    assert await platform.store.read_events(0, 100, old.id) == []
+    assert len(await platform.store.read_events(0, 100, recent.id)) == 4, "a recent job keeps its trail"

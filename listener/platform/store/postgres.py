@@ -128,6 +128,11 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (caller, key)
     );
     """,
+    # 5: when a job ended, for retention
+    """
+    ALTER TABLE jobs ADD COLUMN finished_at timestamptz;
+    CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
+    """,
 ]
 
 # Errors after which a write is retried on a fresh connection: the server went away or
@@ -383,23 +388,24 @@ class PostgresStore:
                     if self._changed.get(i, job) is not None]
         if inserted:
             await conn.execute(
-                "INSERT INTO jobs (id, status, type, operation, created_by, created_at, due_at, doc, ctx)"
+                "INSERT INTO jobs (id, status, type, operation, created_by, created_at, due_at, finished_at, doc, ctx)"
                 " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
-                " $6::timestamptz[], $7::timestamptz[], $8::jsonb[], $9::jsonb[])",
+                " $6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::jsonb[], $10::jsonb[])",
                 [j.id for j, _ in inserted], [j.status.value for j, _ in inserted], [j.type.value for j, _ in inserted],
                 [j.operation for j, _ in inserted], [j.created_by for j, _ in inserted],
                 [j.created_at for j, _ in inserted], [due_at(j) for j, _ in inserted],
+                [j.finished_at for j, _ in inserted],
                 [j.model_dump_json() for j, _ in inserted], [c.model_dump_json() for _, c in inserted])
         changed = {i: job for i, job in self._changed.items() if i not in self._inserted}
         updated = [(i, job) for i, job in changed.items() if job is not None]
         deleted = [i for i, job in changed.items() if job is None]
         if updated:
             await conn.execute(
-                "UPDATE jobs SET status = u.status, due_at = u.due_at, doc = u.doc"
-                " FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::jsonb[]) AS u(id, status, due_at, doc)"
-                " WHERE jobs.id = u.id",
+                "UPDATE jobs SET status = u.status, due_at = u.due_at, finished_at = u.finished_at, doc = u.doc"
+                " FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::jsonb[])"
+                " AS u(id, status, due_at, finished_at, doc) WHERE jobs.id = u.id",
                 [i for i, _ in updated], [j.status.value for _, j in updated], [due_at(j) for _, j in updated],
-                [j.model_dump_json() for _, j in updated])
+                [j.finished_at for _, j in updated], [j.model_dump_json() for _, j in updated])
         if deleted:
             await conn.execute("DELETE FROM jobs WHERE id = ANY($1::text[])", deleted)
 
@@ -503,6 +509,17 @@ class PostgresStore:
             return outcome.job, outcome.events
 
         return await self._write(change, job_id=job_id)
+
+    async def prune_jobs(self, finished_before: datetime, limit: int) -> int:
+        async def prune(conn: asyncpg.Connection) -> tuple[int, list[NewEvent]]:
+            ids = [r["id"] for r in await conn.fetch(
+                "SELECT id FROM jobs WHERE finished_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED", finished_before, limit)]
+            await conn.execute("DELETE FROM events WHERE job_id = ANY($1::text[])", ids)
+            await conn.execute("DELETE FROM jobs WHERE id = ANY($1::text[])", ids)
+            return len(ids), []
+
+        pruned, _ = await self._write(prune)
+        return pruned
 
     async def due_jobs(self, now: datetime, limit: int) -> list[str]:
         rows = await self._read(lambda conn: conn.fetch(

@@ -117,6 +117,11 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (caller, key)
     );
     """,
+    # 5: when a job ended (epoch seconds), for retention
+    """
+    ALTER TABLE jobs ADD COLUMN finished_at REAL;
+    CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
+    """,
 ]
 
 Synchronous = Literal["NORMAL", "FULL"]
@@ -155,7 +160,7 @@ class _Tx:
 def _job_row(job: Job) -> tuple[Any, ...]:
     due = due_at(job)
     return (job.status.value, job.type.value, job.operation, job.created_by, job.created_at.isoformat(),
-            due.timestamp() if due else None)
+            due.timestamp() if due else None, job.finished_at.timestamp() if job.finished_at else None)
 
 
 class SqliteStore:
@@ -333,8 +338,8 @@ class SqliteStore:
                     raise IdempotentReplay(row[1], row[0] == i.body_hash)
             try:
                 tx.conn.execute(
-                    "INSERT INTO jobs (id, status, type, operation, created_by, created_at, due_at, doc, ctx)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO jobs (id, status, type, operation, created_by, created_at, due_at, finished_at, doc,"
+                    " ctx) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (job.id, *_job_row(job), job.model_dump_json(), context.model_dump_json()),
                 )
             except sqlite3.IntegrityError:
@@ -356,7 +361,7 @@ class SqliteStore:
                 new = outcome.job
                 tx.conn.execute(
                     "UPDATE jobs SET status = ?, type = ?, operation = ?, created_by = ?, created_at = ?, due_at = ?,"
-                    " doc = ? WHERE id = ?",
+                    " finished_at = ?, doc = ? WHERE id = ?",
                     (*_job_row(new), new.model_dump_json(), job_id),
                 )
             tx.append(outcome.events)
@@ -371,6 +376,17 @@ class SqliteStore:
             return [r[0] for r in rows]
 
         return await self._read(due)
+
+    async def prune_jobs(self, finished_before: datetime, limit: int) -> int:
+        def prune(tx: _Tx) -> int:
+            ids = [r[0] for r in tx.conn.execute("SELECT id FROM jobs WHERE finished_at < ? LIMIT ?",
+                                                 (finished_before.timestamp(), limit))]
+            tx.conn.executemany("DELETE FROM events WHERE job_id = ?", [(i,) for i in ids])
+            tx.conn.executemany("DELETE FROM jobs WHERE id = ?", [(i,) for i in ids])
+            return len(ids)
+
+        pruned, _ = await self._write(prune)
+        return pruned
 
     async def get_job(self, job_id: str) -> Job:
         def get(conn: sqlite3.Connection) -> Job:
