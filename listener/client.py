@@ -49,8 +49,10 @@ from listener.models import (
     JobCheckpoint,
     JobComplete,
     JobCreate,
+    JobErrors,
     JobFail,
     JobHeartbeat,
+    JobItemError,
     JobListQuery,
     JobStatus,
     JobTrigger,
@@ -456,6 +458,22 @@ class ClientJobs(_Resource):
     async def retry(self, job_id: str) -> Job:
         """Run a failed job again by hand (the outcome's `retry` button)."""
         return self._job(await self._client.request("POST", f"/jobs/{_path(job_id)}/retry"))
+
+    async def log_errors(self, job_id: str, errors: Sequence[JobItemError | dict[str, Any]]) -> int:
+        """Append entries (`item`, `message`) to the job's error log; returns the log's length."""
+        body = parse(JobErrors, {"errors": list(errors)}, what="errors")
+        answer = await self._client.request("POST", f"/jobs/{_path(job_id)}/errors", body=_dump(body))
+        return int(answer["total"])
+
+    async def log_error(self, job_id: str, *, message: str, item: str | None = None) -> int:
+        """Append one entry to the job's error log; returns the log's length."""
+        return await self.log_errors(job_id, [{"item": item, "message": message}])
+
+    async def errors(self, job_id: str, *, limit: int = 100, offset: int = 0) -> Page[JobItemError]:
+        """A page of the job's error log, oldest first."""
+        answer = await self._client.request("GET", f"/jobs/{_path(job_id)}/errors",
+                                            params=[("limit", str(limit)), ("offset", str(offset))])
+        return Page[JobItemError].model_validate(answer)
 
     async def cancel(self, job_id: str, *, info: str | None = UNSET) -> Job:  # type: ignore[assignment]
         """Cancel a job that has not ended; a handler running it should stop."""

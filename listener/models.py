@@ -50,8 +50,10 @@ __all__ = [
     "JobComplete",
     "JobCreate",
     "JobError",
+    "JobErrors",
     "JobFail",
     "JobHeartbeat",
+    "JobItemError",
     "JobListQuery",
     "JobMode",
     "JobStatus",
@@ -697,6 +699,20 @@ class JobUpdate(Model):
     processed: Annotated[int, Field(ge=0)] = 0
     total: Annotated[int, Field(ge=0)] = 0
     attempt: Attempt | None = None
+
+
+class JobItemError(Model):
+    """One entry of a job's error log: which item failed, and why."""
+
+    item: str | None = None
+    message: str = Field(min_length=1, max_length=10_000)
+    created_at: datetime | None = None
+
+
+class JobErrors(Model):
+    """The body of `jobs.log_errors`: entries to append to the job's error log."""
+
+    errors: list[JobItemError] = Field(min_length=1, max_length=10_000)
 
 
 class JobCheckpoint(Model):

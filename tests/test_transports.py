@@ -271,3 +271,24 @@ async def test_a_commit_on_contacts_starts_a_custom_job_that_a_second_listener_c
     assert job.created_by == ("admin" if isinstance(api, Client) else "agent:starter")
     acked = [e for e in await api.events.list(job_id=job.id) if e.topic == "job:updated"]
     assert [(e.payload["progress"], e.payload["info"]) for e in acked] == [(10, "Starting my custom operation.")]
+
+
+async def test_the_error_log_survives_failure(api: Any) -> None:
+    job = await api.jobs.create(type="workbook", operation="import")
+    await api.jobs.ack(job.id)
+    assert await api.jobs.log_error(job.id, item="row 7", message="email is not valid") == 1
+    assert await api.jobs.log_errors(job.id, [{"item": "row 9", "message": "age must be a number"},
+                                              {"message": "3 rows skipped"}]) == 3
+    await api.jobs.update(job.id, processed=10, total=10)
+    await api.jobs.fail(job.id, error="Too many invalid rows")
+    page = await api.jobs.errors(job.id, limit=2)
+    assert page.total == 3 and [(e.item, e.message) for e in page.items] == [("row 7", "email is not valid"),
+                                                                             ("row 9", "age must be a number")]
+    assert page.items[0].created_at is not None
+    assert (await api.jobs.errors(job.id, offset=2)).items[0].item is None
+    failed = await api.jobs.get(job.id)
+    assert (failed.status.value, failed.processed, failed.total) == ("failed", 10, 10), "partial results stay"
+    with pytest.raises(Invalid, match="message"):
+        await api.jobs.log_error(job.id, message="")
+    with pytest.raises(NotFound):
+        await api.jobs.log_error("jb_missing", message="x")

@@ -27,8 +27,10 @@ from listener.models import (
     JobComplete,
     JobCreate,
     JobError,
+    JobErrors,
     JobFail,
     JobHeartbeat,
+    JobItemError,
     JobListQuery,
     JobStatus,
     JobTrigger,
@@ -429,6 +431,23 @@ class JobService:
                     **_given(body)}
 
         return await self._move(job_id, _Move("cancel", _ACTIVE, topics.JOB_CANCELLED, apply))
+
+    async def log_errors(self, job_id: str, errors: Sequence[JobItemError | dict[str, Any]]) -> int:
+        """Append entries (`item`, `message`) to the job's error log, which stays with it whatever its end."""
+        body = parse(JobErrors, {"errors": list(errors)}, what="errors")
+        now = self._clock.now()
+        stamped = [e if e.created_at else e.model_copy(update={"created_at": now}) for e in body.errors]
+        return await self._store.add_job_errors(job_id, stamped)
+
+    async def log_error(self, job_id: str, *, message: str, item: str | None = None) -> int:
+        """Append one entry to the job's error log; returns the log's length."""
+        return await self.log_errors(job_id, [{"item": item, "message": message}])
+
+    async def errors(self, job_id: str, *, limit: int = 100, offset: int = 0) -> Page[JobItemError]:
+        """A page of the job's error log, oldest first."""
+        await self._store.get_job(job_id)
+        items, total = await self._store.job_errors(job_id, limit, offset)
+        return Page[JobItemError](items=items, total=total, limit=limit, offset=offset)
 
     async def prune(self, older_than: timedelta, *, batch: int = 1000) -> int:
         """Delete finished jobs that ended more than `older_than` ago, with their events (retention)."""

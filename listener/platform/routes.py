@@ -26,8 +26,10 @@ from listener.models import (
     JobCheckpoint,
     JobComplete,
     JobCreate,
+    JobErrors,
     JobFail,
     JobHeartbeat,
+    JobItemError,
     JobListQuery,
     JobUpdate,
     Model,
@@ -345,6 +347,23 @@ async def heartbeat_job(call: Call) -> Job:
 async def checkpoint_job(call: Call) -> Job:
     """Save a small JSON state of an executing job that a retried attempt resumes from."""
     return await call.api.jobs.checkpoint(call.param("jobId"), call.body.state, attempt=call.body.attempt)
+
+
+class ErrorCount(Model):
+    total: int
+
+
+@route("POST", "/jobs/{jobId}/errors", tag="jobs", body=JobErrors, response=ErrorCount, roles=OPERATORS)
+async def log_job_errors(call: Call) -> ErrorCount:
+    """Append entries (item, message) to a job's error log; it stays with the job however it ends."""
+    return ErrorCount(total=await call.api.jobs.log_errors(call.param("jobId"), call.body.errors))
+
+
+@route("GET", "/jobs/{jobId}/errors", tag="jobs", query=PageQuery, response=Page[JobItemError])
+async def job_errors(call: Call) -> Page[JobItemError]:
+    """A page of a job's error log, oldest first."""
+    job = await call.job(call.param("jobId"))
+    return await call.api.jobs.errors(job.id, limit=call.query.limit, offset=call.query.offset)
 
 
 @route("POST", "/jobs/{jobId}/retry", tag="jobs", response=Job)

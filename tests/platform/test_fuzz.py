@@ -68,7 +68,8 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 JOB_STATE = {"get_job": "failed", "delete_job": "complete", "execute_job": "created", "ack_job": "ready",
              "update_job": "executing", "complete_job": "executing", "fail_job": "executing",
              "cancel_job": "ready", "acknowledge_outcome": "complete", "heartbeat_job": "executing",
-             "retry_job": "failed", "checkpoint_job": "executing"}
+             "retry_job": "failed", "checkpoint_job": "executing", "log_job_errors": "executing",
+             "job_errors": "failed"}
 
 EXPORT = {"operation": "export", "label": "Export", "inputForm": {"fields": [
     {"key": "format", "label": "Format", "type": "enum", "defaultValue": "csv",

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import anyio
 
-from listener.models import Event, EventContext, Job, JobStatus, JobType, Record
+from listener.models import Event, EventContext, Job, JobItemError, JobStatus, JobType, Record
 
 __all__ = [
     "Idempotency",
@@ -174,6 +174,10 @@ class Store(Protocol):
         ...
 
     async def get_job(self, job_id: str) -> Job: ...
+    async def add_job_errors(self, job_id: str, errors: list[JobItemError]) -> int:
+        """Append to a job's error log; returns the log's length. NotFound for an unknown job."""
+        ...
+    async def job_errors(self, job_id: str, limit: int, offset: int) -> tuple[list[JobItemError], int]: ...
     async def prune_jobs(self, finished_before: datetime, limit: int) -> int:
         """Delete up to `limit` jobs that ended before `finished_before`, with their events; returns how many."""
         ...

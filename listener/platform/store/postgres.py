@@ -28,7 +28,7 @@ import anyio
 import asyncpg
 
 from listener.errors import Conflict, Invalid, NotFound
-from listener.models import Event, EventContext, Job, Record
+from listener.models import Event, EventContext, Job, JobItemError, Record
 from listener.platform.store.base import (
     Idempotency,
     IdempotentReplay,
@@ -132,6 +132,17 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE jobs ADD COLUMN finished_at timestamptz;
     CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
+    """,
+    # 6: a per-job log of the items that failed
+    """
+    CREATE TABLE job_errors (
+        pos bigserial PRIMARY KEY,
+        job_id text NOT NULL,
+        item text,
+        message text NOT NULL,
+        created_at timestamptz NOT NULL
+    );
+    CREATE INDEX job_errors_job ON job_errors (job_id, pos);
     """,
 ]
 
@@ -510,11 +521,33 @@ class PostgresStore:
 
         return await self._write(change, job_id=job_id)
 
+    async def add_job_errors(self, job_id: str, errors: list[JobItemError]) -> int:
+        async def add(conn: asyncpg.Connection) -> tuple[int, list[NewEvent]]:
+            if await conn.fetchval("SELECT 1 FROM jobs WHERE id = $1", job_id) is None and job_id not in self._jobs:
+                raise NotFound(f"Job {job_id} not found.", details={"jobId": job_id})
+            await conn.executemany("INSERT INTO job_errors (job_id, item, message, created_at) VALUES ($1, $2, $3, $4)",
+                                   [(job_id, e.item, e.message, e.created_at) for e in errors])
+            return int(await conn.fetchval("SELECT count(*) FROM job_errors WHERE job_id = $1", job_id)), []
+
+        count, _ = await self._write(add)
+        return count
+
+    async def job_errors(self, job_id: str, limit: int, offset: int) -> tuple[list[JobItemError], int]:
+        async def read(conn: asyncpg.Connection) -> tuple[list[JobItemError], int]:
+            total = await conn.fetchval("SELECT count(*) FROM job_errors WHERE job_id = $1", job_id)
+            rows = await conn.fetch("SELECT item, message, created_at FROM job_errors WHERE job_id = $1 ORDER BY pos"
+                                    " LIMIT $2 OFFSET $3", job_id, limit, offset)
+            return [JobItemError(item=r["item"], message=r["message"], created_at=r["created_at"]) for r in rows], \
+                int(total)
+
+        return await self._read(read)
+
     async def prune_jobs(self, finished_before: datetime, limit: int) -> int:
         async def prune(conn: asyncpg.Connection) -> tuple[int, list[NewEvent]]:
             ids = [r["id"] for r in await conn.fetch(
                 "SELECT id FROM jobs WHERE finished_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED", finished_before, limit)]
             await conn.execute("DELETE FROM events WHERE job_id = ANY($1::text[])", ids)
+            await conn.execute("DELETE FROM job_errors WHERE job_id = ANY($1::text[])", ids)
             await conn.execute("DELETE FROM jobs WHERE id = ANY($1::text[])", ids)
             return len(ids), []
 

@@ -25,7 +25,7 @@ import anyio.abc
 import anyio.to_thread
 
 from listener.errors import Conflict, NotFound
-from listener.models import Event, EventContext, Job, Record
+from listener.models import Event, EventContext, Job, JobItemError, Record
 from listener.platform.store.base import (
     Idempotency,
     IdempotentReplay,
@@ -121,6 +121,17 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE jobs ADD COLUMN finished_at REAL;
     CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
+    """,
+    # 6: a per-job log of the items that failed
+    """
+    CREATE TABLE job_errors (
+        pos INTEGER PRIMARY KEY,
+        job_id TEXT NOT NULL,
+        item TEXT,
+        message TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX job_errors_job ON job_errors (job_id, pos);
     """,
 ]
 
@@ -377,12 +388,33 @@ class SqliteStore:
 
         return await self._read(due)
 
+    async def add_job_errors(self, job_id: str, errors: list[JobItemError]) -> int:
+        def add(tx: _Tx) -> int:
+            if tx.conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() is None:
+                raise NotFound(f"Job {job_id} not found.", details={"jobId": job_id})
+            tx.conn.executemany("INSERT INTO job_errors (job_id, item, message, created_at) VALUES (?, ?, ?, ?)",
+                                [(job_id, e.item, e.message, e.created_at.isoformat() if e.created_at else "")
+                                 for e in errors])
+            return int(tx.conn.execute("SELECT count(*) FROM job_errors WHERE job_id = ?", (job_id,)).fetchone()[0])
+
+        count, _ = await self._write(add)
+        return count
+
+    async def job_errors(self, job_id: str, limit: int, offset: int) -> tuple[list[JobItemError], int]:
+        def read(conn: sqlite3.Connection) -> tuple[list[JobItemError], int]:
+            total = conn.execute("SELECT count(*) FROM job_errors WHERE job_id = ?", (job_id,)).fetchone()[0]
+            rows = conn.execute("SELECT item, message, created_at FROM job_errors WHERE job_id = ? ORDER BY pos"
+                                " LIMIT ? OFFSET ?", (job_id, limit, offset)).fetchall()
+            return [JobItemError(item=r[0], message=r[1], created_at=r[2]) for r in rows], int(total)
+
+        return await self._read(read)
+
     async def prune_jobs(self, finished_before: datetime, limit: int) -> int:
         def prune(tx: _Tx) -> int:
             ids = [r[0] for r in tx.conn.execute("SELECT id FROM jobs WHERE finished_at < ? LIMIT ?",
                                                  (finished_before.timestamp(), limit))]
-            tx.conn.executemany("DELETE FROM events WHERE job_id = ?", [(i,) for i in ids])
-            tx.conn.executemany("DELETE FROM jobs WHERE id = ?", [(i,) for i in ids])
+            for table, column in (("events", "job_id"), ("job_errors", "job_id"), ("jobs", "id")):
+                tx.conn.executemany(f"DELETE FROM {table} WHERE {column} = ?", [(i,) for i in ids])
             return len(ids)
 
         pruned, _ = await self._write(prune)

@@ -30,7 +30,7 @@ async def test_migrations_are_versioned_and_idempotent(pg_url: str) -> None:
             versions = await conn.fetch(f'SELECT version FROM "{store.schema}".listener_migrations ORDER BY 1')  # type: ignore[attr-defined]
         finally:
             await conn.close()
-    assert [v[0] for v in versions] == [1, 2, 3, 4, 5]
+    assert [v[0] for v in versions] == [1, 2, 3, 4, 5, 6]
 
 
 async def test_a_client_of_replica_b_sees_in_order_what_replica_a_did(pg_url: str) -> None:
