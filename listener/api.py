@@ -49,6 +49,7 @@ class JobsApi(Protocol):
         timeout_seconds: int | None = None,
         lease_seconds: int | None = None,
         run_at: datetime | None = None,
+        predecessor_ids: Sequence[str] | None = None,
     ) -> Job: ...
     async def get(self, job_id: str) -> Job: ...
     async def list(

@@ -340,12 +340,14 @@ class ClientJobs(_Resource):
         timeout_seconds: int | None = None,
         lease_seconds: int | None = None,
         run_at: datetime | None = None,
+        predecessor_ids: Sequence[str] | None = None,
     ) -> Job:
         """Create a job. With trigger `immediate` (the default) it is ready at once and job:ready fires."""
         body: dict[str, Any] = {"type": type, "operation": operation, "source": source, "destination": destination,
                                 "trigger": trigger, "mode": mode, "managed": managed, "info": info}
         optional = {"metadata": metadata, "input": input, "retry": retry, "timeout_seconds": timeout_seconds,
-                    "lease_seconds": lease_seconds, "run_at": run_at}
+                    "lease_seconds": lease_seconds, "run_at": run_at,
+                    "predecessor_ids": list(predecessor_ids) if predecessor_ids is not None else None}
         body.update({k: v for k, v in optional.items() if v is not None})
         return await self.create_from(parse(JobCreate, body, what="job"))
 

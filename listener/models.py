@@ -321,6 +321,7 @@ class Job(Model):
     lease_expires_at: datetime | None = None
     timeout_seconds: int = 86_400
     run_at: datetime | None = None
+    predecessor_ids: list[str] = []
     checkpoint: dict[str, Any] | None = None
     created_by: str | None = None
     created_at: datetime
@@ -670,6 +671,7 @@ class JobCreate(Model):
     timeout_seconds: Annotated[int, Field(ge=1, le=365 * 86_400)] = 86_400
     lease_seconds: Annotated[int, Field(ge=1, le=86_400)] = 60
     run_at: datetime | None = None
+    predecessor_ids: Annotated[list[NonEmpty], Field(max_length=100)] = []
 
 
 class JobAck(Model):

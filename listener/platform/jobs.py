@@ -16,7 +16,7 @@ from typing import Any
 import anyio
 
 from listener import topics
-from listener.errors import Conflict, Invalid
+from listener.errors import Conflict, Invalid, NotFound
 from listener.models import (
     Event,
     EventContext,
@@ -198,12 +198,14 @@ class JobService:
         timeout_seconds: int | None = None,
         lease_seconds: int | None = None,
         run_at: datetime | None = None,
+        predecessor_ids: Sequence[str] | None = None,
     ) -> Job:
         """Create a job. With trigger `immediate` (the default) it is ready at once and job:ready fires."""
         body: dict[str, Any] = {"type": type, "operation": operation, "source": source, "destination": destination,
                                 "trigger": trigger, "mode": mode, "managed": managed, "info": info}
         optional = {"metadata": metadata, "input": input, "retry": retry, "timeout_seconds": timeout_seconds,
-                    "lease_seconds": lease_seconds, "run_at": run_at}
+                    "lease_seconds": lease_seconds, "run_at": run_at,
+                    "predecessor_ids": list(predecessor_ids) if predecessor_ids is not None else None}
         body.update({k: v for k, v in optional.items() if v is not None})
         return await self.create_from(parse(JobCreate, body, what="job"))
 
@@ -237,7 +239,11 @@ class JobService:
         if self.actor:
             ctx = ctx.model_copy(update={"actor_id": self.actor})
         events = [NewEvent(topics.JOB_CREATED, ctx, job_payload(job), now)]
-        if job.trigger is JobTrigger.IMMEDIATE and job.run_at is not None and job.run_at > now:
+        waiting = [p for p, status in (await self._predecessors(job)).items() if status is not S.COMPLETE]
+        if waiting:
+            # Held in planning until every predecessor has completed (the scheduler watches them).
+            job = job.model_copy(update={"status": S.PLANNING})
+        elif job.trigger is JobTrigger.IMMEDIATE and job.run_at is not None and job.run_at > now:
             # Starts later: the scheduler makes it ready (and job:ready fires) when its time comes.
             job = job.model_copy(update={"status": S.SCHEDULED, "next_attempt_at": job.run_at})
         elif job.trigger is JobTrigger.IMMEDIATE:
@@ -248,6 +254,19 @@ class JobService:
 
     async def get(self, job_id: str) -> Job:
         return self._bind(await self._store.get_job(job_id))
+
+    async def _predecessors(self, job: Job) -> dict[str, JobStatus | None]:
+        """The status of each predecessor of `job` (None: it no longer exists)."""
+        statuses: dict[str, JobStatus | None] = {}
+        for predecessor in job.predecessor_ids:
+            try:
+                statuses[predecessor] = (await self._store.get_job(predecessor)).status
+            except NotFound:
+                if job.status is S.CREATED and not job.attempt:  # being created: an unknown id is a mistake
+                    raise Invalid(f"predecessorIds: job {predecessor} does not exist.",
+                                  details=[{"field": "predecessorIds", "message": "unknown job"}]) from None
+                statuses[predecessor] = None
+        return statuses
 
     async def list(
         self,
@@ -471,9 +490,29 @@ class JobService:
         rand = random.random()
         actor = self.actor
 
+        current = await self._store.get_job(job_id)
+        predecessors = await self._predecessors(current) if current.status is S.PLANNING else {}
+
         def rule(job: Job, ctx: EventContext) -> JobChange:
             context = ctx.model_copy(update={"actor_id": actor}) if actor else ctx
             if job.status.is_terminal:
+                return JobChange(job, [])
+            if job.status is S.PLANNING and predecessors:
+                broken = [(p, st) for p, st in predecessors.items() if st in (S.FAILED, S.CANCELLED, None)]
+                if broken:
+                    p, st = broken[0]
+                    reason = f"was {st.value}" if st is not None else "was deleted"
+                    error = JobError(message=f"Predecessor {p} {reason}.", kind="error")
+                    new = job.model_copy(update={"status": S.FAILED, "finished_at": now, "updated_at": now,
+                                                 "error": error})
+                    return JobChange(new, [NewEvent(topics.JOB_FAILED, context,
+                                                    {**job_payload(new), "willRetry": False}, now)])
+                if all(st is S.COMPLETE for st in predecessors.values()):
+                    if job.trigger is JobTrigger.MANUAL:
+                        new = job.model_copy(update={"status": S.CREATED, "updated_at": now})
+                        return JobChange(new, [NewEvent(topics.JOB_UPDATED, context, job_payload(new), now)])
+                    new = job.model_copy(update={"status": S.READY, "updated_at": now})
+                    return JobChange(new, [NewEvent(topics.JOB_READY, context, job_payload(new), now)])
                 return JobChange(job, [])
             if now >= deadline(job):
                 error = JobError(message=f"Timed out after {job.timeout_seconds}s.", kind="timeout")

@@ -11,7 +11,7 @@ from datetime import timedelta
 import anyio
 import pytest
 
-from listener import Conflict, Event, Job, JobStatus, Listener, NonRetryable, Platform
+from listener import Conflict, Event, Invalid, Job, JobStatus, Listener, NonRetryable, Platform
 from listener.models import RetryPolicy
 from plugins.job_handler import Tick, job_handler
 from tests.conftest import ManualClock
@@ -252,3 +252,31 @@ async def test_retention_prunes_old_finished_jobs_with_their_events(platform: Pl
     assert {j.id for j in (await platform.api.jobs.list()).items} == {running.id, recent.id}
     assert await platform.store.read_events(0, 100, old.id) == []
     assert len(await platform.store.read_events(0, 100, recent.id)) == 4, "a recent job keeps its trail"
+
+
+async def test_predecessors_hold_a_job_in_planning(platform: Platform) -> None:
+    first = await platform.api.jobs.create(type="workbook", operation="import")
+    second = await platform.api.jobs.create(type="workbook", operation="validate")
+    export = await platform.api.jobs.create(type="workbook", operation="export",
+                                            predecessor_ids=[first.id, second.id])
+    assert export.status is S.PLANNING
+    for job in (first, second):
+        await platform.api.jobs.ack(job.id)
+    await platform.api.jobs.complete(first.id)
+    await platform.scheduler.sweep()
+    assert (await platform.api.jobs.get(export.id)).status is S.PLANNING, "one predecessor is still running"
+    await platform.api.jobs.complete(second.id)
+    await platform.scheduler.sweep()
+    assert (await platform.api.jobs.get(export.id)).status is S.READY
+
+    doomed = await platform.api.jobs.create(type="sheet", operation="dedupe", predecessor_ids=[first.id, second.id])
+    assert doomed.status is S.READY, "predecessors already complete: it starts at once"
+    broken = await platform.api.jobs.create(type="workbook", operation="import")
+    after = await platform.api.jobs.create(type="workbook", operation="publish", predecessor_ids=[broken.id])
+    await platform.api.jobs.cancel(broken.id)
+    await platform.scheduler.sweep()
+    after = await platform.api.jobs.get(after.id)
+    assert after.status is S.FAILED and after.error is not None
+    assert after.error.message == f"Predecessor {broken.id} was cancelled."
+    with pytest.raises(Invalid, match="predecessorIds"):
+        await platform.api.jobs.create(type="workbook", operation="x", predecessor_ids=["jb_missing"])

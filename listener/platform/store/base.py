@@ -68,6 +68,8 @@ def due_at(job: Job) -> datetime | None:
     if job.status.is_terminal:
         return None
     end = deadline(job)
+    if job.status is JobStatus.PLANNING:
+        return job.created_at  # waiting on predecessors: looked at by every sweep
     if job.status is JobStatus.SCHEDULED and job.next_attempt_at is not None:
         return min(job.next_attempt_at, end)
     if job.status is JobStatus.EXECUTING and job.lease_expires_at is not None:
