@@ -707,14 +707,14 @@ class JobItemError(Model):
     """One entry of a job's error log: which item failed, and why."""
 
     item: str | None = None
-    message: str = Field(min_length=1, max_length=10_000)
+    message: str = Field(min_length=1, max_length=2_000)
     created_at: datetime | None = None
 
 
 class JobErrors(Model):
     """The body of `jobs.log_errors`: entries to append to the job's error log."""
 
-    errors: list[JobItemError] = Field(min_length=1, max_length=10_000)
+    errors: list[JobItemError] = Field(min_length=1, max_length=500)
 
 
 class JobCheckpoint(Model):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 import inspect
 import logging
+import time
 from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import Any
 
@@ -23,6 +24,7 @@ from anyio.abc import TaskStatus
 from listener.api import Api
 from listener.listener import Listener
 from listener.models import Event
+from listener.platform.metrics import HANDLER_SECONDS
 
 __all__ = ["Runner", "RunnerState"]
 
@@ -134,6 +136,7 @@ class Runner:
 
     async def _dispatch(self, event: Event, registrations: list[Any]) -> None:
         finished = False
+        started = time.perf_counter()
         try:
             ev = event.for_dispatch(self.api)
             for registration in registrations:
@@ -142,6 +145,7 @@ class Runner:
                 await self._call(fn, inspect.iscoroutinefunction(fn), None, event)
             self.dispatched += 1
             finished = True
+            HANDLER_SECONDS.labels(event.topic).observe(time.perf_counter() - started)
         finally:
             self._slots.release()
             # A dispatch cancelled past the grace did not finish: its seq stays in flight,

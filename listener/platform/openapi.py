@@ -87,6 +87,9 @@ def openapi(routes: list[Any], *, prefix: str, title: str = "Listener", version:
         elif r.response is dict:
             responses[str(r.status)] = {"description": r.summary, "content": {"application/json": {
                 "schema": {"type": "object"}}}}
+        elif r.response is str:
+            responses[str(r.status)] = {"description": r.summary, "content": {"text/plain": {
+                "schema": {"type": "string"}}}}
         else:
             responses["204"] = {"description": r.summary}
         error_ref = refs[(ErrorResponse, "serialization")]
@@ -96,7 +99,7 @@ def openapi(routes: list[Any], *, prefix: str, title: str = "Listener", version:
         op["responses"] = responses
         if r.public:
             op["security"] = []
-        paths.setdefault(prefix + r.path, {})[r.method.lower()] = op
+        paths.setdefault((prefix if r.prefixed else "") + r.path, {})[r.method.lower()] = op
 
     return {
         "openapi": "3.1.0",

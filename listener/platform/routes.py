@@ -174,6 +174,7 @@ class Route:
     status: int = 200
     roles: frozenset[Role] = ALL
     public: bool = False
+    prefixed: bool = True  # under /api/v1; /metrics stands where Prometheus looks for it
 
     @property
     def operation_id(self) -> str:

@@ -21,6 +21,7 @@ from listener.errors import Invalid, ListenerError, NotFound, TooLarge
 from listener.models import refuse_nul
 from listener.platform import Platform
 from listener.platform.auth import Users
+from listener.platform.metrics import METRICS_ROUTE
 from listener.platform.openapi import openapi
 from listener.platform.routes import ROUTES, Call, Reply, Route, forbid, parse_body, parse_query
 from listener.platform.stream import STREAM_ROUTE
@@ -149,7 +150,7 @@ SPEC_ROUTE = Route("GET", "/openapi.json", openapi_document,  # type: ignore[arg
 
 @functools.cache
 def _spec() -> bytes:
-    return json.dumps(openapi([*ROUTES, STREAM_ROUTE, SPEC_ROUTE], prefix=API)).encode()
+    return json.dumps(openapi([*ROUTES, STREAM_ROUTE, SPEC_ROUTE, METRICS_ROUTE], prefix=API)).encode()
 
 
 async def _close_sockets(app: web.Application) -> None:
@@ -167,8 +168,9 @@ def create_app(platform: Platform, *, users: Users | None = None, max_body: int 
     sockets: set[web.WebSocketResponse] = set()
     app[SOCKETS] = sockets
     app[IN_FLIGHT] = _InFlight()
-    for route in [*ROUTES, STREAM_ROUTE, SPEC_ROUTE]:
-        app.router.add_route(route.method, API + route.path, _view(route), name=route.operation_id)
+    for route in [*ROUTES, STREAM_ROUTE, SPEC_ROUTE, METRICS_ROUTE]:
+        app.router.add_route(route.method, (API if route.prefixed else "") + route.path, _view(route),
+                             name=route.operation_id)
     app.on_shutdown.append(_close_sockets)
     return app
 

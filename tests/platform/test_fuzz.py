@@ -191,6 +191,10 @@ async def test_every_answer_is_documented_and_no_input_is_a_server_error(
     fit_state = JOB_STATE.get(route.operation_id)
     positive = mode is GenerationMode.POSITIVE
     statuses: Counter[int] = Counter()
+    # A query string carries only text: schemathesis's "negative" `createdBy=false` (a boolean, to it) is a
+    # valid string here, so for GET the rejection check would flag good behaviour. Bad numbers and unknown
+    # enum values in queries are still required to be refused by the 422 count below.
+    checks = CHECKS if route.method.upper() != "GET" else [c for c in CHECKS if c is not negative_data_rejection]
 
     @settings(max_examples=EXAMPLES, derandomize=True, database=None, deadline=None,
               suppress_health_check=list(HealthCheck))
@@ -202,7 +206,7 @@ async def test_every_answer_is_documented_and_no_input_is_a_server_error(
         response = case.call(base_url=live.url, timeout=10)
         statuses[response.status_code] += 1
         try:
-            case.validate_response(response, checks=CHECKS)
+            case.validate_response(response, checks=checks)
         except FailureGroup as failures:
             # A BaseException, which kills anyio's pytest runner (and the fixture's teardown with it):
             # the same report (the failed checks and a curl command that reproduces it), as a test failure.

@@ -536,3 +536,22 @@ async def test_idempotency_key_returns_the_same_job(server: Server) -> None:
     status, other = await create(bob, "k-1", body)
     assert status == 202 and other["id"] != first["id"], "another caller's key is its own"
     assert (await server.platform.api.jobs.list()).total == 2
+
+
+async def test_metrics_in_prometheus_text(server: Server) -> None:
+    job = await server.platform.api.jobs.create(type="workbook", operation="export")
+    await server.platform.api.jobs.create(type="sheet", operation="dedupe", trigger="manual")
+    await server.platform.api.jobs.ack(job.id)
+    await server.platform.store.set_cursor("admin/exporter", 1)
+    status, text = await call(server, "GET", "/metrics", server.admin_token)
+    assert status == 200
+    assert 'listener_jobs{status="executing",type="workbook"} 1.0' in text
+    assert 'listener_jobs{status="created",type="sheet"} 1.0' in text
+    head = await server.platform.store.head()
+    assert f"listener_event_log_head {float(head)}" in text
+    assert f'listener_agent_lag_events{{agent="admin/exporter"}} {float(head - 1)}' in text
+    assert "listener_handler_seconds" in text
+    status, body = await call(server, "GET", "/metrics")
+    assert_error(status, body, 401, "unauthorized")
+    status, body = await call(server, "GET", "/metrics", await server.token("mel"))
+    assert_error(status, body, 403, "forbidden")

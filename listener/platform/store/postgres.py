@@ -542,6 +542,15 @@ class PostgresStore:
 
         return await self._read(read)
 
+    async def count_jobs(self) -> dict[tuple[str, str], int]:
+        rows = await self._read(lambda conn: conn.fetch("SELECT status, type, count(*) AS n FROM jobs"
+                                                        " GROUP BY status, type"))
+        return {(r["status"], r["type"]): int(r["n"]) for r in rows}
+
+    async def cursors(self) -> dict[str, int]:
+        rows = await self._read(lambda conn: conn.fetch("SELECT name, seq FROM cursors"))
+        return {r["name"]: int(r["seq"]) for r in rows}
+
     async def prune_jobs(self, finished_before: datetime, limit: int) -> int:
         async def prune(conn: asyncpg.Connection) -> tuple[int, list[NewEvent]]:
             ids = [r["id"] for r in await conn.fetch(

@@ -409,6 +409,19 @@ class SqliteStore:
 
         return await self._read(read)
 
+    async def count_jobs(self) -> dict[tuple[str, str], int]:
+        def count(conn: sqlite3.Connection) -> dict[tuple[str, str], int]:
+            rows = conn.execute("SELECT status, type, count(*) FROM jobs GROUP BY status, type").fetchall()
+            return {(r[0], r[1]): int(r[2]) for r in rows}
+
+        return await self._read(count)
+
+    async def cursors(self) -> dict[str, int]:
+        def read(conn: sqlite3.Connection) -> dict[str, int]:
+            return {r[0]: int(r[1]) for r in conn.execute("SELECT name, seq FROM cursors").fetchall()}
+
+        return await self._read(read)
+
     async def prune_jobs(self, finished_before: datetime, limit: int) -> int:
         def prune(tx: _Tx) -> int:
             ids = [r[0] for r in tx.conn.execute("SELECT id FROM jobs WHERE finished_at < ? LIMIT ?",
