@@ -67,6 +67,7 @@ from listener.models import (
     SpaceCreate,
     Workbook,
     WorkbookCreate,
+    job_spec,
     parse,
 )
 from listener.remote import EventStream, run_listener
@@ -343,13 +344,10 @@ class ClientJobs(_Resource):
         predecessor_ids: Sequence[str] | None = None,
     ) -> Job:
         """Create a job. With trigger `immediate` (the default) it is ready at once and job:ready fires."""
-        body: dict[str, Any] = {"type": type, "operation": operation, "source": source, "destination": destination,
-                                "trigger": trigger, "mode": mode, "managed": managed, "info": info}
-        optional = {"metadata": metadata, "input": input, "retry": retry, "timeout_seconds": timeout_seconds,
-                    "lease_seconds": lease_seconds, "run_at": run_at,
-                    "predecessor_ids": list(predecessor_ids) if predecessor_ids is not None else None}
-        body.update({k: v for k, v in optional.items() if v is not None})
-        return await self.create_from(parse(JobCreate, body, what="job"))
+        return await self.create_from(job_spec(
+            type=type, operation=operation, source=source, destination=destination, trigger=trigger, mode=mode,
+            managed=managed, info=info, metadata=metadata, input=input, retry=retry, timeout_seconds=timeout_seconds,
+            lease_seconds=lease_seconds, run_at=run_at, predecessor_ids=predecessor_ids))
 
     async def create_from(self, spec: JobCreate) -> Job:
         """Create a job from a validated `JobCreate`."""

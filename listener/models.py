@@ -74,6 +74,7 @@ __all__ = [
     "SpaceCreate",
     "Workbook",
     "WorkbookCreate",
+    "job_spec",
     "new_id",
     "parse",
     "parse_strict_json",
@@ -672,6 +673,15 @@ class JobCreate(Model):
     lease_seconds: Annotated[int, Field(ge=1, le=86_400)] = 60
     run_at: datetime | None = None
     predecessor_ids: Annotated[list[NonEmpty], Field(max_length=100)] = []
+
+
+def job_spec(**fields: Any) -> JobCreate:
+    """A validated `JobCreate` from `jobs.create`'s keyword arguments; optional ones given as None are left out."""
+    required = ("type", "operation", "source", "destination", "trigger", "mode", "managed", "info")
+    body = {k: v for k, v in fields.items() if k in required or v is not None}
+    if body.get("predecessor_ids") is not None:
+        body["predecessor_ids"] = list(body["predecessor_ids"])
+    return parse(JobCreate, body, what="job")
 
 
 class JobAck(Model):
