@@ -18,12 +18,13 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 from rich.console import Console
 from rich.table import Table
 
+from listener import logs
 from listener.errors import ListenerError
 from listener.listener import Listener
 from listener.models import Job
@@ -59,6 +60,10 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="listener", description="Long-running jobs driven by events.")
     parser.add_argument("--debug", action="store_true", default=_env("DEBUG") == "1",
                         help="show the full chain of causes on errors (env LISTENER_DEBUG=1)")
+    # The default stays a string so that argparse vets it with `type`, and a bad env var is one clear line.
+    parser.add_argument("--log-format", choices=["text", "json"], default=_env("LOG_FORMAT", "text"),
+                        type=_log_format, help="log lines as text, or as one JSON object per line "
+                        "(env LISTENER_LOG_FORMAT; default text)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the platform as a server: REST API and event stream")
@@ -119,6 +124,13 @@ def _parser() -> argparse.ArgumentParser:
         _remote(sub)
         sub.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return parser
+
+
+def _log_format(text: str) -> logs.LogFormat:
+    # argparse checks `choices` on the command line only; this also checks LISTENER_LOG_FORMAT.
+    if text in ("text", "json"):
+        return cast(logs.LogFormat, text)
+    raise argparse.ArgumentTypeError(f"{text!r} is not a log format: text or json")
 
 
 def duration(text: str) -> timedelta:
@@ -301,7 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     quiet = args.command not in ("serve", "run", "dev")
     level = logging.DEBUG if args.debug else logging.WARNING if quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(args.log_format, level)
     try:
         anyio.run(functools.partial(_COMMANDS[args.command], args))
     except KeyboardInterrupt:

@@ -317,7 +317,8 @@ async def run_listener(
     Reports readiness through `task_status` once the stream is connected.
     """
     async with client.stream(agent=agent) as stream:
-        runner = Runner(listener, client, concurrency=concurrency, grace=grace, save_cursor=stream.ack)
+        runner = Runner(listener, client, concurrency=concurrency, grace=grace, save_cursor=stream.ack,
+                        agent=agent)
         source = _Source(stream)
         finished = anyio.Event()
 

@@ -23,8 +23,10 @@ from anyio.abc import TaskStatus
 
 from listener.api import Api
 from listener.listener import Listener
+from listener.logs import LogContext, log_context
 from listener.models import Event
 from listener.platform.metrics import HANDLER_SECONDS
+from listener.topics import JOB_READY
 
 __all__ = ["Runner", "RunnerState"]
 
@@ -50,6 +52,7 @@ class Runner:
         grace: seconds in-flight handlers get to finish when the runner stops.
         save_cursor: called (at most every `cursor_interval` seconds, and at stop)
             with the seq below which every event has finished.
+        agent: the agent's name, on every line logged while its handlers run.
     """
 
     def __init__(
@@ -61,6 +64,7 @@ class Runner:
         grace: float = 10.0,
         save_cursor: CursorSink | None = None,
         cursor_interval: float = 0.2,
+        agent: str | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, not {concurrency}.")
@@ -70,6 +74,7 @@ class Runner:
         self.api = api
         self.concurrency = concurrency
         self.grace = grace
+        self.agent = agent
         self.state = RunnerState.NEW
         self.dispatched = 0
         self.failures = 0
@@ -138,11 +143,14 @@ class Runner:
         finished = False
         started = time.perf_counter()
         try:
-            ev = event.for_dispatch(self.api)
-            for registration in registrations:
-                await self._call(registration.handler, registration.is_async, ev, event)
-            for fn in ev._after_all or ():
-                await self._call(fn, inspect.iscoroutinefunction(fn), None, event)
+            # Set once per dispatch rather than per handler, to keep the hot path cheap: every line logged by
+            # these handlers, by the threads and tasks they start, and by this runner about them carries the job.
+            with self._log_context(event):
+                ev = event.for_dispatch(self.api)
+                for registration in registrations:
+                    await self._call(registration.handler, registration.is_async, ev, event)
+                for fn in ev._after_all or ():
+                    await self._call(fn, inspect.iscoroutinefunction(fn), None, event)
             self.dispatched += 1
             finished = True
             HANDLER_SECONDS.labels(event.topic).observe(time.perf_counter() - started)
@@ -152,6 +160,15 @@ class Runner:
             # so the cursor stays before it and the event is delivered again.
             if finished:
                 self._finish(event.seq)
+
+    def _log_context(self, event: Event) -> LogContext:
+        attempt = event.payload.get("attempt")
+        if event.topic == JOB_READY:
+            # A ready job's payload counts the attempts made so far; its handler runs the next one
+            # (the ack that claims it adds one), and that is the attempt its lines are about.
+            attempt = (attempt or 0) + 1
+        return log_context(job_id=event.context.job_id, attempt=attempt, job=event.context.job, agent=self.agent,
+                           topic=event.topic, event_id=event.id)
 
     async def _call(self, fn: Callable[..., Any], is_async: bool, arg: Event | None, event: Event) -> None:
         args = () if arg is None else (arg,)

@@ -188,7 +188,7 @@ class Platform:
             await self.store.set_cursor(name, seq)
 
         runner = Runner(listener, self.api.as_actor(f"agent:{name}"), concurrency=concurrency, grace=grace,
-                        save_cursor=save)
+                        save_cursor=save, agent=name)
         async with self.eventlog.subscribe(start) as events, task_scope(cancel_on_exit=False) as tg:
             await tg.start(_run, runner, events, start)
             try:
