@@ -16,6 +16,7 @@ from listener.models import (
     Event,
     Job,
     JobItemError,
+    JobSettings,
     JobStatus,
     JobTrigger,
     JobType,
@@ -59,6 +60,8 @@ class JobsApi(Protocol):
         type: JobType | str | Sequence[JobType | str] | None = None,
         operation: str | Sequence[str] | None = None,
         created_by: str | None = None,
+        parent_id: str | None = None,
+        is_part: bool | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> Page[Job]: ...
@@ -114,6 +117,24 @@ class JobsApi(Protocol):
     async def acknowledge_outcome(self, job_id: str) -> Job: ...
     async def delete(self, job_id: str) -> None: ...
     async def wait(self, job_id: str, timeout: float | None = None) -> Job: ...
+    async def split(
+        self,
+        job_id: str,
+        *,
+        parts: int | Sequence[dict[str, Any]],
+        run_in_parallel: bool = True,
+        settle: str = "listener",
+        attempt: int | None = None,
+    ) -> Job: ...
+    async def configure(
+        self,
+        job: str,
+        *,
+        max_running: int | None = None,
+        starts_per_second: float | None = None,
+        timeout_seconds: int | None = None,
+    ) -> JobSettings: ...
+    async def settings(self) -> Sequence[JobSettings]: ...
 
 
 class SpacesApi(Protocol):

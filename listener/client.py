@@ -54,6 +54,8 @@ from listener.models import (
     JobHeartbeat,
     JobItemError,
     JobListQuery,
+    JobSettings,
+    JobSplit,
     JobStatus,
     JobTrigger,
     JobType,
@@ -364,17 +366,27 @@ class ClientJobs(_Resource):
         type: JobType | str | Sequence[JobType | str] | None = None,
         operation: str | Sequence[str] | None = None,
         created_by: str | None = None,
+        parent_id: str | None = None,
+        is_part: bool | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> Page[Job]:
-        """Jobs, newest first, filtered by status, type, operation and creator."""
+        """Jobs, newest first, filtered by status, type, operation and creator.
+
+        `parent_id` lists a split job's parts, in part order; `is_part=False` leaves parts out.
+        """
         query = parse(JobListQuery, {"status": _as_list(status), "type": _as_list(type),
                                      "operation": _as_list(operation), "created_by": created_by,
+                                     "parent_id": parent_id, "is_part": is_part,
                                      "limit": limit, "offset": offset}, what="job query")
         params = [("status", s.value) for s in query.status] + [("type", k.value) for k in query.type]
         params += [("operation", o) for o in query.operation]
         if query.created_by is not None:
             params.append(("createdBy", query.created_by))
+        if query.parent_id is not None:
+            params.append(("parentId", query.parent_id))
+        if query.is_part is not None:
+            params.append(("isPart", "true" if query.is_part else "false"))
         params += [("limit", str(query.limit)), ("offset", str(query.offset))]
         page = Page[Job].model_validate(await self._client.request("GET", "/jobs", params=params))
         for job in page.items:
@@ -458,6 +470,40 @@ class ClientJobs(_Resource):
     async def retry(self, job_id: str) -> Job:
         """Run a failed job again by hand (the outcome's `retry` button)."""
         return self._job(await self._client.request("POST", f"/jobs/{_path(job_id)}/retry"))
+
+    async def split(
+        self,
+        job_id: str,
+        *,
+        parts: int | Sequence[dict[str, Any]],
+        run_in_parallel: bool = True,
+        settle: str = "listener",
+        attempt: int | None = None,
+    ) -> Job:
+        """Split an executing job into parts; job:parts-completed fires when they have all finished."""
+        body = parse(JobSplit, _given(parts=parts if isinstance(parts, int) else list(parts),
+                                      run_in_parallel=run_in_parallel, settle=settle, attempt=attempt), what="split")
+        return self._job(await self._client.request("POST", f"/jobs/{_path(job_id)}/split", body=_dump(body)))
+
+    async def configure(
+        self,
+        job: str,
+        *,
+        max_running: int | None = None,
+        starts_per_second: float | None = None,
+        timeout_seconds: int | None = None,
+    ) -> JobSettings:
+        """Set the limits and default timeout of one type:operation (admins only)."""
+        settings = parse(JobSettings, {"job": job, "max_running": max_running, "starts_per_second": starts_per_second,
+                                       "timeout_seconds": timeout_seconds}, what="job settings")
+        body = settings.model_dump(by_alias=True, exclude={"job"})
+        return JobSettings.model_validate(
+            await self._client.request("PUT", f"/job-settings/{_path(settings.job)}", body=body))
+
+    async def settings(self) -> Sequence[JobSettings]:
+        """The limits and default timeouts set per type:operation."""
+        data = await self._client.request("GET", "/job-settings")
+        return [JobSettings.model_validate(item) for item in data["items"]]
 
     async def log_errors(self, job_id: str, errors: Sequence[JobItemError | dict[str, Any]]) -> int:
         """Append entries (`item`, `message`) to the job's error log; returns the log's length."""

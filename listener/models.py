@@ -54,8 +54,12 @@ __all__ = [
     "JobFail",
     "JobHeartbeat",
     "JobItemError",
+    "JobLimits",
     "JobListQuery",
     "JobMode",
+    "JobParts",
+    "JobSettings",
+    "JobSplit",
     "JobStatus",
     "JobTrigger",
     "JobType",
@@ -293,8 +297,30 @@ class RetryPolicy(Model):
         return max(0.0, wait * (1 + self.jitter * (2 * rand - 1)))
 
 
+class JobParts(Model):
+    """A split job's parts, as the parent keeps count of them."""
+
+    total: int
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    run_in_parallel: bool = True
+    settle: Literal["listener", "auto"] = "listener"
+    completed_at: datetime | None = None
+    """When every part had finished and job:parts-completed fired."""
+
+    @property
+    def ended(self) -> int:
+        return self.completed + self.failed + self.cancelled
+
+
 class Job(Model):
-    """A unit of long work and everything known about it."""
+    """A unit of long work and everything known about it.
+
+    `waiting_for` says why a `scheduled` job waits for its type's limit (`concurrency` or `rate`).
+    A part of a split job has `is_part`, its 1-based `part`, its `part_data` and `parent_id`;
+    the parent counts its parts in `parts`.
+    """
 
     id: str
     type: JobType
@@ -324,6 +350,12 @@ class Job(Model):
     run_at: datetime | None = None
     predecessor_ids: list[str] = []
     checkpoint: dict[str, Any] | None = None
+    waiting_for: Literal["concurrency", "rate"] | None = None
+    is_part: bool = False
+    part: int | None = None
+    part_data: dict[str, Any] | None = None
+    parent_id: str | None = None
+    parts: JobParts | None = None
     created_by: str | None = None
     created_at: datetime
     updated_at: datetime
@@ -763,14 +795,59 @@ class JobFail(Model):
 
 
 class JobListQuery(Model):
-    """The filters of `jobs.list`."""
+    """The filters of `jobs.list`; `is_part=False` leaves parts out, `parent_id` lists one job's parts."""
 
     status: list[JobStatus] = []
     type: list[JobType] = []
     operation: list[str] = []
     created_by: str | None = None
+    parent_id: NonEmpty | None = None
+    is_part: bool | None = None
     limit: Annotated[int, Field(ge=1, le=1000)] = 50
     offset: Annotated[int, Field(ge=0, le=MAX_INT64)] = 0
+
+
+MAX_PARTS = 1_000
+
+
+class JobSplit(Model):
+    """The body of `jobs.split`: a number of parts, or each part's data.
+
+    Parts run at once unless `run_in_parallel` is false (then one after another); with `settle`
+    `auto` the platform completes or fails the parent when its parts have finished.
+    """
+
+    parts: Annotated[int, Field(ge=1, le=MAX_PARTS)] | Annotated[list[dict[str, Any]],
+                                                                Field(min_length=1, max_length=MAX_PARTS)]
+    run_in_parallel: bool = True
+    settle: Literal["listener", "auto"] = "listener"
+    attempt: Attempt | None = None
+
+
+def _job_name(value: str) -> str:
+    kind, _, operation = value.partition(":")
+    if kind not in JobType.__members__.values() or not re.fullmatch(r"[A-Za-z0-9_.\-]{1,100}", operation):
+        raise ValueError(f"must be type:operation with a type among {', '.join(JobType)}, as 'workbook:export'")
+    return value
+
+
+class JobLimits(Model):
+    """What the platform enforces for every job of one `type:operation` (the body that sets it).
+
+    `max_running`: at most this many ready or executing at once (1: one at a time); the rest
+    wait in `scheduled`. `starts_per_second`: at most this many start per second (a token bucket
+    holding up to one second's worth). `timeout_seconds`: the timeout of jobs created without one.
+    """
+
+    max_running: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    starts_per_second: Annotated[float, Field(gt=0, le=100_000)] | None = None
+    timeout_seconds: Annotated[int, Field(ge=1, le=365 * 86_400)] | None = None
+
+
+class JobSettings(JobLimits):
+    """The limits and timeout of one `type:operation`, named by `job`."""
+
+    job: Annotated[str, AfterValidator(_job_name)]
 
 
 class JobCancel(Model):

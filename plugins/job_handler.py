@@ -19,7 +19,7 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -51,12 +51,17 @@ class Tick(Protocol):
 
     def __call__(self, progress: int, info: str | None = None) -> Awaitable[Job]: ...
     def checkpoint(self, state: dict[str, Any]) -> Awaitable[Job]: ...
+    def split(self, parts: int | Sequence[dict[str, Any]], *, run_in_parallel: bool = True,
+              settle: str = "auto") -> Awaitable[Job]:
+        """Split the job into parts; returning then leaves the job to its parts (settled by default when they end)."""
+        ...
 
 
 class _Ticker:
     def __init__(self, api: Api, job_id: str, attempt: int) -> None:
         self.api, self.job_id, self.attempt = api, job_id, attempt
         self.started = time.monotonic()
+        self.was_split = False
 
     async def __call__(self, progress: int, info: str | None = None) -> Job:
         eta = None
@@ -68,6 +73,13 @@ class _Ticker:
 
     async def checkpoint(self, state: dict[str, Any]) -> Job:
         return await self.api.jobs.checkpoint(self.job_id, state, attempt=self.attempt)
+
+    async def split(self, parts: int | Sequence[dict[str, Any]], *, run_in_parallel: bool = True,
+                    settle: str = "auto") -> Job:
+        job = await self.api.jobs.split(self.job_id, parts=parts, run_in_parallel=run_in_parallel, settle=settle,
+                                        attempt=self.attempt)
+        self.was_split = True
+        return job
 
 
 JobHandlerFn = Callable[[Event, Tick], Awaitable[Outcome | dict[str, Any] | None] | Outcome | dict[str, Any] | None]
@@ -107,6 +119,7 @@ def job_handler(
     retry: RetryPolicy | None = None,
     lease_seconds: int = 60,
     watch_interval: float = 1.0,
+    filter: Mapping[str, Any] | None = None,
 ) -> Plugin:
     """A plugin that runs `handler(event, tick)` for every ready job named `job` (`domain:operation`, globs allowed).
 
@@ -121,6 +134,11 @@ def job_handler(
         lease_seconds: how long the job stays ours without news; a heartbeat renews it while the handler runs,
             so a worker that dies loses the job after at most this long and it is retried.
         watch_interval: how often the running job is checked; cancelled or taken away, the handler is cancelled.
+        filter: more of the event filter, e.g. `{"isPart": True}` to handle only the parts of split jobs.
+
+    A handler that calls `await tick.split(parts)` hands the job to its parts: its return value is
+    ignored and the platform settles the job when the parts have finished (`settle="listener"`
+    leaves that to a job:parts-completed listener).
 
     In the handler, `event.cache["job"]` is the job as acknowledged.
     """
@@ -191,6 +209,8 @@ def job_handler(
             if taken:
                 log.info("Job %s was cancelled or taken away; its handler was stopped.", job_id)
                 return
+            if tick.was_split:
+                return  # the parts do the work now; the parent is settled when they have finished
             outcome = _outcome(result)
         except TimeoutError:
             await finish(error=f"Timed out after {timeout:g}s.", kind="timeout")
@@ -207,6 +227,6 @@ def job_handler(
     on_ready.__qualname__ = f"job_handler({job!r}, {getattr(handler, '__qualname__', handler)})"
 
     def plugin(listener: Listener) -> None:
-        listener.on(JOB_READY, {"job": job}, on_ready)
+        listener.on(JOB_READY, {**(filter or {}), "job": job}, on_ready)
 
     return plugin

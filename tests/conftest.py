@@ -105,6 +105,13 @@ async def db_url(request: pytest.FixtureRequest, db_path: Path) -> AsyncIterator
 
 
 @pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    """A fresh schema on the test PostgreSQL server (for what only PostgreSQL does: replicas)."""
+    async with postgres_schema() as url:
+        yield url
+
+
+@pytest.fixture
 async def platform(db_url: str, clock: ManualClock) -> AsyncIterator[Platform]:
     # Time moves only when the test says so, and so do the scheduler's sweeps.
     async with Platform.open(db_url, clock=clock, sweep_interval=None) as p:

@@ -8,6 +8,7 @@ move either happens whole, with its events, or not at all.
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
@@ -32,6 +33,9 @@ from listener.models import (
     JobHeartbeat,
     JobItemError,
     JobListQuery,
+    JobParts,
+    JobSettings,
+    JobSplit,
     JobStatus,
     JobTrigger,
     JobType,
@@ -49,7 +53,9 @@ from listener.platform.store.base import (
     IdempotentReplay,
     JobChange,
     JobQuery,
+    JobRule,
     NewEvent,
+    NoSlot,
     Store,
     deadline,
 )
@@ -57,9 +63,19 @@ from listener.types import UNSET, Clock
 
 __all__ = ["JobService"]
 
+log = logging.getLogger("listener.jobs")
+
+# Retry jitter draws from its own generator: the scheduler runs beside whatever else uses `random`.
+_jitter = random.Random()
+
 S = JobStatus
 _ACTIVE = frozenset({S.CREATED, S.PLANNING, S.SCHEDULED, S.READY, S.EXECUTING})
 _ENDED_TOPICS = frozenset({topics.JOB_COMPLETED, topics.JOB_FAILED, topics.JOB_CANCELLED, topics.JOB_DELETED})
+# What a part's parent recounts on: a part progressed, ended or went away.
+_PART_TOPICS = _ENDED_TOPICS | {topics.JOB_UPDATED}
+
+Events = list[Event]
+Inserts = list[tuple[Job, EventContext, list[NewEvent]]]
 
 ContextResolver = Callable[[str], Awaitable[EventContext]]
 """Given a job's source id, the ids of what it belongs to (workbook, space, sheet...)."""
@@ -81,9 +97,16 @@ def job_payload(job: Job) -> dict[str, Any]:
         "total": job.total,
         "info": job.info,
         "mode": job.mode.value,
-        "isPart": False,
+        "isPart": job.is_part,
         "createdBy": job.created_by,
     }
+    if job.is_part:
+        payload["part"] = job.part
+        payload["parentId"] = job.parent_id
+    if job.parts is not None:
+        payload["parts"] = job.parts.model_dump(include={"total", "completed", "failed", "cancelled"})
+    if job.waiting_for is not None:
+        payload["waitingFor"] = job.waiting_for
     if job.input:
         payload["input"] = job.input
     if job.error is not None:
@@ -111,6 +134,27 @@ def _failure(job: Job, error: JobError, now: datetime, rand: float) -> dict[str,
         return {**lease, "status": S.SCHEDULED,
                 "next_attempt_at": now + timedelta(seconds=policy.delay(job.attempt, rand))}
     return {**lease, "status": S.FAILED, "finished_at": now}
+
+
+def _lease_end(job: Job, now: datetime) -> datetime | None:
+    """When the job's lease ends if renewed now; a job waiting on its parts holds no lease (no one runs it)."""
+    return None if job.parts is not None else now + timedelta(seconds=job.lease_seconds)
+
+
+def _hold(rule: JobRule, slot: NoSlot) -> JobRule:
+    """`rule`, except that a job it would make ready waits in `scheduled` for its type's limit instead."""
+    def held(job: Job, ctx: EventContext) -> JobChange:
+        change = rule(job, ctx)
+        new = change.job
+        if new is None or new.status is not S.READY:
+            return change
+        new = new.model_copy(update={"status": S.SCHEDULED, "waiting_for": slot.reason, "next_attempt_at": None,
+                                     "info": slot.message})
+        events = [NewEvent(topics.JOB_UPDATED, e.context, job_payload(new), e.created_at)
+                  if e.topic == topics.JOB_READY else e for e in change.events]
+        return JobChange(new, events, change.inserts)
+
+    return held
 
 
 def _given(model: Any) -> dict[str, Any]:
@@ -178,9 +222,53 @@ class JobService:
         return job.bind(self.owner) if self.owner is not None else job
 
     async def _move(self, job_id: str, move: _Move) -> Job:
-        job, _ = await self._store.change_job(job_id, move.rule(self._clock.now(), self.actor))
+        job, events = await self._change(job_id, move.rule(self._clock.now(), self.actor))
+        await self._follow(events)
         assert job is not None
         return self._bind(job)
+
+    async def _change(self, job_id: str, rule: JobRule) -> tuple[Job | None, Events]:
+        """Run `rule` on the job; if it would start a job whose type is at its limit, the job waits instead."""
+        try:
+            return await self._store.change_job(job_id, rule)
+        except NoSlot as slot:
+            return await self._store.change_job(job_id, _hold(rule, slot))
+
+    async def _follow(self, events: Sequence[Event]) -> None:
+        """What the platform does after a change: start waiting jobs when slots free up, recount a part's
+        parent, start the next of sequential parts, cancel the parts of a parent that ended.
+
+        Each is its own transaction; should one be lost (a crash in between), the scheduler's sweep
+        does it (it promotes waiting jobs and recounts parents every time). Follow-ups of follow-ups
+        are queued here, not recursed into, so a long chain of parts cannot exhaust the stack.
+        """
+        queue = [e for e in events if e.topic != topics.JOB_CREATED]
+        while queue:
+            event = queue.pop(0)
+            try:
+                queue.extend(await self._follow_one(event))
+            except (Conflict, NotFound):
+                pass  # someone else got there first
+            except Exception:
+                log.exception("A follow-up of event %s (%s) failed; the scheduler's sweep will redo it",
+                              event.id, event.topic)
+
+    async def _follow_one(self, event: Event) -> Events:
+        more: Events = []
+        payload, key = event.payload, event.context.job
+        limits = self._store.limits().get(key or "")
+        if limits is not None and event.topic in _ENDED_TOPICS and key is not None:
+            more += await self._promote(key)
+        parent_id = payload.get("parentId")
+        if parent_id and event.topic in _PART_TOPICS:
+            more += await self._recount(parent_id)
+            if event.topic in _ENDED_TOPICS and event.topic != topics.JOB_DELETED:
+                more += await self._start_next_part(parent_id)
+        parts = payload.get("parts")
+        if parts and event.topic in _ENDED_TOPICS and parts["completed"] + parts["failed"] + parts["cancelled"] < \
+                parts["total"] and event.context.job_id is not None:
+            more += await self._cancel_parts(event.context.job_id)
+        return more
 
     async def create(
         self,
@@ -233,6 +321,10 @@ class JobService:
         job = Job(id=new_id("jb"), created_by=self.actor, created_at=now, updated_at=now, **_given(spec))
         if job.retry is not None:
             job = job.model_copy(update={"max_attempts": job.retry.max_attempts})
+        settings = self._store.limits().get(job.job)
+        if settings is not None and settings.timeout_seconds is not None and "timeout_seconds" not in \
+                spec.model_fields_set:
+            job = job.model_copy(update={"timeout_seconds": settings.timeout_seconds})
         ctx = job_context(job, base)
         if self.actor:
             ctx = ctx.model_copy(update={"actor_id": self.actor})
@@ -245,8 +337,22 @@ class JobService:
             # Starts later: the scheduler makes it ready (and job:ready fires) when its time comes.
             job = job.model_copy(update={"status": S.SCHEDULED, "next_attempt_at": job.run_at})
         elif job.trigger is JobTrigger.IMMEDIATE:
-            job = job.model_copy(update={"status": S.READY})
-            events.append(NewEvent(topics.JOB_READY, ctx, job_payload(job), now))
+            ready = job.model_copy(update={"status": S.READY})
+            queued = settings is not None and await self._store.waiting_jobs(job.job, 1)
+            try:
+                if queued:  # first come, first served: it waits behind those already waiting
+                    raise NoSlot("concurrency" if settings and settings.max_running else "rate",
+                                 f"Waiting: earlier {job.job} jobs are waiting for their turn.")
+                await self._store.insert_job(ready, ctx, [*events, NewEvent(topics.JOB_READY, ctx,
+                                                                            job_payload(ready), now)], idempotency)
+                return self._bind(ready)
+            except NoSlot as slot:
+                job = job.model_copy(update={"status": S.SCHEDULED, "waiting_for": slot.reason, "info": slot.message})
+                events.append(NewEvent(topics.JOB_UPDATED, ctx, job_payload(job), now))
+            await self._store.insert_job(job, ctx, events, idempotency)
+            if queued:
+                await self._follow(await self._promote(job.job))
+            return self._bind(job)
         await self._store.insert_job(job, ctx, events, idempotency)
         return self._bind(job)
 
@@ -273,18 +379,24 @@ class JobService:
         type: JobType | str | Sequence[JobType | str] | None = None,
         operation: str | Sequence[str] | None = None,
         created_by: str | None = None,
+        parent_id: str | None = None,
+        is_part: bool | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> Page[Job]:
-        """Jobs, newest first, filtered by status, type, operation and creator."""
+        """Jobs, newest first, filtered by status, type, operation and creator.
+
+        `parent_id` lists a split job's parts, in part order; `is_part=False` leaves parts out.
+        """
         query = parse(
             JobListQuery,
             {"status": _as_list(status), "type": _as_list(type), "operation": _as_list(operation),
-             "created_by": created_by, "limit": limit, "offset": offset},
+             "created_by": created_by, "parent_id": parent_id, "is_part": is_part, "limit": limit, "offset": offset},
             what="job query",
         )
         items, total = await self._store.list_jobs(
-            JobQuery(query.status, query.type, query.operation, query.created_by, query.limit, query.offset)
+            JobQuery(query.status, query.type, query.operation, query.created_by, query.parent_id, query.is_part,
+                     query.limit, query.offset)
         )
         return Page[Job](items=[self._bind(j) for j in items], total=total, limit=query.limit, offset=query.offset)
 
@@ -352,7 +464,7 @@ class JobService:
                 elapsed = (now - job.started_at).total_seconds() if job.started_at else 0
                 if done and elapsed > 0 and "estimated_completion_at" not in changes:
                     changes["estimated_completion_at"] = now + timedelta(seconds=elapsed * max(total_ - done, 0) / done)
-            return {**changes, "lease_expires_at": now + timedelta(seconds=job.lease_seconds)}
+            return {**changes, "lease_expires_at": _lease_end(job, now)}
 
         return await self._move(job_id, _Move("update", {S.EXECUTING}, topics.JOB_UPDATED, apply))
 
@@ -363,7 +475,7 @@ class JobService:
 
         def apply(job: Job) -> dict[str, Any]:
             _fence(job, body.attempt, "heartbeat")
-            return {"lease_expires_at": now + timedelta(seconds=job.lease_seconds)}
+            return {"lease_expires_at": _lease_end(job, now)}
 
         return await self._move(job_id, _Move("heartbeat", {S.EXECUTING}, None, apply))
 
@@ -374,7 +486,7 @@ class JobService:
 
         def apply(job: Job) -> dict[str, Any]:
             _fence(job, body.attempt, "checkpoint")
-            return {"checkpoint": body.state, "lease_expires_at": now + timedelta(seconds=job.lease_seconds)}
+            return {"checkpoint": body.state, "lease_expires_at": _lease_end(job, now)}
 
         return await self._move(job_id, _Move("checkpoint", {S.EXECUTING}, None, apply))
 
@@ -416,7 +528,7 @@ class JobService:
         body = parse(JobFail, _body(outcome=outcome, info=info, error=error, kind=kind, retryable=retryable,
                                     attempt=attempt))
         now = self._clock.now()
-        rand = random.random()
+        rand = _jitter.random()
 
         def apply(job: Job) -> dict[str, Any]:
             _fence(job, body.attempt, "fail")
@@ -445,7 +557,7 @@ class JobService:
 
         def apply(job: Job) -> dict[str, Any]:
             return {"status": S.CANCELLED, "finished_at": now, "lease_expires_at": None, "next_attempt_at": None,
-                    **_given(body)}
+                    "waiting_for": None, **_given(body)}
 
         return await self._move(job_id, _Move("cancel", _ACTIVE, topics.JOB_CANCELLED, apply))
 
@@ -485,7 +597,7 @@ class JobService:
     async def advance(self, job_id: str) -> bool:
         """Do what is due for the job now: start a scheduled retry, expire a lease, time it out. False if nothing."""
         now = self._clock.now()
-        rand = random.random()
+        rand = _jitter.random()
         actor = self.actor
 
         current = await self._store.get_job(job_id)
@@ -496,22 +608,7 @@ class JobService:
             if job.status.is_terminal:
                 return JobChange(job, [])
             if job.status is S.PLANNING and predecessors:
-                broken = [(p, st) for p, st in predecessors.items() if st in (S.FAILED, S.CANCELLED, None)]
-                if broken:
-                    p, st = broken[0]
-                    reason = f"was {st.value}" if st is not None else "was deleted"
-                    error = JobError(message=f"Predecessor {p} {reason}.", kind="error")
-                    new = job.model_copy(update={"status": S.FAILED, "finished_at": now, "updated_at": now,
-                                                 "error": error})
-                    return JobChange(new, [NewEvent(topics.JOB_FAILED, context,
-                                                    {**job_payload(new), "willRetry": False}, now)])
-                if all(st is S.COMPLETE for st in predecessors.values()):
-                    if job.trigger is JobTrigger.MANUAL:
-                        new = job.model_copy(update={"status": S.CREATED, "updated_at": now})
-                        return JobChange(new, [NewEvent(topics.JOB_UPDATED, context, job_payload(new), now)])
-                    new = job.model_copy(update={"status": S.READY, "updated_at": now})
-                    return JobChange(new, [NewEvent(topics.JOB_READY, context, job_payload(new), now)])
-                return JobChange(job, [])
+                return self._plan(job, ctx, predecessors, now)
             if now >= deadline(job):
                 error = JobError(message=f"Timed out after {job.timeout_seconds}s.", kind="timeout")
                 new = job.model_copy(update={"status": S.FAILED, "finished_at": now, "updated_at": now,
@@ -530,8 +627,237 @@ class JobService:
                 return JobChange(new, [NewEvent(topics.JOB_FAILED, context, payload, now)])
             return JobChange(job, [])
 
-        _, events = await self._store.change_job(job_id, rule)
+        _, events = await self._change(job_id, rule)
+        if current.parts is not None and current.parts.completed_at is None:
+            events += await self._recount(job_id)
+        await self._follow(events)
         return bool(events)
+
+    # -- limits ---------------------------------------------------------------
+
+    async def configure(
+        self,
+        job: str,
+        *,
+        max_running: int | None = None,
+        starts_per_second: float | None = None,
+        timeout_seconds: int | None = None,
+    ) -> JobSettings:
+        """Set what the platform enforces for every `type:operation` job (replacing what was set before).
+
+        `max_running`: at most this many ready or executing at once, the rest wait in `scheduled`
+        (1: one at a time); `starts_per_second`: at most this many starts a second;
+        `timeout_seconds`: the timeout of jobs created without their own.
+        """
+        settings = parse(JobSettings, {"job": job, "max_running": max_running, "starts_per_second": starts_per_second,
+                                       "timeout_seconds": timeout_seconds}, what="job settings")
+        await self._store.set_job_settings(settings)
+        await self._follow(await self._promote(settings.job))  # a raised limit lets waiting jobs start now
+        return settings
+
+    async def settings(self) -> Sequence[JobSettings]:
+        """The settings of every type that has some, read afresh from the store."""
+        return list((await self._store.job_settings()).values())
+
+    async def promote_waiting(self) -> int:
+        """Start the jobs waiting for a limit, oldest first, as far as each type's limits allow (the sweep's part)."""
+        started = 0
+        for key, settings in (await self._store.job_settings()).items():
+            if settings.max_running is not None or settings.starts_per_second is not None:
+                events = await self._promote(key)
+                started += sum(e.topic == topics.JOB_READY for e in events)
+                await self._follow(events)
+        return started
+
+    async def _promote(self, key: str) -> Events:
+        """Make waiting jobs of `key` ready, oldest first, until its limit says no; returns the events."""
+        events: Events = []
+        while True:
+            waiting = await self._store.waiting_jobs(key, 50)
+            before = len(events)
+            for job_id in waiting:
+                try:
+                    _, added = await self._store.change_job(job_id, _ADMIT.rule(self._clock.now(), self.actor))
+                except NoSlot:
+                    return events
+                except (Conflict, NotFound):
+                    continue  # started, cancelled or deleted meanwhile
+                events += added
+            if len(waiting) < 50 or len(events) == before:
+                return events
+
+    # -- parts ----------------------------------------------------------------
+
+    async def split(
+        self,
+        job_id: str,
+        *,
+        parts: int | Sequence[dict[str, Any]],
+        run_in_parallel: bool = True,
+        settle: str = "listener",
+        attempt: int | None = None,
+    ) -> Job:
+        """Split an executing job into parts: child jobs with its operation, `is_part`, `part`, `part_data`.
+
+        `parts` is how many, or each part's data. Parts run at once, or one after another unless
+        `run_in_parallel` (a failed one then stops the rest). When every part has finished,
+        job:parts-completed fires on the parent with the counts; a listener settles the parent,
+        or with `settle="auto"` the platform completes it (or fails it, naming the failed parts).
+        The parent holds no lease while its parts run and its progress follows theirs.
+        """
+        body = parse(JobSplit, _body(parts=parts if isinstance(parts, int) else list(parts),
+                                     run_in_parallel=run_in_parallel, settle=settle, attempt=attempt), what="split")
+        now = self._clock.now()
+        actor = self.actor
+        datas: list[dict[str, Any] | None] = [None] * body.parts if isinstance(body.parts, int) else list(body.parts)
+
+        def rule(job: Job, ctx: EventContext) -> JobChange:
+            if job.status is not S.EXECUTING:
+                raise Conflict(f"Cannot split job {job.id} ({job.job}): it is {job.status.value}, and split needs "
+                               "executing.", details={"jobId": job.id, "status": job.status.value, "move": "split"})
+            _fence(job, body.attempt, "split")
+            if job.is_part or job.parts is not None:
+                what = "is a part itself" if job.is_part else f"was already split into {job.parts.total} parts" \
+                    if job.parts else ""
+                raise Conflict(f"Cannot split job {job.id}: it {what}.",
+                               details={"jobId": job.id, "status": job.status.value, "move": "split"})
+            context = ctx.model_copy(update={"actor_id": actor}) if actor else ctx
+            inserts: Inserts = []
+            previous: str | None = None
+            for number, data in enumerate(datas, start=1):
+                later = not body.run_in_parallel and previous is not None
+                child = Job(
+                    id=new_id("jb"), type=job.type, operation=job.operation, source=job.source,
+                    destination=job.destination, mode=job.mode, managed=job.managed, input=job.input,
+                    retry=job.retry, max_attempts=job.max_attempts, lease_seconds=job.lease_seconds,
+                    timeout_seconds=job.timeout_seconds, created_by=job.created_by, created_at=now, updated_at=now,
+                    is_part=True, part=number, part_data=data, parent_id=job.id,
+                    # Each part starts through the scheduler's path (so limits apply), at once or after the one before.
+                    status=S.PLANNING if later else S.SCHEDULED, next_attempt_at=None if later else now,
+                    predecessor_ids=[previous] if later and previous else [],
+                )
+                child_ctx = job_context(child, context)
+                inserts.append((child, child_ctx, [NewEvent(topics.JOB_CREATED, child_ctx, job_payload(child), now)]))
+                previous = child.id
+            new = job.model_copy(update={
+                "parts": JobParts(total=len(datas), run_in_parallel=body.run_in_parallel, settle=body.settle),
+                "lease_expires_at": None, "updated_at": now,
+                "info": f"Split into {len(datas)} parts{'' if body.run_in_parallel else ', run one after another'}.",
+            })
+            return JobChange(new, [NewEvent(topics.JOB_UPDATED, context, job_payload(new), now)], inserts)
+
+        parent, events = await self._store.change_job(job_id, rule)
+        assert parent is not None
+        starting = [e.context.job_id for e in events if e.topic == topics.JOB_CREATED and e.payload["status"] ==
+                    S.SCHEDULED.value and e.context.job_id]
+        # Concurrent starts share the store's group commits; a crash meanwhile leaves them due for the sweep.
+        async with anyio.create_task_group() as tg:
+            for part_id in starting:
+                tg.start_soon(self._start_part, part_id)
+        return self._bind(await self.get(parent.id))
+
+    async def _start_part(self, part_id: str) -> None:
+        try:
+            await self.advance(part_id)
+        except (Conflict, NotFound):
+            pass
+
+    async def _recount(self, parent_id: str) -> Events:
+        """Bring a parent's part counts and progress up to date; job:parts-completed (and, with
+        `settle="auto"`, its end) when every part has finished."""
+        stats = await self._store.part_stats(parent_id)
+        now = self._clock.now()
+        actor = self.actor
+
+        def rule(job: Job, ctx: EventContext) -> JobChange:
+            parts = job.parts
+            if parts is None or parts.completed_at is not None or job.status.is_terminal:
+                return JobChange(job, [])
+            counts = {"completed": stats.by_status.get(S.COMPLETE, 0), "failed": stats.by_status.get(S.FAILED, 0),
+                      "cancelled": stats.by_status.get(S.CANCELLED, 0)}
+            ended = sum(counts.values())
+            if ended < parts.ended:
+                return JobChange(job, [])  # counted before a part that another recount already saw ended
+            # A deleted part counts as cancelled: it will never finish.
+            counts["cancelled"] += max(0, parts.total - stats.total)
+            ended = sum(counts.values())
+            progress = min(100, (ended * 100 + stats.progress) // parts.total)
+            new_parts = parts.model_copy(update={**counts, "completed_at": now if ended >= parts.total else None})
+            if new_parts == parts and progress == job.progress:
+                return JobChange(job, [])
+            context = ctx.model_copy(update={"actor_id": actor}) if actor else ctx
+            new = job.model_copy(update={"parts": new_parts, "progress": progress, "updated_at": now})
+            if new_parts.completed_at is None:
+                return JobChange(new, [NewEvent(topics.JOB_UPDATED, context, job_payload(new), now)])
+            events = [NewEvent(topics.JOB_PARTS_COMPLETED, context, job_payload(new), now)]
+            if parts.settle == "auto":
+                bad = counts["failed"] + counts["cancelled"]
+                if bad == 0:
+                    new = new.model_copy(update={
+                        "status": S.COMPLETE, "progress": 100, "finished_at": now,
+                        "outcome": Outcome(message=f"All {parts.total} parts completed.")})
+                    events.append(NewEvent(topics.JOB_COMPLETED, context, job_payload(new), now))
+                else:
+                    numbers = ", ".join(str(n) for n in stats.failed_parts) or "(deleted)"
+                    error = JobError(message=f"{bad} of {parts.total} parts did not complete: "
+                                             f"part{'s' if bad > 1 else ''} {numbers}.", attempt=job.attempt)
+                    new = new.model_copy(update={"status": S.FAILED, "finished_at": now, "error": error})
+                    events.append(NewEvent(topics.JOB_FAILED, context, {**job_payload(new), "willRetry": False}, now))
+            return JobChange(new, events)
+
+        _, events = await self._store.change_job(parent_id, rule)
+        return events
+
+    async def _start_next_part(self, parent_id: str) -> Events:
+        """Sequential parts: the next one waits in planning on the one before; move it on now, not at the next sweep."""
+        waiting, _ = await self._store.list_jobs(JobQuery(status=[S.PLANNING], parent_id=parent_id, limit=1))
+        if not waiting:
+            return []
+        job_id = waiting[0].id
+        current = await self._store.get_job(job_id)
+        predecessors = await self._predecessors(current)
+        now = self._clock.now()
+
+        def rule(job: Job, ctx: EventContext) -> JobChange:
+            return self._plan(job, ctx, predecessors, now)
+
+        _, events = await self._change(job_id, rule)
+        return events
+
+    async def _cancel_parts(self, parent_id: str) -> Events:
+        """The parent ended before its parts: those not finished are cancelled."""
+        events: Events = []
+        unfinished, _ = await self._store.list_jobs(JobQuery(status=list(_ACTIVE), parent_id=parent_id, limit=1000))
+        for part in unfinished:
+            move = _Move("cancel", _ACTIVE, topics.JOB_CANCELLED, lambda job: {
+                "status": S.CANCELLED, "finished_at": self._clock.now(), "lease_expires_at": None,
+                "next_attempt_at": None, "waiting_for": None, "info": "Cancelled: its parent job ended."})
+            try:
+                _, added = await self._store.change_job(part.id, move.rule(self._clock.now(), self.actor))
+            except (Conflict, NotFound):
+                continue
+            events += added
+        return events
+
+    def _plan(self, job: Job, ctx: EventContext, predecessors: dict[str, JobStatus | None], now: datetime) -> JobChange:
+        """A job in planning once its predecessors stand as given: it starts, fails, or keeps waiting."""
+        if job.status is not S.PLANNING:
+            return JobChange(job, [])
+        context = ctx.model_copy(update={"actor_id": self.actor}) if self.actor else ctx
+        broken = [(p, st) for p, st in predecessors.items() if st in (S.FAILED, S.CANCELLED, None)]
+        if broken:
+            p, st = broken[0]
+            reason = f"was {st.value}" if st is not None else "was deleted"
+            error = JobError(message=f"Predecessor {p} {reason}.", kind="error")
+            new = job.model_copy(update={"status": S.FAILED, "finished_at": now, "updated_at": now, "error": error})
+            return JobChange(new, [NewEvent(topics.JOB_FAILED, context, {**job_payload(new), "willRetry": False}, now)])
+        if all(st is S.COMPLETE for st in predecessors.values()):
+            if job.trigger is JobTrigger.MANUAL:
+                new = job.model_copy(update={"status": S.CREATED, "updated_at": now})
+                return JobChange(new, [NewEvent(topics.JOB_UPDATED, context, job_payload(new), now)])
+            new = job.model_copy(update={"status": S.READY, "updated_at": now})
+            return JobChange(new, [NewEvent(topics.JOB_READY, context, job_payload(new), now)])
+        return JobChange(job, [])
 
     async def acknowledge_outcome(self, job_id: str) -> Job:
         """Record that the person saw the outcome of a finished job (job:outcome-acknowledged)."""
@@ -548,7 +874,8 @@ class JobService:
 
     async def delete(self, job_id: str) -> None:
         """Delete a job that is not executing (cancel it first); job:deleted fires."""
-        await self._store.change_job(job_id, _DELETE.rule(self._clock.now(), self.actor))
+        _, events = await self._store.change_job(job_id, _DELETE.rule(self._clock.now(), self.actor))
+        await self._follow(events)
 
     async def wait(self, job_id: str, timeout: float | None = None) -> Job:
         """Wait until the job is complete, failed or cancelled and return it.
@@ -588,5 +915,12 @@ def _body(**values: Any) -> dict[str, Any]:
 
 _EXECUTE = _Move("execute", {S.CREATED}, topics.JOB_READY, lambda job: {"status": S.READY},
                  hint=" Only a manual job that has not started can be executed.")
+def _admitted(job: Job) -> dict[str, Any]:
+    if job.waiting_for is None:
+        raise Conflict(f"Job {job.id} is not waiting for a slot.", details={"jobId": job.id, "move": "start"})
+    return {"status": S.READY, "waiting_for": None, "info": None}
+
+
+_ADMIT = _Move("start", {S.SCHEDULED}, topics.JOB_READY, _admitted)
 _DELETE = _Move("delete", _ACTIVE - {S.EXECUTING} | {S.COMPLETE, S.FAILED, S.CANCELLED}, topics.JOB_DELETED,
                 lambda job: {}, hint=" Cancel it first.")

@@ -30,7 +30,10 @@ from listener.models import (
     JobFail,
     JobHeartbeat,
     JobItemError,
+    JobLimits,
     JobListQuery,
+    JobSettings,
+    JobSplit,
     JobUpdate,
     Model,
     Page,
@@ -292,7 +295,7 @@ async def list_jobs(call: Call) -> Page[Job]:
     q: JobListQuery = call.query
     created_by = call.user.name if call.is_member else q.created_by
     return await call.api.jobs.list(status=q.status, type=q.type, operation=q.operation, created_by=created_by,
-                                    limit=q.limit, offset=q.offset)
+                                    parent_id=q.parent_id, is_part=q.is_part, limit=q.limit, offset=q.offset)
 
 
 @route("GET", "/jobs/{jobId}", tag="jobs", response=Job)
@@ -348,6 +351,29 @@ async def heartbeat_job(call: Call) -> Job:
 async def checkpoint_job(call: Call) -> Job:
     """Save a small JSON state of an executing job that a retried attempt resumes from."""
     return await call.api.jobs.checkpoint(call.param("jobId"), call.body.state, attempt=call.body.attempt)
+
+
+@route("POST", "/jobs/{jobId}/split", tag="jobs", body=JobSplit, response=Job, roles=OPERATORS)
+async def split_job(call: Call) -> Job:
+    """Split an executing job into parts (child jobs); job:parts-completed fires when they have all finished."""
+    return await call.api.jobs.split(call.param("jobId"), **_given(call.body))
+
+
+class JobSettingsList(Model):
+    items: list[JobSettings]
+
+
+@route("PUT", "/job-settings/{job}", tag="jobs", body=JobLimits, response=JobSettings,
+       roles=frozenset({Role.ADMIN}))
+async def configure_jobs(call: Call) -> JobSettings:
+    """Set the limits (max running at once, starts per second) and default timeout of one type:operation."""
+    return await call.api.jobs.configure(call.param("job"), **_given(call.body))
+
+
+@route("GET", "/job-settings", tag="jobs", response=JobSettingsList)
+async def job_settings(call: Call) -> JobSettingsList:
+    """The limits and default timeouts set per type:operation."""
+    return JobSettingsList(items=list(await call.api.jobs.settings()))
 
 
 class ErrorCount(Model):

@@ -1,4 +1,5 @@
-"""Timers: retries whose backoff has passed, leases that expired, jobs past their timeout, retention.
+"""Timers: retries whose backoff has passed, leases that expired, jobs past their timeout, jobs waiting
+for their type's limit, parents recounting their parts, retention.
 
 Every job row carries `due_at`, the earliest moment something must happen to it
 without anyone asking (its next attempt, its lease running out, its timeout).
@@ -56,6 +57,8 @@ class Scheduler:
                     pass  # another replica's sweep, or a caller, got there first
             if len(due) < self.batch:
                 break
+        # Jobs waiting for their type's limit: a slot freed (or a second passed) since they were last tried.
+        moved += await self.jobs.promote_waiting()
         self.swept += moved
         now = self.clock.now()
         if self.retention is not None and (self._last_prune is None or now - self._last_prune >= self.prune_every):

@@ -69,7 +69,7 @@ JOB_STATE = {"get_job": "failed", "delete_job": "complete", "execute_job": "crea
              "update_job": "executing", "complete_job": "executing", "fail_job": "executing",
              "cancel_job": "ready", "acknowledge_outcome": "complete", "heartbeat_job": "executing",
              "retry_job": "failed", "checkpoint_job": "executing", "log_job_errors": "executing",
-             "job_errors": "failed"}
+             "job_errors": "failed", "split_job": "executing"}
 
 EXPORT = {"operation": "export", "label": "Export", "inputForm": {"fields": [
     {"key": "format", "label": "Format", "type": "enum", "defaultValue": "csv",
@@ -121,7 +121,8 @@ async def make_objects(api: PlatformApi, job_state: str | None) -> dict[str, Any
     contacts = workbook.sheets[0]
     records = await api.records.insert(contacts.id, [{"email": "a@example.com", "age": 1}, {"email": "b@x.io"}])
     ids: dict[str, Any] = {"spaceId": space.id, "workbookId": workbook.id, "sheetId": contacts.id,
-                           "sourceId": workbook.id, "source": workbook.id, "recordIds": [r.id for r in records]}
+                           "sourceId": workbook.id, "source": workbook.id, "recordIds": [r.id for r in records],
+                           "job": "workbook:export"}
     if job_state is not None:
         job = await api.jobs.create(type="workbook", operation="export", source=workbook.id,
                                     trigger="manual" if job_state == "created" else "immediate")

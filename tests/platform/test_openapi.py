@@ -110,7 +110,7 @@ async def test_every_ref_resolves(server: Server) -> None:
 async def test_the_list_and_stream_parameters_are_documented(server: Server) -> None:
     doc = await document(server)
     params = {p["name"]: p for p in doc["paths"][f"{API}/jobs"]["get"]["parameters"]}
-    assert set(params) == {"status", "type", "operation", "createdBy", "limit", "offset"}
+    assert set(params) == {"status", "type", "operation", "createdBy", "parentId", "isPart", "limit", "offset"}
     assert params["status"]["schema"]["type"] == "array" and params["status"]["explode"] is True
     stream = doc["paths"][f"{API}/events/stream"]["get"]
     assert {p["name"] for p in stream["parameters"]} == {"after", "agent", "topic", "filter"}

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import anyio
 
-from listener.models import Event, EventContext, Job, JobItemError, JobStatus, JobType, Record
+from listener.models import Event, EventContext, Job, JobItemError, JobSettings, JobStatus, JobType, Record
 
 __all__ = [
     "Idempotency",
@@ -24,13 +24,17 @@ __all__ = [
     "JobQuery",
     "JobRule",
     "NewEvent",
+    "NoSlot",
+    "PartStats",
     "Publisher",
     "RecordChanges",
     "Store",
     "StoredObject",
     "StoredUser",
+    "admission",
     "deadline",
     "due_at",
+    "occupies",
     "settled",
 ]
 
@@ -52,10 +56,70 @@ class NewEvent:
 
 @dataclass(slots=True)
 class JobChange:
-    """What a rule decided: the job's new state (None deletes it) and the events to append."""
+    """What a rule decided: the job's new state (None deletes it), the events to append, and new
+    jobs to insert in the same transaction (a split's parts), each with its context and events."""
 
     job: Job | None
     events: list[NewEvent]
+    inserts: list[tuple[Job, EventContext, list[NewEvent]]] = field(default_factory=list)
+
+
+class NoSlot(Exception):
+    """The job's type is at its limit: it may not become ready now (nothing was written).
+
+    `reason` is `concurrency` (as many as allowed are running) or `rate` (too many started in
+    the last second; a start is possible again at `retry_at`).
+    """
+
+    def __init__(self, reason: str, message: str, retry_at: datetime | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.retry_at = retry_at
+
+
+def occupies(job: Job | None) -> bool:
+    """Whether the job holds one of its type's running slots (ready counts: it is about to run)."""
+    return job is not None and job.status in (JobStatus.READY, JobStatus.EXECUTING)
+
+
+def admission(settings: JobSettings, running: int, tokens: float | None, refilled_at: float | None,
+              now: float) -> float | None:
+    """Whether one more job of a limited type may start: the tokens left after it, or NoSlot.
+
+    `running` counts the type's jobs that occupy a slot now; `tokens`/`refilled_at` are the
+    type's rate bucket as stored (None: never used, so full). Returns the bucket's new level
+    (None when the type has no rate limit).
+    """
+    if settings.max_running is not None and running >= settings.max_running:
+        many = "one job" if settings.max_running == 1 else f"{settings.max_running} jobs"
+        raise NoSlot("concurrency", f"Waiting: {settings.job} runs {many} at a time and {running} "
+                                    f"{'is' if running == 1 else 'are'} running.")
+    rate = settings.starts_per_second
+    if rate is None:
+        return None
+    burst = max(1.0, rate)
+    level = burst if tokens is None or refilled_at is None else min(burst, tokens + max(0.0, now - refilled_at) * rate)
+    if level < 1:
+        wait = (1 - level) / rate
+        raise NoSlot("rate", f"Waiting: {settings.job} starts at most {rate:g} jobs per second.",
+                     datetime.fromtimestamp(now + wait, tz=UTC))
+    return level - 1
+
+
+@dataclass(frozen=True, slots=True)
+class PartStats:
+    """How a split job's parts stand: how many in each status, and the progress of those not ended."""
+
+    by_status: dict[JobStatus, int]
+    progress: int
+    """The sum of the progress of the parts that have not ended."""
+    failed_parts: list[int]
+    """The numbers of the parts that failed or were cancelled, in order."""
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_status.values())
 
 
 def deadline(job: Job) -> datetime:
@@ -70,6 +134,10 @@ def due_at(job: Job) -> datetime | None:
     end = deadline(job)
     if job.status is JobStatus.PLANNING:
         return job.created_at  # waiting on predecessors: looked at by every sweep
+    if job.parts is not None and job.parts.completed_at is None:
+        return job.created_at  # waiting on its parts: every sweep recounts them, in case a count was missed
+    if job.status is JobStatus.SCHEDULED and job.waiting_for is not None:
+        return end  # waits for its type's limit: a slot freeing up, or every sweep, starts it
     if job.status is JobStatus.SCHEDULED and job.next_attempt_at is not None:
         return min(job.next_attempt_at, end)
     if job.status is JobStatus.EXECUTING and job.lease_expires_at is not None:
@@ -143,6 +211,8 @@ class JobQuery:
     type: Sequence[JobType] = ()
     operation: Sequence[str] = ()
     created_by: str | None = None
+    parent_id: str | None = None
+    is_part: bool | None = None
     limit: int = 50
     offset: int = 0
 
@@ -193,7 +263,24 @@ class Store(Protocol):
         """Ids of unfinished jobs whose `due_at` (see jobs.due_at) has come, oldest first."""
         ...
 
-    async def list_jobs(self, query: JobQuery) -> tuple[list[Job], int]: ...
+    async def list_jobs(self, query: JobQuery) -> tuple[list[Job], int]:
+        """Jobs matching the query, newest first; a job's parts (`parent_id`) in part order."""
+        ...
+    async def part_stats(self, parent_id: str) -> PartStats: ...
+    async def waiting_jobs(self, job: str, limit: int) -> list[str]:
+        """Ids of the jobs of `job` (type:operation) waiting for a running slot, oldest first."""
+        ...
+
+    # per-type settings and limits
+    async def set_job_settings(self, settings: JobSettings) -> None:
+        """Save the settings of one type:operation (limits then hold on every write of this store)."""
+        ...
+    async def job_settings(self) -> dict[str, JobSettings]:
+        """Every type's settings, read afresh (and remembered for `limits`), by `job`."""
+        ...
+    def limits(self) -> dict[str, JobSettings]:
+        """The settings as last read or set: what this store enforces when a job would start."""
+        ...
 
     # domain objects
     async def put_objects(self, objects: list[StoredObject], events: list[NewEvent]) -> list[Event]: ...

@@ -28,18 +28,21 @@ import anyio
 import asyncpg
 
 from listener.errors import Conflict, Invalid, NotFound
-from listener.models import Event, EventContext, Job, JobItemError, Record
+from listener.models import Event, EventContext, Job, JobItemError, JobSettings, JobStatus, Record
 from listener.platform.store.base import (
     Idempotency,
     IdempotentReplay,
     JobQuery,
     JobRule,
     NewEvent,
+    PartStats,
     Publisher,
     RecordChanges,
     StoredObject,
     StoredUser,
+    admission,
     due_at,
+    occupies,
     settled,
 )
 from listener.tasks import task_scope
@@ -144,6 +147,21 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX job_errors_job ON job_errors (job_id, pos);
     """,
+    # 7: per-type settings and limits (with each type's rate bucket), parts of split jobs, jobs waiting for a slot
+    """
+    CREATE TABLE job_settings (
+        job text PRIMARY KEY,
+        doc jsonb NOT NULL,
+        tokens double precision,
+        refilled_at double precision
+    );
+    ALTER TABLE jobs ADD COLUMN parent_id text;
+    ALTER TABLE jobs ADD COLUMN part int;
+    ALTER TABLE jobs ADD COLUMN waiting boolean NOT NULL DEFAULT false;
+    CREATE INDEX jobs_type_operation_status ON jobs (type, operation, status);
+    CREATE INDEX jobs_parent ON jobs (parent_id, part) WHERE parent_id IS NOT NULL;
+    CREATE INDEX jobs_waiting ON jobs (type, operation, created_at) WHERE waiting;
+    """,
 ]
 
 # Errors after which a write is retried on a fresh connection: the server went away or
@@ -220,6 +238,10 @@ class _Write(Generic[T]):
     events: list[Event] = field(default_factory=list)
 
 
+def _waiting(job: Job) -> bool:
+    return job.status is JobStatus.SCHEDULED and job.waiting_for is not None
+
+
 async def _no_reset(conn: asyncpg.Connection) -> None:
     """Connections go back to the pool as they are: nothing here sets, listens or locks beyond a transaction."""
 
@@ -242,6 +264,7 @@ class PostgresStore:
         self._jobs: dict[str, tuple[Job, EventContext]] = {}
         self._changed: dict[str, Job | None] = {}
         self._inserted: dict[str, tuple[Job, EventContext]] = {}
+        self._limits: dict[str, JobSettings] = {}
 
     @property
     def settings(self) -> dict[str, str]:
@@ -261,6 +284,7 @@ class PostgresStore:
                                                 server_settings=store.settings)
         try:
             store._tail = await store.head()
+            await store.job_settings()
             async with task_scope() as tg:
                 tg.start_soon(store._flush_forever)
                 tg.start_soon(store._tail_forever)
@@ -399,24 +423,29 @@ class PostgresStore:
                     if self._changed.get(i, job) is not None]
         if inserted:
             await conn.execute(
-                "INSERT INTO jobs (id, status, type, operation, created_by, created_at, due_at, finished_at, doc, ctx)"
+                "INSERT INTO jobs (id, status, type, operation, created_by, created_at, due_at, finished_at, parent_id,"
+                " part, waiting, doc, ctx)"
                 " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
-                " $6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::jsonb[], $10::jsonb[])",
+                " $6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::text[], $10::int[], $11::bool[],"
+                " $12::jsonb[], $13::jsonb[])",
                 [j.id for j, _ in inserted], [j.status.value for j, _ in inserted], [j.type.value for j, _ in inserted],
                 [j.operation for j, _ in inserted], [j.created_by for j, _ in inserted],
                 [j.created_at for j, _ in inserted], [due_at(j) for j, _ in inserted],
-                [j.finished_at for j, _ in inserted],
+                [j.finished_at for j, _ in inserted], [j.parent_id for j, _ in inserted],
+                [j.part for j, _ in inserted], [_waiting(j) for j, _ in inserted],
                 [j.model_dump_json() for j, _ in inserted], [c.model_dump_json() for _, c in inserted])
         changed = {i: job for i, job in self._changed.items() if i not in self._inserted}
         updated = [(i, job) for i, job in changed.items() if job is not None]
         deleted = [i for i, job in changed.items() if job is None]
         if updated:
             await conn.execute(
-                "UPDATE jobs SET status = u.status, due_at = u.due_at, finished_at = u.finished_at, doc = u.doc"
-                " FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::jsonb[])"
-                " AS u(id, status, due_at, finished_at, doc) WHERE jobs.id = u.id",
+                "UPDATE jobs SET status = u.status, due_at = u.due_at, finished_at = u.finished_at,"
+                " waiting = u.waiting, doc = u.doc"
+                " FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::bool[], $6::jsonb[])"
+                " AS u(id, status, due_at, finished_at, waiting, doc) WHERE jobs.id = u.id",
                 [i for i, _ in updated], [j.status.value for _, j in updated], [due_at(j) for _, j in updated],
-                [j.finished_at for _, j in updated], [j.model_dump_json() for _, j in updated])
+                [j.finished_at for _, j in updated], [_waiting(j) for _, j in updated],
+                [j.model_dump_json() for _, j in updated])
         if deleted:
             await conn.execute("DELETE FROM jobs WHERE id = ANY($1::text[])", deleted)
 
@@ -489,11 +518,9 @@ class PostgresStore:
                     row = await conn.fetchrow("SELECT body_hash, job_id FROM idempotency_keys"
                                               " WHERE caller = $1 AND key = $2", i.caller, i.key)
                     raise IdempotentReplay(row["job_id"], row["body_hash"] == i.body_hash)
-            if job.id in self._jobs or job.id in self._inserted:
-                raise Conflict(f"Job {job.id} already exists.", details={"jobId": job.id})
-            # Inserted with the batch's other new jobs in one statement at the end.
-            self._inserted[job.id] = (job, context)
-            self._jobs[job.id] = (job, context)
+            if occupies(job):
+                await self._admit(conn, job)
+            self._stage_insert(job, context)
             return None, events
 
         _, added = await self._write(insert, job_id=job.id)
@@ -511,15 +538,97 @@ class PostgresStore:
                 raise NotFound(f"Job {job_id} not found.", details={"jobId": job_id})
             job, ctx = current
             outcome = rule(job, ctx)
+            if outcome.job is job and not outcome.events and not outcome.inserts:
+                return job, []  # nothing to do
+            if occupies(outcome.job) and not occupies(job):
+                assert outcome.job is not None
+                await self._admit(conn, outcome.job)
+            for child, _, _ in outcome.inserts:
+                if child.id in self._jobs or child.id in self._inserted:
+                    raise Conflict(f"Job {child.id} already exists.", details={"jobId": child.id})
             # Only a rule that succeeded changes the batch's copy; the rows are written once, at the end.
             self._changed[job_id] = outcome.job
             if outcome.job is None:
                 self._jobs.pop(job_id, None)
             else:
                 self._jobs[job_id] = (outcome.job, ctx)
-            return outcome.job, outcome.events
+            events = list(outcome.events)
+            for child, child_ctx, child_events in outcome.inserts:
+                self._stage_insert(child, child_ctx)
+                events.extend(child_events)
+            return outcome.job, events
 
         return await self._write(change, job_id=job_id)
+
+    def _stage_insert(self, job: Job, context: EventContext) -> None:
+        if job.id in self._jobs or job.id in self._inserted:
+            raise Conflict(f"Job {job.id} already exists.", details={"jobId": job.id})
+        # Inserted with the batch's other new jobs in one statement at the end.
+        self._inserted[job.id] = (job, context)
+        self._jobs[job.id] = (job, context)
+
+    async def _admit(self, conn: asyncpg.Connection, job: Job) -> None:
+        """Take a running slot (and a start, if rate-limited) for a job about to become ready, or NoSlot.
+
+        The type's settings row is locked first, so replicas admit the jobs of one type one at a
+        time; the count then sees every other replica's committed admissions, and this batch's
+        own changes, which are not written yet, are counted from its copies.
+        """
+        settings = self._limits.get(job.job)
+        if settings is None or (settings.max_running is None and settings.starts_per_second is None):
+            return
+        bucket = await conn.fetchrow("SELECT tokens, refilled_at FROM job_settings WHERE job = $1 FOR UPDATE", job.job)
+        running = 0
+        if settings.max_running is not None:
+            staged = [*self._jobs, *self._changed]
+            running = await conn.fetchval(
+                "SELECT count(*) FROM jobs WHERE type = $1 AND operation = $2 AND status IN ('ready', 'executing')"
+                " AND NOT (id = ANY($3::text[]))", job.type.value, job.operation, staged)
+            running += sum(1 for other, _ in self._jobs.values() if other.id != job.id and other.job == job.job
+                           and occupies(other))
+        now = job.updated_at.timestamp()
+        tokens = admission(settings, running, bucket["tokens"] if bucket else None,
+                           bucket["refilled_at"] if bucket else None, now)
+        if tokens is not None:
+            await conn.execute("UPDATE job_settings SET tokens = $2, refilled_at = $3 WHERE job = $1",
+                               job.job, tokens, now)
+
+    async def set_job_settings(self, settings: JobSettings) -> None:
+        async def put(conn: asyncpg.Connection) -> tuple[None, list[NewEvent]]:
+            await conn.execute("INSERT INTO job_settings (job, doc) VALUES ($1, $2)"
+                               " ON CONFLICT (job) DO UPDATE SET doc = excluded.doc",
+                               settings.job, settings.model_dump_json())
+            return None, []
+
+        await self._write(put)
+        self._limits[settings.job] = settings
+
+    async def job_settings(self) -> dict[str, JobSettings]:
+        rows = await self._read(lambda conn: conn.fetch("SELECT job, doc FROM job_settings ORDER BY job"))
+        self._limits = {r["job"]: JobSettings.model_validate_json(r["doc"]) for r in rows}
+        return dict(self._limits)
+
+    def limits(self) -> dict[str, JobSettings]:
+        return self._limits
+
+    async def waiting_jobs(self, job: str, limit: int) -> list[str]:
+        kind, _, operation = job.partition(":")
+        rows = await self._read(lambda conn: conn.fetch(
+            "SELECT id FROM jobs WHERE type = $1 AND operation = $2 AND waiting ORDER BY created_at, pos LIMIT $3",
+            kind, operation, limit))
+        return [r["id"] for r in rows]
+
+    async def part_stats(self, parent_id: str) -> PartStats:
+        async def read(conn: asyncpg.Connection) -> PartStats:
+            rows = await conn.fetch("SELECT status, count(*) AS n, sum((doc->>'progress')::int) AS progress FROM jobs"
+                                    " WHERE parent_id = $1 GROUP BY status", parent_id)
+            failed = await conn.fetch("SELECT part FROM jobs WHERE parent_id = $1 AND status IN ('failed', 'cancelled')"
+                                      " ORDER BY part", parent_id)
+            by_status = {JobStatus(r["status"]): int(r["n"]) for r in rows}
+            progress = sum(int(r["progress"] or 0) for r in rows if not JobStatus(r["status"]).is_terminal)
+            return PartStats(by_status, progress, [r["part"] for r in failed])
+
+        return await self._read(read)
 
     async def add_job_errors(self, job_id: str, errors: list[JobItemError]) -> int:
         async def add(conn: asyncpg.Connection) -> tuple[int, list[NewEvent]]:
@@ -584,12 +693,18 @@ class PostgresStore:
         if query.created_by is not None:
             params.append(query.created_by)
             where.append(f"created_by = ${len(params)}")
+        if query.parent_id is not None:
+            params.append(query.parent_id)
+            where.append(f"parent_id = ${len(params)}")
+        if query.is_part is not None:
+            where.append("parent_id IS NOT NULL" if query.is_part else "parent_id IS NULL")
         clause = f" WHERE {' AND '.join(where)}" if where else ""
+        order = "part" if query.parent_id is not None else "pos DESC"
 
         async def list_(conn: asyncpg.Connection) -> tuple[list[Job], int]:
             total = await conn.fetchval(f"SELECT count(*) FROM jobs{clause}", *params)
             rows = await conn.fetch(
-                f"SELECT doc FROM jobs{clause} ORDER BY pos DESC LIMIT ${len(params) + 1} OFFSET ${len(params) + 2}",
+                f"SELECT doc FROM jobs{clause} ORDER BY {order} LIMIT ${len(params) + 1} OFFSET ${len(params) + 2}",
                 *params, query.limit, query.offset)
             return [Job.model_validate_json(r["doc"]) for r in rows], int(total)
 

@@ -25,7 +25,7 @@ import anyio.abc
 import anyio.to_thread
 
 from listener.errors import Conflict, NotFound
-from listener.models import Event, EventContext, Job, JobItemError, Record
+from listener.models import Event, EventContext, Job, JobItemError, JobSettings, JobStatus, Record
 from listener.platform.store.base import (
     Idempotency,
     IdempotentReplay,
@@ -33,11 +33,14 @@ from listener.platform.store.base import (
     JobQuery,
     JobRule,
     NewEvent,
+    PartStats,
     Publisher,
     RecordChanges,
     StoredObject,
     StoredUser,
+    admission,
     due_at,
+    occupies,
     settled,
 )
 from listener.tasks import task_scope
@@ -133,6 +136,22 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX job_errors_job ON job_errors (job_id, pos);
     """,
+    # 7: per-type settings and limits (with each type's rate bucket), parts of split jobs, jobs waiting for a slot
+    """
+    CREATE TABLE job_settings (
+        job TEXT PRIMARY KEY,
+        doc TEXT NOT NULL,
+        tokens REAL,
+        refilled_at REAL
+    );
+    ALTER TABLE jobs ADD COLUMN parent_id TEXT;
+    ALTER TABLE jobs ADD COLUMN part INTEGER;
+    ALTER TABLE jobs ADD COLUMN waiting INTEGER NOT NULL DEFAULT 0;
+    DROP INDEX jobs_type_operation;
+    CREATE INDEX jobs_type_operation_status ON jobs (type, operation, status);
+    CREATE INDEX jobs_parent ON jobs (parent_id, part) WHERE parent_id IS NOT NULL;
+    CREATE INDEX jobs_waiting ON jobs (type, operation, created_at) WHERE waiting = 1;
+    """,
 ]
 
 Synchronous = Literal["NORMAL", "FULL"]
@@ -168,10 +187,23 @@ class _Tx:
         return added
 
 
+_JOB_COLUMNS = "status, type, operation, created_by, created_at, due_at, finished_at, parent_id, part, waiting"
+
+
 def _job_row(job: Job) -> tuple[Any, ...]:
     due = due_at(job)
+    waiting = job.status is JobStatus.SCHEDULED and job.waiting_for is not None
     return (job.status.value, job.type.value, job.operation, job.created_by, job.created_at.isoformat(),
-            due.timestamp() if due else None, job.finished_at.timestamp() if job.finished_at else None)
+            due.timestamp() if due else None, job.finished_at.timestamp() if job.finished_at else None,
+            job.parent_id, job.part, int(waiting))
+
+
+def _insert_job(tx: _Tx, job: Job, context: EventContext) -> None:
+    try:
+        tx.conn.execute(f"INSERT INTO jobs (id, {_JOB_COLUMNS}, doc, ctx) VALUES (?, {', '.join('?' * 10)}, ?, ?)",
+                        (job.id, *_job_row(job), job.model_dump_json(), context.model_dump_json()))
+    except sqlite3.IntegrityError:
+        raise Conflict(f"Job {job.id} already exists.", details={"jobId": job.id}) from None
 
 
 class SqliteStore:
@@ -190,6 +222,7 @@ class SqliteStore:
         self._reader_count = readers
         self._reader_slots: anyio.Semaphore | None = None
         self._closed = False
+        self._limits: dict[str, JobSettings] = {}
 
     @classmethod
     @asynccontextmanager
@@ -202,6 +235,7 @@ class SqliteStore:
         try:
             async with task_scope() as tg:
                 tg.start_soon(store._flush_forever)
+                await store.job_settings()
                 try:
                     yield store
                 finally:
@@ -347,14 +381,9 @@ class SqliteStore:
                     row = tx.conn.execute("SELECT body_hash, job_id FROM idempotency_keys WHERE caller = ? AND key = ?",
                                           (i.caller, i.key)).fetchone()
                     raise IdempotentReplay(row[1], row[0] == i.body_hash)
-            try:
-                tx.conn.execute(
-                    "INSERT INTO jobs (id, status, type, operation, created_by, created_at, due_at, finished_at, doc,"
-                    " ctx) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (job.id, *_job_row(job), job.model_dump_json(), context.model_dump_json()),
-                )
-            except sqlite3.IntegrityError:
-                raise Conflict(f"Job {job.id} already exists.", details={"jobId": job.id}) from None
+            if occupies(job):
+                self._admit(tx, job)
+            _insert_job(tx, job, context)
             tx.append(events)
 
         _, added = await self._write(insert)
@@ -365,20 +394,83 @@ class SqliteStore:
             row = tx.conn.execute("SELECT doc, ctx FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if row is None:
                 raise NotFound(f"Job {job_id} not found.", details={"jobId": job_id})
-            outcome: JobChange = rule(Job.model_validate_json(row[0]), EventContext.model_validate_json(row[1]))
+            job, ctx = Job.model_validate_json(row[0]), EventContext.model_validate_json(row[1])
+            outcome: JobChange = rule(job, ctx)
+            if outcome.job is job and not outcome.events and not outcome.inserts:
+                return job  # nothing to do
             if outcome.job is None:
                 tx.conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
             else:
                 new = outcome.job
-                tx.conn.execute(
-                    "UPDATE jobs SET status = ?, type = ?, operation = ?, created_by = ?, created_at = ?, due_at = ?,"
-                    " finished_at = ?, doc = ? WHERE id = ?",
-                    (*_job_row(new), new.model_dump_json(), job_id),
-                )
+                if occupies(new) and not occupies(job):
+                    self._admit(tx, new)
+                tx.conn.execute(f"UPDATE jobs SET ({_JOB_COLUMNS}, doc) = ({', '.join('?' * 11)}) WHERE id = ?",
+                                (*_job_row(new), new.model_dump_json(), job_id))
             tx.append(outcome.events)
+            for child, child_ctx, child_events in outcome.inserts:
+                _insert_job(tx, child, child_ctx)
+                tx.append(child_events)
             return outcome.job
 
         return await self._write(change)
+
+    def _admit(self, tx: _Tx, job: Job) -> None:
+        """Take a running slot (and a start, if rate-limited) for a job about to become ready, or NoSlot."""
+        settings = self._limits.get(job.job)
+        if settings is None or (settings.max_running is None and settings.starts_per_second is None):
+            return
+        running = 0
+        if settings.max_running is not None:
+            running = tx.conn.execute(
+                "SELECT count(*) FROM jobs WHERE type = ? AND operation = ? AND status IN ('ready', 'executing')"
+                " AND id != ?", (job.type.value, job.operation, job.id)).fetchone()[0]
+        bucket = tx.conn.execute("SELECT tokens, refilled_at FROM job_settings WHERE job = ?", (job.job,)).fetchone()
+        now = job.updated_at.timestamp()
+        tokens = admission(settings, running, bucket[0] if bucket else None, bucket[1] if bucket else None, now)
+        if tokens is not None:
+            tx.conn.execute("UPDATE job_settings SET tokens = ?, refilled_at = ? WHERE job = ?", (tokens, now, job.job))
+
+    async def set_job_settings(self, settings: JobSettings) -> None:
+        def put(tx: _Tx) -> None:
+            tx.conn.execute("INSERT INTO job_settings (job, doc) VALUES (?, ?)"
+                            " ON CONFLICT (job) DO UPDATE SET doc = excluded.doc",
+                            (settings.job, settings.model_dump_json()))
+
+        await self._write(put)
+        self._limits[settings.job] = settings
+
+    async def job_settings(self) -> dict[str, JobSettings]:
+        def read(conn: sqlite3.Connection) -> dict[str, JobSettings]:
+            rows = conn.execute("SELECT job, doc FROM job_settings ORDER BY job").fetchall()
+            return {r[0]: JobSettings.model_validate_json(r[1]) for r in rows}
+
+        self._limits = await self._read(read)
+        return dict(self._limits)
+
+    def limits(self) -> dict[str, JobSettings]:
+        return self._limits
+
+    async def waiting_jobs(self, job: str, limit: int) -> list[str]:
+        kind, _, operation = job.partition(":")
+
+        def read(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute("SELECT id FROM jobs WHERE type = ? AND operation = ? AND waiting = 1"
+                                " ORDER BY created_at, rowid LIMIT ?", (kind, operation, limit)).fetchall()
+            return [r[0] for r in rows]
+
+        return await self._read(read)
+
+    async def part_stats(self, parent_id: str) -> PartStats:
+        def read(conn: sqlite3.Connection) -> PartStats:
+            rows = conn.execute("SELECT status, count(*), sum(json_extract(doc, '$.progress')) FROM jobs"
+                                " WHERE parent_id = ? GROUP BY status", (parent_id,)).fetchall()
+            by_status = {JobStatus(r[0]): int(r[1]) for r in rows}
+            progress = sum(int(r[2] or 0) for r in rows if not JobStatus(r[0]).is_terminal)
+            failed = [r[0] for r in conn.execute("SELECT part FROM jobs WHERE parent_id = ? AND status IN"
+                                                 " ('failed', 'cancelled') ORDER BY part", (parent_id,))]
+            return PartStats(by_status, progress, failed)
+
+        return await self._read(read)
 
     async def due_jobs(self, now: datetime, limit: int) -> list[str]:
         def due(conn: sqlite3.Connection) -> list[str]:
@@ -452,12 +544,18 @@ class SqliteStore:
         if query.created_by is not None:
             where.append("created_by = ?")
             params.append(query.created_by)
+        if query.parent_id is not None:
+            where.append("parent_id = ?")
+            params.append(query.parent_id)
+        if query.is_part is not None:
+            where.append("parent_id IS NOT NULL" if query.is_part else "parent_id IS NULL")
         clause = f" WHERE {' AND '.join(where)}" if where else ""
+        order = "part" if query.parent_id is not None else "rowid DESC"
 
         def list_(conn: sqlite3.Connection) -> tuple[list[Job], int]:
             total = conn.execute(f"SELECT count(*) FROM jobs{clause}", params).fetchone()[0]
             rows = conn.execute(
-                f"SELECT doc FROM jobs{clause} ORDER BY rowid DESC LIMIT ? OFFSET ?",
+                f"SELECT doc FROM jobs{clause} ORDER BY {order} LIMIT ? OFFSET ?",
                 [*params, query.limit, query.offset],
             ).fetchall()
             return [Job.model_validate_json(r[0]) for r in rows], total

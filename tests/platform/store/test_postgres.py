@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 
 import anyio
 import asyncpg
 import pytest
 
 from listener import Conflict, Event, JobStatus, Platform
-from tests.conftest import PG_URL, postgres_schema
+from listener.platform.store.postgres import MIGRATIONS
+from tests.conftest import PG_URL
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def pg_url() -> AsyncIterator[str]:
-    async with postgres_schema() as url:
-        yield url
 
 
 async def test_migrations_are_versioned_and_idempotent(pg_url: str) -> None:
@@ -30,7 +25,7 @@ async def test_migrations_are_versioned_and_idempotent(pg_url: str) -> None:
             versions = await conn.fetch(f'SELECT version FROM "{store.schema}".listener_migrations ORDER BY 1')  # type: ignore[attr-defined]
         finally:
             await conn.close()
-    assert [v[0] for v in versions] == [1, 2, 3, 4, 5, 6]
+    assert [v[0] for v in versions] == list(range(1, len(MIGRATIONS) + 1))
 
 
 async def test_a_client_of_replica_b_sees_in_order_what_replica_a_did(pg_url: str) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from listener.platform.store.sqlite import SqliteStore
+from listener.platform.store.sqlite import MIGRATIONS, SqliteStore
 
 pytestmark = pytest.mark.anyio
 
@@ -17,7 +17,7 @@ async def test_wal_mode_and_schema_version(db_path: Path) -> None:
         pass
     conn = sqlite3.connect(db_path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 6
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
     conn.close()
     async with SqliteStore.open(db_path):  # migrating again is a no-op
         pass
