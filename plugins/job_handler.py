@@ -40,6 +40,7 @@ __all__ = ["Tick", "job_handler"]
 log = logging.getLogger("listener.job_handler")
 
 DEFAULT_MESSAGE = "Job complete."
+_CLAIM_BACKOFF_CAP = 5.0
 
 
 class Tick(Protocol):
@@ -96,18 +97,24 @@ def _outcome(result: Outcome | dict[str, Any] | None) -> Outcome:
     raise TypeError(f"A job handler returns an Outcome, a dict or None, not {type(result).__name__}.")
 
 
-async def _claim(api: Api, job_id: str, retry: RetryPolicy | None, lease: int, attempts: int = 3) -> Job | None:
-    """Ack the job; None if it is not ours to run. A lost connection is tried again (on another replica)."""
-    for attempt in range(attempts):
+async def _claim(api: Api, job_id: str, retry: RetryPolicy | None, lease: int) -> Job | None:
+    """Ack the job; None if it is not ours to run.
+
+    While the server cannot be reached this keeps trying, with backoff: once the handler returns, the
+    runner moves its cursor past this job:ready, and nothing would announce the job to us again.
+    (An ack the server applied before the connection dropped comes back as Conflict: the job's lease
+    then runs out and it is retried.)
+    """
+    delay = 0.1
+    while True:
         try:
             return await api.jobs.ack(job_id, info="Accepted", progress=0, retry=retry, lease_seconds=lease)
         except (Conflict, NotFound):
             return None
-        except ConnectionError:
-            if attempt == attempts - 1:
-                raise
-            await anyio.sleep(0.1 * 2**attempt)
-    return None  # pragma: no cover
+        except ConnectionError as exc:
+            log.warning("Cannot claim job %s yet (%s); trying again in %.1fs", job_id, exc, delay)
+            await anyio.sleep(delay)
+            delay = min(delay * 2, _CLAIM_BACKOFF_CAP)
 
 
 def job_handler(

@@ -1,16 +1,27 @@
-"""Fault injection with real processes: a worker killed mid-job loses its lease and another resumes the job."""
+"""Fault injection with real processes: `listener run` and `listener serve` killed (SIGKILL) mid-job.
+
+A killed worker loses its lease and another resumes the job; a killed server restarts on the same database
+with no job and no committed event lost, its timers (leases, retries, run_at) resuming.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import math
 import signal
+import socket
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import anyio
 import pytest
 
-from listener import JobStatus
+from listener import Event, JobStatus
 from listener.client import Client
-from tests.test_processes import TOKEN, started
+from tests.conftest import BACKENDS, postgres_schema
+from tests.test_processes import TOKEN, Lines, started
 
 pytestmark = pytest.mark.anyio
 
@@ -79,3 +90,253 @@ async def test_a_killed_worker_loses_its_lease_and_another_resumes_from_the_chec
     assert resumed_at >= 4, "attempt 2 started from the checkpoint, not from batch 0"
     assert sorted(set(by_attempt["1"]) | set(by_attempt["2"])) == list(range(10)), "every batch ran"
     assert done.outcome is not None and done.outcome.message == f"Geocoded, resuming at batch {resumed_at}."
+
+
+# -- a killed server ------------------------------------------------------------------
+
+RESTARTS = '''
+import anyio
+from listener import Listener
+from listener.models import RetryPolicy
+from plugins.job_handler import job_handler
+
+async def geocode(event, tick):
+    start = (event.cache["checkpoint"] or {}).get("next_batch", 0)
+    for batch in range(start, 10):
+        await anyio.sleep(0.2)
+        await tick.checkpoint({"next_batch": batch + 1})
+        await tick((batch + 1) * 10, f"Batch {batch + 1} of 10")
+    return {"message": f"Geocoded, resuming at batch {start}."}
+
+async def flaky(event, tick):
+    attempt = event.cache["job"].attempt
+    if attempt == 1:
+        raise RuntimeError("Importer unavailable")
+    return {"message": f"Imported on attempt {attempt}."}
+
+listener = Listener("restarts").use(job_handler(
+    "workbook:geocode", geocode, lease_seconds=2, retry=RetryPolicy(max_attempts=6, base_seconds=0.1, jitter=0)))
+listener.use(job_handler(
+    "workbook:import", flaky, lease_seconds=2, retry=RetryPolicy(max_attempts=3, base_seconds=4, jitter=0)))
+'''
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@asynccontextmanager
+async def database(backend: str, tmp_path: Path) -> AsyncIterator[str]:
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'listener.db'}"
+    else:
+        async with postgres_schema() as url:
+            yield url
+
+
+async def drain(lines: Lines) -> None:
+    """Keep reading a process's output (into `lines.seen`) so that a full pipe never blocks it."""
+    with contextlib.suppress(anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+        await lines.wait_for(r"(?!)", timeout=math.inf)
+
+
+async def every_event(client: Client) -> list[Event]:
+    events: list[Event] = []
+    while page := await client.events.list(after=events[-1].seq if events else 0, limit=1000):
+        events.extend(page)
+    return events
+
+
+def assert_legal_trail(job_id: str, trail: Sequence[Event]) -> None:
+    """created, ready, (ack, updates..., failed willRetry, ready)*, ack, updates..., completed: nothing else."""
+    state, attempt = "new", 0
+    topics = [(e.topic, e.payload.get("status")) for e in trail]
+    for e in trail:
+        where = f"job {job_id}: {e.topic} (seq {e.seq}) when {state}; trail {topics}"
+        status = e.payload.get("status")
+        if e.topic == "job:created":
+            assert state == "new", where
+            state = "created"
+        elif e.topic == "job:ready":
+            assert state in ("created", "scheduled") and status == "ready", where
+            state = "ready"
+        elif e.topic == "job:updated":
+            assert state in ("ready", "executing") and status == "executing", where
+            if state == "ready":  # the ack: a new attempt
+                attempt += 1
+                assert e.payload["attempt"] == attempt, where
+            assert e.payload["attempt"] == attempt, where
+            state = "executing"
+        elif e.topic == "job:failed":
+            assert state == "executing" and status == "scheduled" and e.payload["willRetry"] is True, where
+            assert e.payload["error"]["kind"] in ("lease_expired", "error"), where
+            state = "scheduled"
+        elif e.topic == "job:completed":
+            assert state == "executing" and status == "complete" and e.payload["attempt"] == attempt, where
+            state = "complete"
+        else:
+            raise AssertionError(where)
+    assert state == "complete", f"job {job_id} did not end with job:completed: {topics}"
+    seqs = [e.seq for e in trail]
+    assert seqs == sorted(set(seqs)), f"job {job_id}: seq not strictly increasing: {seqs}"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_a_killed_server_restarts_with_no_job_or_event_lost(backend: str, tmp_path: Path) -> None:
+    worker_file = tmp_path / "restarts.py"
+    worker_file.write_text(RESTARTS)
+    async with database(backend, tmp_path) as db, anyio.create_task_group() as drains:
+        port = free_port()  # the restarted server comes back where the worker looks for it
+        url = f"http://127.0.0.1:{port}"
+        serve = ("serve", "--db", db, "--port", str(port))
+        async with AsyncExitStack() as stack:
+            first, first_out = await stack.enter_async_context(started(*serve))
+            await first_out.wait_for(SERVING)
+            drains.start_soon(drain, first_out)
+            worker, worker_out = await stack.enter_async_context(started(
+                "run", str(worker_file), "--url", url, "--token", TOKEN, "--agent", "restarts"))
+            await worker_out.wait_for("is listening")
+            drains.start_soon(drain, worker_out)
+
+            async with Client(url, token=TOKEN) as client:
+                async with client.stream(topics=["job:updated", "job:failed"]) as news:
+                    geocodes = [(await client.jobs.create(type="workbook", operation="geocode")).id for _ in range(5)]
+                    flaky = (await client.jobs.create(type="workbook", operation="import")).id
+                    later = (await client.jobs.create(type="workbook", operation="geocode",
+                                                      run_at=datetime.now(UTC) + timedelta(seconds=5))).id
+                    progressed = retrying = False
+                    with anyio.fail_after(20):
+                        async for event in news:
+                            retrying |= event.topic == "job:failed" and event.context.job_id == flaky
+                            progressed |= (event.topic == "job:updated" and event.context.job_id in geocodes
+                                           and event.payload["progress"] >= 20)
+                            if progressed and retrying:
+                                break
+                before = {job_id: await client.jobs.get(job_id) for job_id in [*geocodes, flaky, later]}
+                committed = await every_event(client)
+            first.kill()  # SIGKILL mid-job: no shutdown, no flush beyond what was committed
+            await first.wait()
+            killed_at = datetime.now(UTC)
+
+            executing = [j for j in geocodes if before[j].status is JobStatus.EXECUTING]
+            assert executing, f"the kill came mid-job: {[before[j].status for j in geocodes]}"
+            assert before[later].status is JobStatus.SCHEDULED, "run_at is still ahead: its timer is pending"
+            assert before[flaky].status is JobStatus.SCHEDULED, "its retry's backoff is pending"
+            assert worker.returncode is None, "the worker outlives the server"
+
+            second, second_out = await stack.enter_async_context(started(*serve))
+            await second_out.wait_for(SERVING)
+            drains.start_soon(drain, second_out)
+            async with Client(url, token=TOKEN) as client:
+                done = {job_id: await client.jobs.wait(job_id, timeout=45) for job_id in before}
+                head = await client.events.head()
+                log = await every_event(client)
+                cursor = await client.events.cursor("restarts")
+            worker.send_signal(signal.SIGTERM)
+            with anyio.fail_after(20):
+                assert await worker.wait() == 0, "\n".join(worker_out.seen[-40:])
+            second.send_signal(signal.SIGTERM)
+            with anyio.fail_after(20):
+                assert await second.wait() == 0, "\n".join(second_out.seen[-40:])
+        drains.cancel_scope.cancel()
+
+    assert {j: d.status for j, d in done.items()} == dict.fromkeys(done, JobStatus.COMPLETE)
+    # The log: gap-free, no duplicates, and everything committed before the kill is still there as it was.
+    assert [e.seq for e in log] == list(range(1, head + 1)), "seq is gap-free from 1 to the head"
+    assert len({e.id for e in log}) == len(log), "no event twice"
+    assert committed and committed[-1].seq <= head
+    for old in committed:
+        now = log[old.seq - 1]
+        assert (now.id, now.topic, now.context, now.payload, now.created_at) == (
+            old.id, old.topic, old.context, old.payload, old.created_at), f"event {old.seq} changed across the kill"
+    assert cursor is not None and cursor <= head
+    trails = {job_id: [e for e in log if e.context.job_id == job_id] for job_id in done}
+    for job_id, trail in trails.items():
+        assert_legal_trail(job_id, trail)
+    # Timers resumed: the retry in backoff and the job due later became ready on the restarted server.
+    for job_id in (later, flaky):
+        readies = [e for e in trails[job_id] if e.topic == "job:ready"]
+        assert readies[-1].created_at > killed_at and readies[-1].seq > committed[-1].seq, trails[job_id]
+    retried = done[flaky]
+    assert retried.attempt == 2 and retried.outcome is not None
+    assert retried.outcome.message == "Imported on attempt 2."
+    # Jobs cut off mid-run lost their lease, were retried and resumed at their last checkpoint: no batch lost.
+    kinds = [e.payload["error"]["kind"] for j in executing for e in trails[j] if e.topic == "job:failed"]
+    assert "lease_expired" in kinds, "the restarted server expired the leases of the workers' lost attempts"
+    for job_id in executing:
+        lost = [e for e in trails[job_id] if e.topic == "job:failed"]
+        assert len(lost) == done[job_id].attempt - 1
+        checkpoint = (before[job_id].checkpoint or {}).get("next_batch", 0)
+        outcome = done[job_id].outcome
+        assert outcome is not None and outcome.message is not None
+        resumed_at = int(outcome.message.rsplit(" ", 1)[1].rstrip("."))
+        if done[job_id].attempt > 1:
+            assert resumed_at >= checkpoint, f"{job_id} resumed at {resumed_at}, before its checkpoint {checkpoint}"
+
+
+BACKLOG = '''
+import anyio
+from listener import Listener
+from listener.models import RetryPolicy
+from plugins.job_handler import job_handler
+
+async def export(event, tick):
+    for batch in range(10):
+        await anyio.sleep(0.2)
+        await tick((batch + 1) * 10, f"Batch {batch + 1} of 10")
+    return {"message": "Exported."}
+
+listener = Listener("backlog").use(job_handler(
+    "workbook:export", export, lease_seconds=2, retry=RetryPolicy(max_attempts=3, base_seconds=0.1, jitter=0)))
+'''
+
+
+async def test_ready_jobs_a_worker_could_not_claim_while_the_server_was_down_run_after_it_restarts(
+        tmp_path: Path) -> None:
+    """A worker with a backlog (job:ready events it has received but not yet handled) outlives a server crash.
+
+    The jobs of the backlog are claimed while the server is down; once it is back, they must still run.
+    """
+    worker_file = tmp_path / "backlog.py"
+    worker_file.write_text(BACKLOG)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    serve = ("serve", "--db", f"sqlite:///{tmp_path / 'listener.db'}", "--port", str(port))
+    async with anyio.create_task_group() as drains, AsyncExitStack() as stack:
+        first, first_out = await stack.enter_async_context(started(*serve))
+        await first_out.wait_for(SERVING)
+        drains.start_soon(drain, first_out)
+        worker, worker_out = await stack.enter_async_context(started(
+            "run", str(worker_file), "--url", url, "--token", TOKEN, "--agent", "backlog", "--concurrency", "1"))
+        await worker_out.wait_for("is listening")
+        async with Client(url, token=TOKEN) as client:
+            async with client.stream(topics=["job:updated"], filter={"payload.progress": 20}) as news:
+                ids = [(await client.jobs.create(type="workbook", operation="export")).id for _ in range(4)]
+                with anyio.fail_after(20):
+                    await news.__anext__()  # the first job is two batches in; the others wait in the backlog
+            backlog = {j for j in ids if (await client.jobs.get(j)).status is JobStatus.READY}
+        assert len(backlog) == 3, "one job runs at a time: three are ready and waiting"
+        first.kill()
+        await first.wait()
+        # The worker reaches its backlog while the server is down: its claims cannot get through.
+        match = await worker_out.wait_for(r"Cannot claim job (jb_\w+) yet")
+        assert match.group(1) in backlog
+        drains.start_soon(drain, worker_out)
+        second, second_out = await stack.enter_async_context(started(*serve))
+        await second_out.wait_for(SERVING)
+        drains.start_soon(drain, second_out)
+        async with Client(url, token=TOKEN) as client:
+            with anyio.move_on_after(30):
+                for job_id in ids:
+                    await client.jobs.wait(job_id)
+            statuses = {j: (await client.jobs.get(j)).status.value for j in ids}
+        worker.send_signal(signal.SIGTERM)
+        second.send_signal(signal.SIGTERM)
+        with anyio.fail_after(20):
+            await worker.wait()
+            await second.wait()
+        drains.cancel_scope.cancel()
+    assert statuses == dict.fromkeys(ids, "complete"), (
+        f"jobs stranded after the restart (the backlog was {sorted(backlog)}): {statuses}")

@@ -505,7 +505,9 @@ class JobService:
         def apply(job: Job) -> dict[str, Any]:
             _fence(job, body.attempt, "complete")
             changes = {k: v for k, v in _given(body).items() if k != "attempt"}
-            return {"status": S.COMPLETE, "progress": 100, "finished_at": now, "lease_expires_at": None, **changes}
+            # An earlier attempt's failure is history now (its job:failed event keeps it).
+            return {"status": S.COMPLETE, "progress": 100, "finished_at": now, "lease_expires_at": None, "error": None,
+                    **changes}
 
         return await self._move(job_id, _Move("complete", {S.EXECUTING}, topics.JOB_COMPLETED, apply))
 
