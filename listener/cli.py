@@ -106,6 +106,8 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--status", action="append", help="only jobs in this status (repeatable)")
     listing.add_argument("--type", action="append", help="only jobs of this type, e.g. workbook (repeatable)")
     listing.add_argument("--operation", action="append", help="only jobs of this operation (repeatable)")
+    listing.add_argument("--parent", metavar="JOB_ID", help="the parts of this split job, in part order")
+    listing.add_argument("--top-level", action="store_true", help="leave the parts of split jobs out")
     listing.add_argument("--limit", type=int, default=50)
     listing.add_argument("--offset", type=int, default=0)
     created = jobs_commands.add_parser("create", help="create a job")
@@ -113,6 +115,11 @@ def _parser() -> argparse.ArgumentParser:
     created.add_argument("--source", help="the id of the object the job works on")
     created.add_argument("--manual", action="store_true", help="wait for `execute` instead of starting at once")
     created.add_argument("--input", type=json.loads, default=None, help="the job's input as a JSON object")
+    configure = jobs_commands.add_parser("configure", help="set the limits and default timeout of a job type (admin)")
+    configure.add_argument("job", help="domain:operation, e.g. workbook:export")
+    configure.add_argument("--max-running", type=int, help="at most this many running at once (1: one at a time)")
+    configure.add_argument("--starts-per-second", type=float, help="at most this many starts a second")
+    configure.add_argument("--timeout", type=int, metavar="SECONDS", help="timeout of jobs created without one")
     waiting = jobs_commands.add_parser("wait", help="wait until a job has ended and show it")
     waiting.add_argument("job_id")
     waiting.add_argument("--timeout", type=float, default=None)
@@ -285,8 +292,19 @@ async def _jobs(args: argparse.Namespace) -> None:
         command = args.jobs_command
         if command == "list":
             page = await client.jobs.list(status=args.status, type=args.type, operation=args.operation,
+                                          parent_id=args.parent, is_part=False if args.top_level else None,
                                           limit=args.limit, offset=args.offset)
             _show(console, page.items, args.json, page.total)
+            return
+        if command == "configure":
+            settings = await client.jobs.configure(args.job, max_running=args.max_running,
+                                                   starts_per_second=args.starts_per_second,
+                                                   timeout_seconds=args.timeout)
+            console.print_json(settings.model_dump_json()) if args.json else console.print(
+                f"{settings.job}: at most {settings.max_running or 'any number of'} running, "
+                f"{settings.starts_per_second or 'any number of'} starts a second, "
+                f"timeout {settings.timeout_seconds or 'the default'}"
+                f"{'s' if settings.timeout_seconds else ''}.", highlight=False)
             return
         if command == "create":
             domain, _, operation = args.job.partition(":")

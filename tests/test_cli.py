@@ -50,6 +50,27 @@ async def test_jobs_commands_over_the_api(server: Server) -> None:
 
 
 @pytest.mark.anyio
+async def test_jobs_configure_and_list_parts(server: Server) -> None:
+    code, out, _ = await cli(server, "jobs", "configure", "workbook:import", "--max-running", "1", "--timeout", "600")
+    assert code == 0 and out.strip() == ("workbook:import: at most 1 running, any number of starts a second, "
+                                         "timeout 600s.")
+    code, _, err = await cli(server, "jobs", "configure", "workbook:import", "--max-running", "0")
+    assert code == 1 and "max_running" in err
+    code, _, err = await cli(server, "jobs", "configure", "workbook:import", "--max-running", "2",
+                             token=await server.token("mo"))
+    assert code == 1 and "admin" in err
+    settings = await server.platform.api.jobs.settings()
+    assert [(s.max_running, s.timeout_seconds) for s in settings] == [(1, 600)], "refused changes changed nothing"
+    job = await server.platform.api.jobs.create(type="workbook", operation="import")
+    await server.platform.api.jobs.ack(job.id)
+    await server.platform.api.jobs.split(job.id, parts=2)
+    code, out, _ = await cli(server, "jobs", "list", "--parent", job.id, "--json")
+    assert [(p["part"], p["parentId"]) for p in json.loads(out)["items"]] == [(1, job.id), (2, job.id)]
+    code, out, _ = await cli(server, "jobs", "list", "--top-level", "--json")
+    assert [j["id"] for j in json.loads(out)["items"]] == [job.id]
+
+
+@pytest.mark.anyio
 async def test_errors_are_one_clear_line(server: Server) -> None:
     code, _, err = await cli(server, "jobs", "get", "jb_missing")
     assert code == 1 and err.splitlines()[0] == "listener: Job jb_missing not found."
