@@ -18,25 +18,13 @@ process) to the handler starting (in the worker; dispatch) and to job:completed 
 stream (end to end), CPU per job of each process, how busy each process's event loop was, the CPU the machine's
 other processes took meanwhile (on a shared machine, a run beside other load is slow), and peak RSS.
 
-    .venv/bin/python bench/http.py                       # process mode: 2000 jobs, 3 runs, concurrency 32
-    .venv/bin/python bench/http.py --steady 200          # 200 jobs/s for 5 s, latency under a steady load
-    .venv/bin/python bench/http.py --mode inprocess      # server and listener in this process
-    .venv/bin/python bench/http.py --profile             # one inprocess run under cProfile
+    .venv/bin/python bench/remote.py                       # process mode: 2000 jobs, 3 runs, concurrency 32
+    .venv/bin/python bench/remote.py --steady 200          # 200 jobs/s for 5 s, latency under a steady load
+    .venv/bin/python bench/remote.py --mode inprocess      # server and listener in this process
+    .venv/bin/python bench/remote.py --profile             # one inprocess run under cProfile
 """
 
-# Imports come after the sys.path fix below.
-# ruff: noqa: E402
-
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-# `python bench/http.py` puts bench/ first on sys.path, where this file would stand in for the standard library's
-# `http` package (aiohttp imports http.cookies): move bench/ after the standard library, so `import lifecycle`
-# still finds bench/lifecycle.py and `import http` the real one.
-_BENCH = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH] + [str(_BENCH)]
 
 import argparse
 import atexit
@@ -49,6 +37,7 @@ import re
 import signal
 import statistics
 import subprocess
+import sys
 import tempfile
 import textwrap
 import time
@@ -57,6 +46,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -580,7 +570,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("Interrupted.", file=sys.stderr)
         return 130
     except RuntimeError as exc:
-        print(f"bench/http.py: {exc}", file=sys.stderr)
+        print(f"bench/remote.py: {exc}", file=sys.stderr)
         return 1
 
     print(f"\npeak RSS: {lifecycle.peak_rss_mib():.0f} MiB")
