@@ -38,8 +38,12 @@ __all__ = [
     "ActionConstraint",
     "ActionMessage",
     "Commit",
+    "Document",
+    "DocumentCreate",
+    "DocumentUpdate",
     "Event",
     "EventContext",
+    "File",
     "FileRef",
     "InputField",
     "InputForm",
@@ -52,6 +56,7 @@ __all__ = [
     "JobError",
     "JobErrors",
     "JobFail",
+    "JobFile",
     "JobHeartbeat",
     "JobItemError",
     "JobLimits",
@@ -297,6 +302,14 @@ class RetryPolicy(Model):
         return max(0.0, wait * (1 + self.jitter * (2 * rand - 1)))
 
 
+class JobFile(Model):
+    """A file attached to a job: what it read (`input`), made (`output`) or reported (`error_report`)."""
+
+    file_id: str
+    role: Literal["input", "output", "error_report"]
+    name: str | None = None
+
+
 class JobParts(Model):
     """A split job's parts, as the parent keeps count of them."""
 
@@ -356,6 +369,7 @@ class Job(Model):
     part_data: dict[str, Any] | None = None
     parent_id: str | None = None
     parts: JobParts | None = None
+    files: list[JobFile] = []
     created_by: str | None = None
     created_at: datetime
     updated_at: datetime
@@ -528,6 +542,55 @@ class Record(Model):
     values: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+
+
+class File(Model):
+    """An uploaded file: its bytes are in the platform's file storage, served under `name`.
+
+    `name` is the uploaded name made safe (no path, no control characters, at most 255 bytes);
+    `actions` mounted on it trigger `file:<operation>` jobs whose source is the file.
+    """
+
+    id: str
+    name: str
+    size: int
+    mime_type: str
+    sha256: str
+    space_id: str | None = None
+    actions: list[Action] = []
+    metadata: dict[str, Any] = {}
+    created_by: str | None = None
+    created_at: datetime
+
+
+class Document(Model):
+    """A page of Markdown in a space, with actions (Flatfile's documents)."""
+
+    id: str
+    title: str
+    body: str = ""
+    space_id: str | None = None
+    actions: list[Action] = []
+    created_by: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class DocumentCreate(Model):
+    """The body of `documents.create`."""
+
+    title: Annotated[str, Field(min_length=1, max_length=500)]
+    body: Annotated[str, Field(max_length=1_000_000)] = ""
+    space_id: str | None = None
+    actions: list[Action] = []
+
+
+class DocumentUpdate(Model):
+    """The body of `documents.update`: only the fields given change."""
+
+    title: Annotated[str, Field(min_length=1, max_length=500)] = ""
+    body: Annotated[str, Field(max_length=1_000_000)] = ""
+    actions: list[Action] = []
 
 
 class Commit(Model):
