@@ -9,9 +9,10 @@ block. Run one from the repository root:
     python -m examples.outcomes        # one action per kind of `next` button
     python -m examples.failing_job     # jobs that fail: a raising handler and bad input
     python -m examples.ticking_job     # a job that reports its progress as it goes
+    python -m examples.import_contacts # a file action: import an uploaded CSV, with an error report
 
 `listener demo` runs them all at once with live progress.
 """
 
-STORIES = ("action_export", "custom_job", "outcomes", "failing_job", "ticking_job")
+STORIES = ("action_export", "custom_job", "outcomes", "failing_job", "ticking_job", "import_contacts")
 """The example modules, in the order the demo runs them."""

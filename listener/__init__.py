@@ -3,6 +3,7 @@
 from listener.errors import (
     Conflict,
     Forbidden,
+    Gone,
     Invalid,
     ListenerError,
     NonRetryable,
@@ -36,6 +37,7 @@ __all__ = [
     "Event",
     "EventContext",
     "Forbidden",
+    "Gone",
     "Invalid",
     "Job",
     "JobError",

@@ -6,14 +6,17 @@ listener runs embedded, in tests and as a remote worker.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from listener.models import (
     Action,
     Commit,
+    Document,
     Event,
+    File,
     Job,
     JobItemError,
     JobSettings,
@@ -29,7 +32,18 @@ from listener.models import (
     Workbook,
 )
 
-__all__ = ["ActionsApi", "Api", "EventsApi", "JobsApi", "RecordsApi", "SheetsApi", "SpacesApi", "WorkbooksApi"]
+__all__ = [
+    "ActionsApi",
+    "Api",
+    "DocumentsApi",
+    "EventsApi",
+    "FilesApi",
+    "JobsApi",
+    "RecordsApi",
+    "SheetsApi",
+    "SpacesApi",
+    "WorkbooksApi",
+]
 
 
 class JobsApi(Protocol):
@@ -135,6 +149,12 @@ class JobsApi(Protocol):
         timeout_seconds: int | None = None,
     ) -> JobSettings: ...
     async def settings(self) -> Sequence[JobSettings]: ...
+    async def attach_file(self, job_id: str, file_id: str, *, role: str) -> Job: ...
+    async def write_data(self, job_id: str, rows: Sequence[dict[str, Any]]) -> int: ...
+    async def errors_csv(self, job_id: str) -> bytes | AsyncIterator[bytes]:
+        """The job's error log as CSV (item, message, time): chunks in-process, the bytes over HTTP;
+        `files.upload` takes either."""
+        ...
 
 
 class SpacesApi(Protocol):
@@ -172,12 +192,52 @@ class RecordsApi(Protocol):
     async def get(self, sheet_id: str, *, limit: int = 100, offset: int = 0) -> Page[Record]: ...
 
 
+class DocumentsApi(Protocol):
+    async def create(
+        self,
+        *,
+        title: str,
+        body: str = "",
+        space_id: str | None = None,
+        actions: Sequence[dict[str, Any] | Action] = (),
+    ) -> Document: ...
+    async def get(self, document_id: str) -> Document: ...
+    async def list(self, *, space_id: str | None = None) -> list[Document]: ...
+    async def update(
+        self,
+        document_id: str,
+        *,
+        title: str = ...,
+        body: str = ...,
+        actions: Sequence[dict[str, Any] | Action] = ...,
+    ) -> Document: ...
+    async def delete(self, document_id: str) -> None: ...
+
+
 class ActionsApi(Protocol):
     async def trigger(self, source_id: str, operation: str, *, input: dict[str, Any] | None = None) -> Job: ...
 
 
 class EventsApi(Protocol):
     async def list(self, *, after: int = 0, limit: int = 100, job_id: str | None = None) -> list[Event]: ...
+
+
+class FilesApi(Protocol):
+    async def upload(
+        self,
+        data: bytes | AsyncIterable[bytes] | Path,
+        *,
+        name: str | None = None,
+        mime_type: str | None = None,
+        space_id: str | None = None,
+        actions: Sequence[dict[str, Any] | Action] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> File: ...
+    async def get(self, file_id: str) -> File: ...
+    async def list(self, *, space_id: str | None = None) -> list[File]: ...
+    async def read(self, file_id: str) -> bytes: ...
+    def stream(self, file_id: str) -> AsyncIterator[bytes]: ...
+    async def delete(self, file_id: str) -> None: ...
 
 
 class Api(Protocol):
@@ -194,6 +254,10 @@ class Api(Protocol):
     @property
     def records(self) -> RecordsApi: ...
     @property
+    def documents(self) -> DocumentsApi: ...
+    @property
     def actions(self) -> ActionsApi: ...
     @property
     def events(self) -> EventsApi: ...
+    @property
+    def files(self) -> FilesApi: ...

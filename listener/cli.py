@@ -72,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     _option(serve, "--port", "PORT", "port to listen on", 8080, int)
     _option(serve, "--max-body", "MAX_BODY", "largest request body in bytes", 1024 * 1024, int)
     _option(serve, "--pool-size", "POOL_SIZE", "PostgreSQL connections of this replica", 10, int)
+    _option(serve, "--max-file-size", "MAX_FILE_SIZE", "largest uploaded file in bytes", 100 * 1024 * 1024, int)
+    _option(serve, "--files-dir", "FILES_DIR", "directory for uploaded files' bytes (default: beside a SQLite "
+            "database; in PostgreSQL large objects)", None)
 
     run = commands.add_parser("run", help="serve a listener from a module against a server")
     run.add_argument("target", help="path/to/module.py[:name] or package.module[:name]")
@@ -198,7 +201,8 @@ async def _until_signal(scope: anyio.CancelScope) -> None:
 async def _serve(args: argparse.Namespace) -> None:
     from listener.platform.server import serve
 
-    async with Platform.open(args.db, pool_size=args.pool_size) as platform, anyio.create_task_group() as tg:
+    async with Platform.open(args.db, pool_size=args.pool_size, max_file_size=args.max_file_size,
+                             files_dir=args.files_dir) as platform, anyio.create_task_group() as tg:
         users = Users(platform.store, platform.clock)
         token = await users.ensure_admin(_env("ADMIN_TOKEN"))
         if token is not None and not _env("ADMIN_TOKEN"):
@@ -249,13 +253,14 @@ async def _demo(args: argparse.Namespace) -> None:
 
 
 async def _prune(args: argparse.Namespace) -> None:
-    async with Platform.open(args.db, sweep_interval=None, retention=None) as platform:
+    # A one-off command: the system agent is left to the servers (it would claim jobs and quit).
+    async with Platform.open(args.db, sweep_interval=None, retention=None, system_jobs=False) as platform:
         pruned = await platform.api.as_actor("cli").jobs.prune(args.older_than)
         print(f"Deleted {pruned} finished job(s) older than {args.older_than}, with their events.")
 
 
 async def _users(args: argparse.Namespace) -> None:
-    async with Platform.open(args.db) as platform:
+    async with Platform.open(args.db, system_jobs=False) as platform:
         user, token = await Users(platform.store, platform.clock).create(args.name, args.role)
         print(f"Created {user.role.value} {user.name}. Its token, shown only this once:\n\n    {token}\n")
 

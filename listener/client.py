@@ -15,11 +15,13 @@ before they are sent, so bad input raises the same `Invalid` as in-process.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 from urllib.parse import quote
@@ -32,6 +34,7 @@ from listener import topics as t
 from listener.errors import (
     Conflict,
     Forbidden,
+    Gone,
     Invalid,
     ListenerError,
     NotFound,
@@ -42,13 +45,19 @@ from listener.errors import (
 from listener.models import (
     Action,
     Commit,
+    Document,
+    DocumentCreate,
+    DocumentUpdate,
     Event,
+    File,
     Job,
     JobAck,
+    JobAttach,
     JobCancel,
     JobCheckpoint,
     JobComplete,
     JobCreate,
+    JobData,
     JobErrors,
     JobFail,
     JobHeartbeat,
@@ -71,6 +80,7 @@ from listener.models import (
     WorkbookCreate,
     job_spec,
     parse,
+    refuse_nul,
 )
 from listener.remote import EventStream, run_listener
 from listener.types import UNSET
@@ -80,7 +90,7 @@ __all__ = ["Client", "ClientState", "EventStream", "ServerUnavailable", "error_f
 API: Final = "/api/v1"
 ENDED_TOPICS: Final = (t.JOB_COMPLETED, t.JOB_FAILED, t.JOB_CANCELLED, t.JOB_DELETED)
 _ERRORS: Final[dict[str, type[ListenerError]]] = {
-    cls.code: cls for cls in (NotFound, Conflict, Invalid, Unauthorized, Forbidden, TooLarge, RateLimited)
+    cls.code: cls for cls in (NotFound, Conflict, Invalid, Unauthorized, Forbidden, Gone, TooLarge, RateLimited)
 }
 _WS_CLOSE_TIMEOUT: Final = 5.0
 _WS_HEARTBEAT: Final = 30.0
@@ -166,8 +176,10 @@ class Client:
         self.workbooks = ClientWorkbooks(self)
         self.sheets = ClientSheets(self)
         self.records = ClientRecords(self)
+        self.documents = ClientDocuments(self)
         self.actions = ClientActions(self)
         self.events = ClientEvents(self)
+        self.files = ClientFiles(self)
 
     def __repr__(self) -> str:
         return f"Client({self.url!r}, state={self.state.value})"
@@ -242,8 +254,9 @@ class Client:
             self._current = (index + 1) % len(self.urls)
 
     async def request(self, method: str, path: str, *, body: Any = None,
-                      params: Sequence[tuple[str, str]] | None = None) -> Any:
-        """Send one request to `/api/v1{path}` and return its decoded JSON body (None for 204).
+                      params: Sequence[tuple[str, str]] | None = None, raw: bool = False) -> Any:
+        """Send one request to `/api/v1{path}` and return its decoded JSON body (None for 204),
+        or with `raw` the body's bytes as they came (a download).
 
         Raises the server's error as its `listener.errors` class, or ServerUnavailable
         when no server can be reached.
@@ -278,6 +291,8 @@ class Client:
                                         f"during {method} {path}: {exc}", urls=[self.urls[index]]) from exc
             if status >= 400:
                 raise error_from_body(status, answer, f"{method} {path}")
+            if raw:
+                return answer
             return json.loads(answer) if answer else None
         raise ServerUnavailable(f"Cannot reach the Listener server at {', '.join(tried)}: {failure}",
                                 urls=tried) from failure
@@ -505,6 +520,27 @@ class ClientJobs(_Resource):
         data = await self._client.request("GET", "/job-settings")
         return [JobSettings.model_validate(item) for item in data["items"]]
 
+    async def attach_file(self, job_id: str, file_id: str, *, role: str) -> Job:
+        """Attach an uploaded file to the job as its `input`, `output` or `error_report`."""
+        body = parse(JobAttach, {"file_id": file_id, "role": role}, what="attachment")
+        return self._job(await self._client.request("POST", f"/jobs/{_path(job_id)}/files", body=_dump(body)))
+
+    async def write_data(self, job_id: str, rows: Sequence[dict[str, Any]]) -> int:
+        """Append result rows to the job's data (its data.csv); returns how many rows it has."""
+        body = parse(JobData, {"rows": list(rows)}, what="job data")
+        answer = await self._client.request("POST", f"/jobs/{_path(job_id)}/data", body=_dump(body))
+        return int(answer["total"])
+
+    async def data_csv(self, job_id: str) -> bytes:
+        """The job's data as CSV (NotFound without data, Gone once expired)."""
+        data: bytes = await self._client.request("GET", f"/jobs/{_path(job_id)}/data.csv", raw=True)
+        return data
+
+    async def errors_csv(self, job_id: str) -> bytes:
+        """The job's error log as CSV: item, message, time."""
+        data: bytes = await self._client.request("GET", f"/jobs/{_path(job_id)}/errors.csv", raw=True)
+        return data
+
     async def log_errors(self, job_id: str, errors: Sequence[JobItemError | dict[str, Any]]) -> int:
         """Append entries (`item`, `message`) to the job's error log; returns the log's length."""
         body = parse(JobErrors, {"errors": list(errors)}, what="errors")
@@ -649,6 +685,54 @@ class ClientRecords(_Resource):
         return Page[Record].model_validate(data)
 
 
+def _listed(value: Any) -> Any:
+    return list(value) if isinstance(value, Sequence) and not isinstance(value, str | bytes) else value
+
+
+class ClientDocuments(_Resource):
+    """documents.create / get / list / update / delete over HTTP."""
+
+    async def create(
+        self,
+        *,
+        title: str,
+        body: str = "",
+        space_id: str | None = None,
+        actions: Sequence[dict[str, Any] | Action] = (),
+    ) -> Document:
+        """Create a document, in a space if given (document:created); the body is Markdown, stored as given."""
+        spec = parse(DocumentCreate, {"title": title, "body": body, "space_id": space_id,
+                                      "actions": _listed(actions)}, what="document")
+        return Document.model_validate(await self._client.request("POST", "/documents", body=_dump(spec)))
+
+    async def get(self, document_id: str) -> Document:
+        """One document."""
+        return Document.model_validate(await self._client.request("GET", f"/documents/{_path(document_id)}"))
+
+    async def list(self, *, space_id: str | None = None) -> list[Document]:
+        """Documents in creation order, optionally only those of one space."""
+        params = [("spaceId", space_id)] if space_id is not None else None
+        data = await self._client.request("GET", "/documents", params=params)
+        return [Document.model_validate(item) for item in data["items"]]
+
+    async def update(
+        self,
+        document_id: str,
+        *,
+        title: str = UNSET,  # type: ignore[assignment]
+        body: str = UNSET,  # type: ignore[assignment]
+        actions: Sequence[dict[str, Any] | Action] = UNSET,  # type: ignore[assignment]
+    ) -> Document:
+        """Change a document's title, body or actions; only those given change (document:updated)."""
+        spec = parse(DocumentUpdate, _given(title=title, body=body, actions=_listed(actions)), what="document")
+        return Document.model_validate(
+            await self._client.request("PATCH", f"/documents/{_path(document_id)}", body=_dump(spec)))
+
+    async def delete(self, document_id: str) -> None:
+        """Delete a document (document:deleted)."""
+        await self._client.request("DELETE", f"/documents/{_path(document_id)}")
+
+
 class ClientActions(_Resource):
     """actions.trigger over HTTP."""
 
@@ -679,3 +763,126 @@ class ClientEvents(_Resource):
         data = await self._client.request("GET", f"/agents/{_path(agent)}/cursor")
         seq = data["seq"]
         return None if seq is None else int(seq)
+
+
+# -- files ------------------------------------------------------------------------------
+
+_FILE_CHUNK: Final = 256 * 1024
+
+
+class ClientFiles(_Resource):
+    """files.upload / get / list / read / stream / download / delete over HTTP; the bytes stream both ways."""
+
+    def _transfer_timeout(self) -> aiohttp.ClientTimeout:
+        # A transfer may take longer than any one request should: bound each wait, not the whole.
+        t = self._client._timeout
+        return aiohttp.ClientTimeout(total=None, connect=t, sock_read=t)
+
+    async def _send(self, method: str, path: str, **kwargs: Any) -> aiohttp.ClientResponse:
+        """A response whose status is below 400 (the caller releases it), else the server's error raised."""
+        session = self._client._open_session()
+        tried: list[str] = []
+        failure: BaseException | None = None
+        for _ in self._client.urls:
+            index = self._client._current
+            url = self._client.urls[index] + API + path
+            try:
+                response = await session.request(method, url, timeout=self._transfer_timeout(), **kwargs)
+            except aiohttp.ClientConnectorError as exc:  # it never left: another replica may take it
+                tried.append(self._client.urls[index])
+                failure = exc
+                self._client._fail_over(index)
+                continue
+            except aiohttp.ClientConnectionError as exc:
+                self._client._fail_over(index)
+                raise ServerUnavailable(f"The connection to the Listener server at {self._client.urls[index]} was "
+                                        f"lost during {method} {path}: {exc}", urls=[self._client.urls[index]]) from exc
+            if response.status >= 400:
+                async with response:
+                    raise error_from_body(response.status, await response.read(), f"{method} {path}")
+            return response
+        raise ServerUnavailable(f"Cannot reach the Listener server at {', '.join(tried)}: {failure}",
+                                urls=tried) from failure
+
+    async def upload(
+        self,
+        data: bytes | AsyncIterable[bytes] | Path,
+        *,
+        name: str | None = None,
+        mime_type: str | None = None,
+        space_id: str | None = None,
+        actions: Sequence[dict[str, Any] | Action] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> File:
+        """Upload a file as multipart/form-data; a Path or an async iterable is streamed, never read whole.
+
+        `name` defaults to the path's name (else "file"); the server makes it safe, guesses `mime_type`
+        from it when not given, and answers TooLarge past its size limit (nothing is kept then).
+        """
+        if name is None:
+            name = data.name if isinstance(data, Path) else "file"
+        refuse_nul(name, "name")
+        with contextlib.ExitStack() as stack, aiohttp.MultipartWriter("form-data") as form:
+            # The fields that describe the file come first: the server checks them before it keeps a byte.
+            fields = {"spaceId": space_id, "name": name, "mimeType": mime_type,
+                      "actions": None if actions is None else to_json(list(actions), by_alias=True).decode(),
+                      "metadata": None if metadata is None else to_json(metadata).decode()}
+            for field_name, value in fields.items():
+                if value is not None:
+                    form.append(value).set_content_disposition("form-data", name=field_name)
+            content: Any
+            if isinstance(data, Path):
+                content = stack.enter_context(data.open("rb"))
+            elif isinstance(data, bytes | bytearray | memoryview):
+                content = io.BytesIO(data)  # aiohttp wants large bytes as a stream (it warns on raw bytes)
+            else:
+                content = aiohttp.AsyncIterablePayload(data)
+            part = form.append(content, {"Content-Type": mime_type or "application/octet-stream"})
+            part.set_content_disposition("form-data", name="file", filename=name)
+            response = await self._send("POST", "/files", data=form)
+            async with response:
+                return File.model_validate_json(await response.read())
+
+    async def get(self, file_id: str) -> File:
+        """A file's metadata: name, size, media type, sha256, space and actions."""
+        return File.model_validate(await self._client.request("GET", f"/files/{_path(file_id)}"))
+
+    async def list(self, *, space_id: str | None = None) -> list[File]:
+        """Files in upload order (a member's own only), optionally of one space."""
+        params = [("spaceId", space_id)] if space_id is not None else None
+        data = await self._client.request("GET", "/files", params=params)
+        return [File.model_validate(item) for item in data["items"]]
+
+    async def stream(self, file_id: str) -> AsyncGenerator[bytes, None]:
+        """A file's bytes, a chunk at a time as they arrive."""
+        response = await self._send("GET", f"/files/{_path(file_id)}/content")
+        async with response:
+            async for chunk in response.content.iter_chunked(_FILE_CHUNK):
+                yield chunk
+
+    async def read(self, file_id: str) -> bytes:
+        """A file's bytes, whole: for small files (`stream` or `download` the large ones)."""
+        out = bytearray()
+        async with contextlib.aclosing(self.stream(file_id)) as chunks:
+            async for chunk in chunks:
+                out += chunk
+        return bytes(out)
+
+    async def download(self, file_id: str, path: Path | str) -> Path:
+        """Save a file's bytes to `path` as they arrive (complete, or not there at all); returns the path."""
+        target = Path(path)
+        partial = target.with_name(target.name + ".part")
+        try:
+            async with await anyio.open_file(partial, "wb") as out, contextlib.aclosing(self.stream(file_id)) as chunks:
+                async for chunk in chunks:
+                    await out.write(chunk)
+            await anyio.Path(partial).replace(target)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await anyio.Path(partial).unlink(missing_ok=True)
+            raise
+        return target
+
+    async def delete(self, file_id: str) -> None:
+        """Delete a file: its metadata (file:deleted), then its bytes."""
+        await self._client.request("DELETE", f"/files/{_path(file_id)}")

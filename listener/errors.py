@@ -7,6 +7,7 @@ ListenerError                      500 internal
 ├── Invalid (ValueError)           422 invalid
 ├── Unauthorized                   401 unauthorized
 ├── Forbidden                      403 forbidden
+├── Gone                           410 gone
 ├── TooLarge                       413 too_large
 ├── RateLimited                    429 rate_limited
 └── NonRetryable                   (raised by handlers: fail the job at once, never retry)
@@ -24,6 +25,7 @@ from typing import Any, ClassVar
 __all__ = [
     "Conflict",
     "Forbidden",
+    "Gone",
     "Invalid",
     "ListenerError",
     "NonRetryable",
@@ -83,6 +85,13 @@ class Forbidden(ListenerError):
 
     status = 403
     code = "forbidden"
+
+
+class Gone(ListenerError):
+    """It was here and has expired (a job's data past its time to live)."""
+
+    status = 410
+    code = "gone"
 
 
 class TooLarge(ListenerError):

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -49,10 +50,12 @@ __all__ = [
     "InputForm",
     "Job",
     "JobAck",
+    "JobAttach",
     "JobCancel",
     "JobCheckpoint",
     "JobComplete",
     "JobCreate",
+    "JobData",
     "JobError",
     "JobErrors",
     "JobFail",
@@ -370,6 +373,8 @@ class Job(Model):
     parent_id: str | None = None
     parts: JobParts | None = None
     files: list[JobFile] = []
+    data_rows: int = 0
+    """How many result rows the job wrote (jobs.write_data); its data.csv, until it expires."""
     created_by: str | None = None
     created_at: datetime
     updated_at: datetime
@@ -576,21 +581,45 @@ class Document(Model):
     updated_at: datetime
 
 
-class DocumentCreate(Model):
-    """The body of `documents.create`."""
+def _not_null(value: Any) -> Any:
+    if value is None:
+        raise ValueError("must not be null: leave it out to keep the current value")
+    return value
 
-    title: Annotated[str, Field(min_length=1, max_length=500)]
-    body: Annotated[str, Field(max_length=1_000_000)] = ""
+
+def _without_null(schema: dict[str, Any]) -> None:
+    # The fields are optional (None in Python: not given) but never null on the wire: so says the schema.
+    for prop in schema.get("properties", {}).values():
+        options = prop.pop("anyOf", None)
+        if options:
+            prop.update(next(o for o in options if o.get("type") != "null"))
+        prop.pop("default", None)
+
+
+DocumentTitle = Annotated[str, Field(min_length=1, max_length=500)]
+DocumentBody = Annotated[str, Field(max_length=1_000_000)]
+
+
+class DocumentCreate(Model):
+    """The body of `documents.create`: the body is Markdown, stored as given (nothing renders it on the server)."""
+
+    title: DocumentTitle
+    body: DocumentBody = ""
     space_id: str | None = None
     actions: list[Action] = []
 
 
 class DocumentUpdate(Model):
-    """The body of `documents.update`: only the fields given change."""
+    """The body of `documents.update`: only the fields given (`model_fields_set`) change; none may be null.
 
-    title: Annotated[str, Field(min_length=1, max_length=500)] = ""
-    body: Annotated[str, Field(max_length=1_000_000)] = ""
-    actions: list[Action] = []
+    An empty body or action list clears it; a title cannot be cleared.
+    """
+
+    model_config = ConfigDict(json_schema_extra=_without_null)
+
+    title: Annotated[DocumentTitle | None, BeforeValidator(_not_null)] = None
+    body: Annotated[DocumentBody | None, BeforeValidator(_not_null)] = None
+    actions: Annotated[list[Action] | None, BeforeValidator(_not_null)] = None
 
 
 class Commit(Model):
@@ -911,6 +940,22 @@ class JobSettings(JobLimits):
     """The limits and timeout of one `type:operation`, named by `job`."""
 
     job: Annotated[str, AfterValidator(_job_name)]
+
+
+class JobAttach(Model):
+    """The body of `jobs.attach_file`."""
+
+    file_id: Annotated[str, Field(min_length=1)]
+    role: Literal["input", "output", "error_report"]
+
+
+MAX_DATA_ROWS = 10_000
+
+
+class JobData(Model):
+    """The body of `jobs.write_data`: result rows, each an object of column to value."""
+
+    rows: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=MAX_DATA_ROWS)]
 
 
 class JobCancel(Model):

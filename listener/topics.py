@@ -18,7 +18,7 @@ from listener.errors import Invalid
 from listener.models import Event, EventContext
 
 __all__ = [
-    "ACTION_TRIGGERED", "COMMIT_CREATED", "DOCUMENT_CREATED", "DOCUMENT_DELETED", "FILE_CREATED",
+    "ACTION_TRIGGERED", "COMMIT_CREATED", "DOCUMENT_CREATED", "DOCUMENT_DELETED", "DOCUMENT_UPDATED", "FILE_CREATED",
     "FILE_DELETED", "FILTER_KEYS", "JOB_CANCELLED", "JOB_COMPLETED", "JOB_CREATED", "JOB_DELETED",
     "JOB_FAILED", "JOB_OUTCOME_ACKNOWLEDGED", "JOB_PARTS_COMPLETED", "JOB_READY", "JOB_UPDATED", "RECORDS_CREATED",
     "RECORDS_DELETED", "RECORDS_UPDATED", "SHEET_CREATED", "SHEET_DELETED", "SHEET_UPDATED",
@@ -51,6 +51,7 @@ ACTION_TRIGGERED = "action:triggered"
 FILE_CREATED = "file:created"
 FILE_DELETED = "file:deleted"
 DOCUMENT_CREATED = "document:created"
+DOCUMENT_UPDATED = "document:updated"
 DOCUMENT_DELETED = "document:deleted"
 
 TOPICS: frozenset[str] = frozenset({
@@ -58,7 +59,7 @@ TOPICS: frozenset[str] = frozenset({
     JOB_OUTCOME_ACKNOWLEDGED, JOB_DELETED, JOB_PARTS_COMPLETED, COMMIT_CREATED, SPACE_CREATED, SPACE_DELETED,
     WORKBOOK_CREATED, WORKBOOK_UPDATED, WORKBOOK_DELETED, SHEET_CREATED, SHEET_UPDATED,
     SHEET_DELETED, RECORDS_CREATED, RECORDS_UPDATED, RECORDS_DELETED, ACTION_TRIGGERED,
-    FILE_CREATED, FILE_DELETED, DOCUMENT_CREATED, DOCUMENT_DELETED,
+    FILE_CREATED, FILE_DELETED, DOCUMENT_CREATED, DOCUMENT_UPDATED, DOCUMENT_DELETED,
 })  # fmt: skip
 
 # camelCase wire name -> snake_case attribute of EventContext.
@@ -70,6 +71,7 @@ FILTER_KEYS: dict[str, str] = {
     "operation": "context.operation",
     "status": "payload.status",
     "isPart": "payload.isPart",
+    "managed": "payload.managed",
     "sheet": "context.sheetSlug",
     "workbook": "context.workbookId",
     "space": "context.spaceId",

@@ -61,6 +61,9 @@ async def postgres_schema() -> AsyncIterator[str]:
     finally:
         conn = await asyncpg.connect(PG_URL)
         try:
+            # Large objects (file bytes) belong to the database, not to the schema: unlink the schema's own.
+            if await conn.fetchval("SELECT to_regclass($1)", f'"{schema}".file_blobs') is not None:
+                await conn.execute(f'SELECT lo_unlink(oid) FROM "{schema}".file_blobs')
             await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         finally:
             await conn.close()

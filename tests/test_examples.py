@@ -10,9 +10,12 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from examples import STORIES, action_export, custom_job, failing_job, outcomes, ticking_job
+from examples import STORIES, action_export, custom_job, failing_job, import_contacts, outcomes, ticking_job
 from listener import Job, JobStatus, ListenerError, Platform
 from listener.demo import load_stories, run_demo
+from listener.platform.domains import RecordService
+from tests.conftest import ManualClock
+from tests.platform.test_reliability import until
 
 pytestmark = pytest.mark.anyio
 
@@ -167,6 +170,89 @@ async def test_ticking_job_reports_each_step_and_saves_the_coordinates(
     assert {r.values["city"]: (r.values["latitude"], r.values["longitude"]) for r in records} == ticking_job.COORDINATES
 
 
+IMPORTED_VOTERS = [
+    {"first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com", "birth_year": 1815},
+    {"first_name": "Charles", "last_name": "Babbage", "email": "charles@example.com", "birth_year": 1791},
+    {"first_name": "Edsger", "last_name": "Dijkstra", "email": "edsger@example.com", "birth_year": 1930},
+    {"first_name": "Hamilton, Jr.", "last_name": "Margaret", "email": "margaret@example.com", "birth_year": 1936},
+    {"first_name": "Barbara", "last_name": "Liskov", "email": "barbara@example.com", "birth_year": 1939},
+]
+BROKEN_VOTERS = [
+    ("row 4", "Row 4: grace-at-example.com is not an email address."),
+    ("row 5", "Row 5: has 3 cells; the header has 4."),
+    ("row 6", "Row 6: birth_year '19l8' is not a year."),
+]
+
+
+async def _voters(platform: Platform, job: Job) -> list[dict[str, object]]:
+    file = await platform.api.files.get(job.source or "")
+    [workbook] = await platform.api.workbooks.list(space_id=file.space_id)
+    return [r.values for r in (await platform.api.records.get(workbook.sheets[0].id)).items]
+
+
+async def test_import_contacts_imports_an_uploaded_file_and_reports_its_broken_rows(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(import_contacts, "BATCH_SIZE", 3)
+    async with platform.running(import_contacts.listener):
+        [job_id] = await import_contacts.scenario(platform.api)
+        job = await platform.api.jobs.wait(job_id, timeout=10)
+
+    assert job.job == "file:import" and job.status == JobStatus.COMPLETE, job.error
+    assert await _voters(platform, job) == IMPORTED_VOTERS
+    errors = await platform.api.jobs.errors(job.id)
+    assert [(e.item, e.message) for e in errors.items] == BROKEN_VOTERS
+    assert job.checkpoint == {"next_row": 10, "imported": 5, "failed": 3}
+
+    files = {f.role: f for f in job.files}
+    assert set(files) == {"input", "error_report"}
+    assert (files["input"].file_id, files["input"].name) == (job.source, "voters.csv")
+    report_id = files["error_report"].file_id
+    report = await platform.api.files.get(report_id)
+    assert (report.name, report.mime_type) == ("errors.csv", "text/csv")
+    rows = list(csv.reader(io.StringIO((await platform.api.files.read(report_id)).decode(), newline="")))
+    assert [row[:2] for row in rows] == [["item", "message"], *map(list, BROKEN_VOTERS)]
+
+    assert job.outcome is not None and job.outcome.acknowledge
+    assert job.outcome.message == "Imported 5 of 8 voters from voters.csv. 3 rows have errors: see errors.csv."
+    assert job.outcome.next is not None
+    assert job.outcome.next.model_dump(by_alias=False) == {
+        "type": "files", "files": [{"file_id": report_id}, {"file_id": job.source}],
+        "label": "Download the error report"}
+    # One progress report per batch of three rows (and the two attachments, which keep the last one).
+    assert await _updates(platform, job.id) == [
+        (0, "Accepted"), (0, "Accepted"), (37, "Imported 2 of 8 voters"), (75, "Imported 3 of 8 voters"),
+        (99, "Imported 5 of 8 voters"), (99, "Imported 5 of 8 voters")]
+
+
+async def test_import_contacts_resumes_after_a_failed_batch_from_its_checkpoint(
+    platform: Platform, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(import_contacts, "BATCH_SIZE", 3)
+    insert, batches = RecordService.insert, []
+
+    async def flaky(self: RecordService, sheet_id: str, records: list[dict[str, object]]) -> object:
+        batches.append([r["first_name"] for r in records])
+        if len(batches) == 2:
+            raise ConnectionError("The database went away.")
+        return await insert(self, sheet_id, records)
+
+    monkeypatch.setattr(RecordService, "insert", flaky)
+    async with platform.running(import_contacts.listener):
+        [job_id] = await import_contacts.scenario(platform.api)
+        waiting = await until(platform, job_id, JobStatus.SCHEDULED, timeout=10)
+        assert waiting.checkpoint == {"next_row": 5, "imported": 2, "failed": 1}
+        clock.advance(30)
+        await platform.scheduler.sweep()
+        job = await platform.api.jobs.wait(job_id, timeout=10)
+
+    assert job.status == JobStatus.COMPLETE and job.attempt == 2
+    assert batches == [["Ada", "Charles"], ["Edsger"], ["Edsger"], ["Hamilton, Jr.", "Barbara"]]
+    assert await _voters(platform, job) == IMPORTED_VOTERS
+    errors = await platform.api.jobs.errors(job.id)
+    assert [(e.item, e.message) for e in errors.items] == BROKEN_VOTERS, "no row is reported twice"
+
+
 EXPECTED_DEMO = [
     ("workbook:export", JobStatus.COMPLETE),
     ("workbook:myCustomOperation", JobStatus.COMPLETE),
@@ -176,6 +262,7 @@ EXPECTED_DEMO = [
     ("sheet:sendInvites", JobStatus.COMPLETE),
     ("sheet:sendInvites", JobStatus.FAILED),
     ("workbook:geocode", JobStatus.COMPLETE),
+    ("file:import", JobStatus.COMPLETE),
 ]
 
 

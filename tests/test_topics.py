@@ -52,11 +52,12 @@ EXPORT = make_event(
 
 
 def test_catalog_has_every_documented_topic() -> None:
-    assert len(TOPICS) == 26
+    assert len(TOPICS) == 27
     assert topics.JOB_PARTS_COMPLETED == "job:parts-completed" and topics.JOB_PARTS_COMPLETED in TOPICS
     assert JOB_OUTCOME_ACKNOWLEDGED == "job:outcome-acknowledged" and JOB_OUTCOME_ACKNOWLEDGED in TOPICS
     assert topics.JOB_CREATED == "job:created" and topics.COMMIT_CREATED == "commit:created"
     assert topics.ACTION_TRIGGERED == "action:triggered" and topics.DOCUMENT_DELETED in TOPICS
+    assert topics.DOCUMENT_UPDATED == "document:updated" and topics.DOCUMENT_UPDATED in TOPICS
 
 
 def test_every_topic_constant_is_in_the_catalog() -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -23,8 +23,11 @@ import anyio
 from listener.errors import Invalid
 from listener.listener import Listener
 from listener.models import Event
+from listener.platform import system
+from listener.platform.blobs import Blobs, DiskBlobs, default_blobs
 from listener.platform.domains import (
     ActionService,
+    DocumentService,
     Domains,
     RecordService,
     SheetService,
@@ -32,7 +35,8 @@ from listener.platform.domains import (
     WorkbookService,
 )
 from listener.platform.eventlog import EventLog
-from listener.platform.jobs import JobService
+from listener.platform.files import DEFAULT_MAX_FILE_SIZE, FileService
+from listener.platform.jobs import DEFAULT_DATA_TTL, JobService
 from listener.platform.scheduler import Scheduler
 from listener.platform.store.base import Store
 from listener.platform.store.sqlite import SqliteStore, Synchronous
@@ -60,22 +64,28 @@ class EventService:
 class PlatformApi:
     """The in-process Api: the services, acting as one actor."""
 
-    def __init__(self, store: Store, eventlog: EventLog, clock: Clock, actor: str | None = None) -> None:
+    def __init__(self, store: Store, eventlog: EventLog, clock: Clock, actor: str | None = None, *,
+                 data_ttl: timedelta = DEFAULT_DATA_TTL, blobs: Blobs | None = None,
+                 max_file_size: int = DEFAULT_MAX_FILE_SIZE) -> None:
         self._store, self._eventlog, self._clock = store, eventlog, clock
         self.actor = actor
+        self.data_ttl = data_ttl
         domains = Domains(store, clock, actor)
-        self.jobs = JobService(store, eventlog, clock, domains.context_of, actor)
+        self.jobs = JobService(store, eventlog, clock, domains.context_of, actor, data_ttl=data_ttl)
         self.jobs.owner = self
         self.spaces = SpaceService(domains)
         self.workbooks = WorkbookService(domains)
         self.sheets = SheetService(domains)
         self.records = RecordService(domains, self.sheets)
+        self.documents = DocumentService(domains)
         self.actions = ActionService(domains, self.jobs)
         self.events = EventService(store)
+        self.files = FileService(domains, blobs or default_blobs(store), max_size=max_file_size)
 
     def as_actor(self, actor: str | None) -> PlatformApi:
         """The same Api acting as someone else (recorded as `createdBy` and `actorId`)."""
-        return PlatformApi(self._store, self._eventlog, self._clock, actor)
+        return PlatformApi(self._store, self._eventlog, self._clock, actor, data_ttl=self.data_ttl,
+                           blobs=self.files.storage, max_file_size=self.files.max_size)
 
 
 class PlatformState(enum.Enum):
@@ -113,11 +123,13 @@ class Platform:
     """The embedded platform over one store. Open it with `Platform.open(url)`."""
 
     def __init__(self, store: Store, clock: Clock, *, sweep_interval: float | None = 0.5,
-                 retention: timedelta | None = timedelta(days=30)) -> None:
+                 retention: timedelta | None = timedelta(days=30), data_ttl: timedelta = DEFAULT_DATA_TTL,
+                 blobs: Blobs | None = None, max_file_size: int = DEFAULT_MAX_FILE_SIZE) -> None:
         self.store = store
         self.clock = clock
         self.eventlog = EventLog(store)
-        self.api = PlatformApi(store, self.eventlog, clock)
+        self.api = PlatformApi(store, self.eventlog, clock, data_ttl=data_ttl, blobs=blobs,
+                               max_file_size=max_file_size)
         self.scheduler = Scheduler(self.api.as_actor("scheduler").jobs, clock, interval=sweep_interval or 0.5,
                                    retention=retention)
         self.sweeps = sweep_interval is not None
@@ -134,6 +146,11 @@ class Platform:
         pool_size: int = 10,
         sweep_interval: float | None = 0.5,
         retention: timedelta | None = timedelta(days=30),
+        data_ttl: timedelta = DEFAULT_DATA_TTL,
+        files_dir: Path | str | None = None,
+        max_file_size: int = DEFAULT_MAX_FILE_SIZE,
+        system_jobs: bool = True,
+        max_items: int = 100_000,
     ) -> AsyncIterator[Platform]:
         """Open the platform on a database (default: ./.listener/listener.db).
 
@@ -146,13 +163,29 @@ class Platform:
             sweep_interval: seconds between the scheduler's sweeps for due retries, leases and timeouts;
                 None sweeps only when `platform.scheduler.sweep()` is called (tests that move time by hand).
             retention: finished jobs older than this are deleted with their events (hourly); None keeps them.
+            data_ttl: how long after a job ends its result rows (data.csv) stay; then 410 Gone.
+            files_dir: the directory uploaded files' bytes go to; default: `<db file>.files/` beside a
+                SQLite database, large objects in a PostgreSQL one.
+            max_file_size: the largest file in bytes an upload may hold (413 TooLarge past it).
+            system_jobs: run the system jobs (`file:extract`, `sheet:export`, `sheet:deleteRecords`,
+                `sheet:findReplace`, created with `managed=True`) in this process, as the agent "system";
+                every replica may (the ack makes each job run once). See listener/platform/system.py.
+            max_items: the most rows or records one system job may process; a larger one fails up front.
         """
         url = url or DEFAULT_DB
+        if max_file_size < 1:
+            raise Invalid(f"max_file_size: must be at least 1 byte, not {max_file_size}.")
+        if max_items < 1:
+            raise Invalid(f"max_items: must be at least 1, not {max_items}.")
         async with _open_store(url, synchronous=synchronous, pool_size=pool_size) as store:
-            platform = cls(store, clock or SystemClock(), sweep_interval=sweep_interval, retention=retention)
+            platform = cls(store, clock or SystemClock(), sweep_interval=sweep_interval, retention=retention,
+                           data_ttl=data_ttl, blobs=DiskBlobs(Path(files_dir)) if files_dir is not None else None,
+                           max_file_size=max_file_size)
             platform.eventlog.last_seq = await store.head()
             try:
-                async with task_scope() as tg:
+                async with task_scope() as tg, AsyncExitStack() as agents:
+                    if system_jobs:  # started first, so that it sees the first sweep's job:ready events
+                        await agents.enter_async_context(system.running(platform, max_items=max_items))
                     # Timers resume with the platform: retries, expired leases and timeouts that came
                     # due while it was down are handled by the first sweep.
                     if platform.sweeps:

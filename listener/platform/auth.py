@@ -12,7 +12,9 @@ import hashlib
 import hmac
 import secrets
 from collections import OrderedDict
-from datetime import datetime
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from urllib.parse import quote, unquote
 
 from pydantic import Field
 
@@ -58,6 +60,11 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+LINK_TTL = 300
+"""Seconds a signed download link stays good."""
+LINK_PARAMS = frozenset({"expires", "user", "signature"})
+
+
 class Users:
     """Creates users and finds the user a bearer token belongs to."""
 
@@ -67,6 +74,7 @@ class Users:
         # Tokens never change, so a found user is cached by token hash to keep auth off the database.
         self._cache: OrderedDict[str, User] = OrderedDict()
         self._cache_size = cache_size
+        self._link_key: bytes | None = None
 
     async def create(self, name: str, role: Role | str = Role.MEMBER, *, token: str | None = None) -> tuple[User, str]:
         """Create a user; returns it and its bearer token, which is not stored and cannot be shown again."""
@@ -96,6 +104,36 @@ class Users:
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return user
+
+    async def sign(self, user: User, path: str, *, ttl_seconds: int = LINK_TTL) -> tuple[str, datetime]:
+        """A link to GET `path` as `user` without a bearer token (a download started from a web page),
+        good for `ttl_seconds`; returns the path with its signature and when it expires."""
+        expires = int(self._clock.now().timestamp()) + ttl_seconds
+        signature = await self._signature(unquote(path), user.name, expires)
+        link = f"{path}?expires={expires}&user={quote(user.name, safe='')}&signature={signature}"
+        return link, datetime.fromtimestamp(expires, tz=UTC)
+
+    async def from_link(self, path: str, query: Mapping[str, str]) -> User:
+        """The user a signed link was made for; Unauthorized if it is forged, altered or expired."""
+        refused = Unauthorized("The link is not valid or has expired: get a new one.")
+        try:
+            expires, name, signature = int(query["expires"]), query["user"], query["signature"]
+        except (KeyError, ValueError):
+            raise refused from None
+        if expires <= self._clock.now().timestamp():
+            raise refused
+        if not hmac.compare_digest(signature, await self._signature(path, name, expires)):
+            raise refused
+        user = await self.get(name)
+        if user is None:
+            raise refused
+        return user
+
+    async def _signature(self, path: str, name: str, expires: int) -> str:
+        if self._link_key is None:
+            self._link_key = (await self._store.secret("links")).encode()
+        message = f"GET\n{path}\n{name}\n{expires}".encode()
+        return hmac.new(self._link_key, message, hashlib.sha256).hexdigest()
 
     async def get(self, name: str) -> User | None:
         stored = await self._store.find_user(name=name)

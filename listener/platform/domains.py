@@ -11,6 +11,9 @@ from listener.errors import Invalid, NotFound
 from listener.models import (
     Action,
     Commit,
+    Document,
+    DocumentCreate,
+    DocumentUpdate,
     EventContext,
     InputForm,
     Job,
@@ -30,9 +33,10 @@ from listener.models import (
 )
 from listener.platform.jobs import JobService
 from listener.platform.store.base import NewEvent, RecordChanges, Store, StoredObject
-from listener.types import Clock
+from listener.types import UNSET, Clock
 
-__all__ = ["ActionService", "Domains", "RecordService", "SheetService", "SpaceService", "WorkbookService"]
+__all__ = ["ActionService", "DocumentService", "Domains", "RecordService", "SheetService", "SpaceService",
+           "WorkbookService"]
 
 _KINDS = {"sp": "space", "wb": "workbook", "sh": "sheet", "fl": "file", "dc": "document"}
 
@@ -71,6 +75,10 @@ class Domains:
         if obj.kind == "sheet":
             base = await self.context_of(obj.doc["workbookId"])
             return base.model_copy(update={"sheet_id": obj.id, "sheet_slug": obj.doc["slug"]})
+        if obj.kind == "document":
+            return (await self.space_context(obj.doc.get("spaceId"))).model_copy(update={"document_id": obj.id})
+        if obj.kind == "file":
+            return (await self.space_context(obj.doc.get("spaceId"))).model_copy(update={"file_id": obj.id})
         return EventContext(**{f"{obj.kind}_id": obj.id})
 
     async def space_context(self, space_id: str | None) -> EventContext:
@@ -159,6 +167,102 @@ class WorkbookService:
         ctx = await self._d.context_of(workbook_id)
         ids = [workbook.id, *(s.id for s in workbook.sheets)]
         await self._d.store.delete_objects(ids, [self._d.event(topics.WORKBOOK_DELETED, ctx)])
+
+
+def _listed(value: Any) -> Any:
+    """A tuple or other sequence as a list, for validation; anything else as is, to be named if it is wrong."""
+    return list(value) if isinstance(value, Sequence) and not isinstance(value, str | bytes) else value
+
+
+def _check_actions(actions: Sequence[Action]) -> None:
+    seen: set[str] = set()
+    for i, action in enumerate(actions):
+        if action.operation in seen:
+            raise Invalid(f"actions.{i}.operation: {action.operation!r} is mounted twice on this document.",
+                          details=[{"field": f"actions.{i}.operation", "message": "duplicate operation"}])
+        seen.add(action.operation)
+
+
+class DocumentService:
+    """Documents: pages of Markdown in a space, with actions that start `document:<operation>` jobs.
+
+    The body is text, stored and answered exactly as given: nothing on the server renders or sanitises
+    it, so whatever shows it must render the Markdown safely (escaping raw HTML as any user's text).
+    """
+
+    def __init__(self, domains: Domains) -> None:
+        self._d = domains
+
+    async def _context(self, document: Document) -> EventContext:
+        ctx = await self._d.space_context(document.space_id)
+        return ctx.model_copy(update={"document_id": document.id})
+
+    async def create(
+        self,
+        *,
+        title: str,
+        body: str = "",
+        space_id: str | None = None,
+        actions: Sequence[dict[str, Any] | Action] = (),
+    ) -> Document:
+        """Create a document, in a space if given (document:created)."""
+        spec = parse(DocumentCreate, {"title": title, "body": body, "space_id": space_id,
+                                      "actions": _listed(actions)}, what="document")
+        _check_actions(spec.actions)
+        now = self._d.clock.now()
+        document = Document(id=new_id("dc"), title=spec.title, body=spec.body, space_id=spec.space_id,
+                            actions=spec.actions, created_by=self._d.actor, created_at=now, updated_at=now)
+        ctx = await self._context(document)  # NotFound for an unknown space, before anything is written
+        await self._d.store.put_objects(
+            [StoredObject(document.id, "document", spec.space_id, document.model_dump(mode="json"))],
+            [self._d.event(topics.DOCUMENT_CREATED, ctx, {"title": document.title})])
+        return document
+
+    async def get(self, document_id: str) -> Document:
+        return Document.model_validate((await self._d.store.get_object(document_id, "document")).doc)
+
+    async def list(self, *, space_id: str | None = None) -> list[Document]:
+        """Documents in creation order, optionally only those of one space."""
+        return [Document.model_validate(o.doc) for o in await self._d.store.list_objects("document", space_id)]
+
+    async def update(
+        self,
+        document_id: str,
+        *,
+        title: str = UNSET,  # type: ignore[assignment]
+        body: str = UNSET,  # type: ignore[assignment]
+        actions: Sequence[dict[str, Any] | Action] = UNSET,  # type: ignore[assignment]
+    ) -> Document:
+        """Change a document's title, body or actions; only those given change (document:updated)."""
+        given = {"title": title, "body": body, "actions": _listed(actions)}
+        spec = parse(DocumentUpdate, {k: v for k, v in given.items() if v is not UNSET}, what="document")
+        if spec.actions is not None:
+            _check_actions(spec.actions)
+        document = await self.get(document_id)
+        changes = {name: getattr(spec, name) for name in spec.model_fields_set}
+        if not changes:
+            return document
+        ctx = await self._context(document)  # the space never changes, so neither does the context
+        now = self._d.clock.now()
+        event = self._d.event(topics.DOCUMENT_UPDATED, ctx,
+                              {"changed": sorted(DocumentUpdate.model_fields[n].alias or n for n in changes)})
+
+        def change(obj: StoredObject) -> tuple[dict[str, Any], list[NewEvent]]:
+            # Applied to the document as stored when the write runs, so a concurrent update of another
+            # field is kept, and a document deleted meanwhile is NotFound rather than brought back.
+            current = Document.model_validate(obj.doc)
+            return current.model_copy(update={**changes, "updated_at": now}).model_dump(mode="json"), [event]
+
+        stored, _ = await self._d.store.change_object(document_id, "document", change)
+        assert stored is not None
+        return Document.model_validate(stored.doc)
+
+    async def delete(self, document_id: str) -> None:
+        """Delete a document (document:deleted)."""
+        ctx = await self._context(await self.get(document_id))
+        event = self._d.event(topics.DOCUMENT_DELETED, ctx)
+        # NotFound if it went meanwhile: of two concurrent deletes, one succeeds and one event is emitted.
+        await self._d.store.change_object(document_id, "document", lambda _: (None, [event]))
 
 
 class SheetService:
@@ -301,6 +405,8 @@ class ActionService:
         return await self._jobs.create_from(spec)
 
     async def _has_data(self, obj: StoredObject) -> bool:
+        if obj.kind == "file":
+            return bool(obj.doc.get("size"))  # a file has data when it has bytes
         sheet_ids = [obj.id] if obj.kind == "sheet" else [s.id for s in await self._d.store.list_objects("sheet",
                                                                                                           obj.id)]
         for sheet_id in sheet_ids:

@@ -10,26 +10,29 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
 
 from listener import topics
-from listener.errors import Conflict, Invalid, NotFound
+from listener.errors import Conflict, Gone, Invalid, NotFound
 from listener.models import (
     Event,
     EventContext,
     Job,
     JobAck,
+    JobAttach,
     JobCancel,
     JobCheckpoint,
     JobComplete,
     JobCreate,
+    JobData,
     JobError,
     JobErrors,
     JobFail,
+    JobFile,
     JobHeartbeat,
     JobItemError,
     JobListQuery,
@@ -47,6 +50,7 @@ from listener.models import (
     new_id,
     parse,
 )
+from listener.platform.csvs import csv_chunks
 from listener.platform.eventlog import EventLog
 from listener.platform.store.base import (
     Idempotency,
@@ -61,7 +65,9 @@ from listener.platform.store.base import (
 )
 from listener.types import UNSET, Clock
 
-__all__ = ["JobService"]
+__all__ = ["DEFAULT_DATA_TTL", "JobService"]
+
+DEFAULT_DATA_TTL = timedelta(hours=24)
 
 log = logging.getLogger("listener.jobs")
 
@@ -98,6 +104,7 @@ def job_payload(job: Job) -> dict[str, Any]:
         "info": job.info,
         "mode": job.mode.value,
         "isPart": job.is_part,
+        "managed": job.managed,
         "createdBy": job.created_by,
     }
     if job.is_part:
@@ -209,7 +216,10 @@ class JobService:
         clock: Clock,
         resolve: ContextResolver,
         actor: str | None = None,
+        *,
+        data_ttl: timedelta = DEFAULT_DATA_TTL,
     ) -> None:
+        self.data_ttl = data_ttl
         self._store = store
         self._eventlog = eventlog
         self._clock = clock
@@ -580,6 +590,98 @@ class JobService:
         items, total = await self._store.job_errors(job_id, limit, offset)
         return Page[JobItemError](items=items, total=total, limit=limit, offset=offset)
 
+    # -- files and data ---------------------------------------------------------
+
+    async def attach_file(self, job_id: str, file_id: str, *, role: str) -> Job:
+        """Attach an uploaded file to the job as its `input`, `output` or `error_report` (in any state)."""
+        body = parse(JobAttach, {"file_id": file_id, "role": role}, what="attachment")
+        try:
+            stored = await self._store.get_object(body.file_id, "file")
+        except NotFound:
+            raise Invalid(f"fileId: file {body.file_id} does not exist.",
+                          details=[{"field": "fileId", "message": "unknown file"}]) from None
+        attached = JobFile(file_id=body.file_id, role=body.role, name=stored.doc.get("name"))
+
+        def apply(job: Job) -> dict[str, Any]:
+            others = [f for f in job.files if (f.file_id, f.role) != (attached.file_id, attached.role)]
+            return {"files": [*others, attached]}
+
+        return await self._move(job_id, _Move("attach_file", set(S), topics.JOB_UPDATED, apply))
+
+    async def write_data(self, job_id: str, rows: Sequence[dict[str, Any]]) -> int:
+        """Append result rows to the job's data (its data.csv); returns how many rows it has."""
+        body = parse(JobData, {"rows": list(rows)}, what="job data")
+        now = self._clock.now()
+
+        def rule(job: Job, ctx: EventContext) -> JobChange:
+            if job.status.is_terminal and job.finished_at and now >= job.finished_at + self.data_ttl:
+                raise Conflict(f"The data of job {job.id} expired at {(job.finished_at + self.data_ttl).isoformat()}.",
+                               details={"jobId": job.id, "status": job.status.value, "move": "write_data"})
+            new = job.model_copy(update={"data_rows": job.data_rows + len(body.rows), "updated_at": now})
+            return JobChange(new, [], data=body.rows)
+
+        job, _ = await self._store.change_job(job_id, rule)
+        assert job is not None
+        return job.data_rows
+
+    def data_expires_at(self, job: Job) -> datetime | None:
+        """When the job's data stops being served: `data_ttl` after it ended (None while it runs)."""
+        return job.finished_at + self.data_ttl if job.finished_at is not None else None
+
+    async def data(self, job_id: str, *, page: int = 1000) -> tuple[Sequence[str], AsyncIterator[Sequence[Any]]]:
+        """The job's data as columns (every key, in the order first seen) and rows of values.
+
+        NotFound "no job data" if it wrote none, Gone once it has expired.
+        """
+        job = await self.get(job_id)
+        if job.data_rows == 0:
+            raise NotFound(f"Job {job.id} has no job data.", details={"jobId": job.id})
+        expires = self.data_expires_at(job)
+        if expires is not None and self._clock.now() >= expires:
+            raise Gone(f"The data of job {job.id} expired at {expires.isoformat()}.",
+                       details={"jobId": job.id, "expiredAt": expires.isoformat()})
+        columns: dict[str, None] = {}
+        after = 0
+        while batch := await self._store.job_data(job.id, after, page):
+            for _, row in batch:
+                columns.update(dict.fromkeys(row))
+            after = batch[-1][0]
+        header = list(columns)
+
+        async def rows() -> AsyncIterator[Sequence[Any]]:
+            after = 0
+            while batch := await self._store.job_data(job.id, after, page):
+                for _, row in batch:
+                    yield [row.get(c) for c in header]
+                after = batch[-1][0]
+
+        return header, rows()
+
+    async def errors_csv(self, job_id: str) -> AsyncIterator[bytes]:
+        """The job's error log as CSV: item, message, time (the error report)."""
+        await self._store.get_job(job_id)
+
+        async def rows() -> AsyncIterator[Sequence[Any]]:
+            offset = 0
+            while True:
+                items, _ = await self._store.job_errors(job_id, 1000, offset)
+                for e in items:
+                    yield [e.item, e.message, e.created_at.isoformat() if e.created_at else ""]
+                if len(items) < 1000:
+                    return
+                offset += len(items)
+
+        return csv_chunks(["item", "message", "time"], rows())
+
+    async def prune_data(self) -> int:
+        """Delete the rows of job data that has expired (the scheduler does, hourly); returns how many."""
+        return await self._store.prune_job_data(self._clock.now() - self.data_ttl)
+
+    async def data_csv(self, job_id: str) -> AsyncIterator[bytes]:
+        """The job's data as CSV (NotFound without data, Gone once expired)."""
+        header, rows = await self.data(job_id)
+        return csv_chunks(header, rows)
+
     async def prune(self, older_than: timedelta, *, batch: int = 1000) -> int:
         """Delete finished jobs that ended more than `older_than` ago, with their events (retention)."""
         if older_than.total_seconds() < 0:
@@ -753,9 +855,14 @@ class JobService:
         starting = [e.context.job_id for e in events if e.topic == topics.JOB_CREATED and e.payload["status"] ==
                     S.SCHEDULED.value and e.context.job_id]
         # Concurrent starts share the store's group commits; a crash meanwhile leaves them due for the sweep.
-        async with anyio.create_task_group() as tg:
+        # Under a limit they start one by one, so the first parts get the free slots, in order.
+        if parent.job in self._store.limits():
             for part_id in starting:
-                tg.start_soon(self._start_part, part_id)
+                await self._start_part(part_id)
+        else:
+            async with anyio.create_task_group() as tg:
+                for part_id in starting:
+                    tg.start_soon(self._start_part, part_id)
         return self._bind(await self.get(parent.id))
 
     async def _start_part(self, part_id: str) -> None:

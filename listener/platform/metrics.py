@@ -47,6 +47,6 @@ async def metrics(call: Call) -> web.Response:
     return web.Response(body=body, content_type="text/plain", charset="utf-8")
 
 
-METRICS_ROUTE = Route("GET", "/metrics", metrics,  # type: ignore[arg-type]
+METRICS_ROUTE = Route("GET", "/metrics", metrics,
                       "Prometheus metrics: jobs by status and type, agents' lag, handler durations.", "system",
                       response=str, roles=OPERATORS, prefixed=False)

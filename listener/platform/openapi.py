@@ -50,6 +50,8 @@ def openapi(routes: list[Any], *, prefix: str, title: str = "Listener", version:
     for r in routes:
         if r.body is not None:
             wanted.append((r.body, "validation"))
+        if r.form is not None:
+            wanted.append((r.form, "validation"))
         if r.query is not None:
             wanted.append((r.query, "validation"))
         if isinstance(r.response, type) and issubclass(r.response, BaseModel):
@@ -78,6 +80,9 @@ def openapi(routes: list[Any], *, prefix: str, title: str = "Listener", version:
         if r.body is not None:
             op["requestBody"] = {"required": True, "content": {"application/json": {
                 "schema": refs[(r.body, "validation")]}}}
+        elif r.form is not None:  # read by the handler as it streams in: an upload
+            op["requestBody"] = {"required": True, "content": {"multipart/form-data": {
+                "schema": refs[(r.form, "validation")]}}}
         responses: dict[str, Any] = {}
         if r.status == 101:
             responses["101"] = {"description": "Switching to the websocket protocol."}
@@ -90,10 +95,13 @@ def openapi(routes: list[Any], *, prefix: str, title: str = "Listener", version:
         elif r.response is str:
             responses[str(r.status)] = {"description": r.summary, "content": {"text/plain": {
                 "schema": {"type": "string"}}}}
+        elif isinstance(r.response, str):  # a media type: a download such as text/csv
+            responses[str(r.status)] = {"description": r.summary, "content": {r.response: {
+                "schema": {"type": "string"}}}}
         else:
             responses["204"] = {"description": r.summary}
         error_ref = refs[(ErrorResponse, "serialization")]
-        for status in sorted({401, 403, 404, 409, 413, 422} if not r.public else set()):
+        for status in sorted({401, 403, 404, 409, 410, 413, 422} if not r.public else set()):
             responses[str(status)] = {"description": errors.get(status, "Error"),
                                       "content": {"application/json": {"schema": error_ref}}}
         op["responses"] = responses

@@ -7,8 +7,10 @@ user, the parsed body and query) and return a model, a `Reply`, or None (204).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, get_args, get_origin
 
 from aiohttp import web
@@ -19,13 +21,19 @@ from listener.errors import Forbidden, Invalid, NotFound
 from listener.models import (
     MAX_INT64,
     Commit,
+    Document,
+    DocumentCreate,
+    DocumentUpdate,
     Event,
+    File,
     Job,
     JobAck,
+    JobAttach,
     JobCancel,
     JobCheckpoint,
     JobComplete,
     JobCreate,
+    JobData,
     JobErrors,
     JobFail,
     JobHeartbeat,
@@ -47,6 +55,7 @@ from listener.models import (
     parse_strict_json,
 )
 from listener.platform.auth import Role, User, UserCreate, Users
+from listener.platform.files import receive_upload, send_file
 
 if TYPE_CHECKING:
     from listener.platform import Platform, PlatformApi
@@ -120,6 +129,10 @@ class SheetQuery(Model):
     workbook_id: str
 
 
+class DocumentQuery(Model):
+    space_id: str | None = None
+
+
 class NewUser(Model):
     """A user just created, with its token: shown this once, never again."""
 
@@ -160,8 +173,15 @@ class Call:
             raise NotFound(f"Job {job_id} not found.", details={"jobId": job_id})
         return job
 
+    async def file(self, file_id: str) -> File:
+        """The file, if this user may see it: another member's file is NotFound, as if it did not exist."""
+        file = await self.api.files.get(file_id)
+        if self.is_member and file.created_by != self.user.name:
+            raise NotFound(f"File {file_id} not found.", details={"id": file_id})
+        return file
 
-Handler = Callable[[Call], Awaitable[BaseModel | Reply | None]]
+
+Handler = Callable[[Call], Awaitable[BaseModel | Reply | web.StreamResponse | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,10 +198,22 @@ class Route:
     roles: frozenset[Role] = ALL
     public: bool = False
     prefixed: bool = True  # under /api/v1; /metrics stands where Prometheus looks for it
+    # A multipart/form-data body the handler reads as it streams in (body is then None); documented from this model.
+    form: type[BaseModel] | None = None
 
     @property
     def operation_id(self) -> str:
         return self.handler.__name__
+
+    @property
+    def downloadable(self) -> bool:
+        """A GET that answers a file, not JSON: a signed link may stand in for the token."""
+        return self.method == "GET" and isinstance(self.response, str) and self.response != "text/plain"
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        """The paths (under /api/v1) this route answers."""
+        return re.compile("^/api/v1" + re.sub(r"\\{\w+\\}", "[^/]+", re.escape(self.path)) + "$")
 
 
 ROUTES: list[Route] = []
@@ -189,10 +221,12 @@ ROUTES: list[Route] = []
 
 def route(method: str, path: str, *, tag: str, body: type[BaseModel] | None = None,
           query: type[BaseModel] | None = None, response: Any = None, status: int = 200,
-          roles: frozenset[Role] = ALL, public: bool = False) -> Callable[[Handler], Handler]:
+          roles: frozenset[Role] = ALL, public: bool = False,
+          form: type[BaseModel] | None = None) -> Callable[[Handler], Handler]:
     def register(handler: Handler) -> Handler:
         summary = (handler.__doc__ or handler.__name__).strip().splitlines()[0]
-        ROUTES.append(Route(method, path, handler, summary, tag, body, query, response, status, roles, public))
+        ROUTES.append(Route(method, path, handler, summary, tag, body, query, response, status, roles, public,
+                            form=form))
         return handler
 
     return register
@@ -285,6 +319,8 @@ async def create_user(call: Call) -> Reply:
 async def create_job(call: Call) -> Reply:
     """Create a job; answers 202 Accepted with the job and its Location (Idempotency-Key makes it safe to retry)."""
     key = call.request.headers.get("Idempotency-Key")
+    if call.body.source and call.body.source.startswith("fl_"):
+        await call.file(call.body.source)  # another member's file is not there to work on (a file:extract)
     job = await call.api.jobs.create_from(call.body, idempotency_key=key)
     return Reply(job, status=202, headers={"Location": f"/api/v1/jobs/{job.id}"})
 
@@ -374,6 +410,70 @@ async def configure_jobs(call: Call) -> JobSettings:
 async def job_settings(call: Call) -> JobSettingsList:
     """The limits and default timeouts set per type:operation."""
     return JobSettingsList(items=list(await call.api.jobs.settings()))
+
+
+@route("POST", "/jobs/{jobId}/files", tag="jobs", body=JobAttach, response=Job, roles=OPERATORS)
+async def attach_job_file(call: Call) -> Job:
+    """Attach an uploaded file to a job as its input, output or error report."""
+    return await call.api.jobs.attach_file(call.param("jobId"), call.body.file_id, role=call.body.role)
+
+
+class RowCount(Model):
+    total: int
+
+
+@route("POST", "/jobs/{jobId}/data", tag="jobs", body=JobData, response=RowCount, roles=OPERATORS)
+async def write_job_data(call: Call) -> RowCount:
+    """Append result rows to a job's data, downloadable as CSV until it expires."""
+    return RowCount(total=await call.api.jobs.write_data(call.param("jobId"), call.body.rows))
+
+
+async def _csv(call: Call, name: str, chunks: AsyncIterator[bytes]) -> web.StreamResponse:
+    response = web.StreamResponse(headers={
+        "Content-Type": "text/csv; charset=utf-8", "X-Content-Type-Options": "nosniff",
+        "Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"})
+    await response.prepare(call.request)
+    try:
+        async for chunk in chunks:
+            await response.write(chunk)
+        await response.write_eof()
+    except ConnectionResetError:
+        pass  # the client went away mid-download: nothing to answer
+    return response
+
+
+@route("GET", "/jobs/{jobId}/data.csv", tag="jobs", response="text/csv")
+async def job_data_csv(call: Call) -> web.StreamResponse:
+    """A job's result rows as CSV (404 "no job data" if it wrote none, 410 once they have expired)."""
+    job = await call.job(call.param("jobId"))
+    return await _csv(call, f"{job.id}-data.csv", await call.api.jobs.data_csv(job.id))
+
+
+@route("GET", "/jobs/{jobId}/errors.csv", tag="jobs", response="text/csv")
+async def job_errors_csv(call: Call) -> web.StreamResponse:
+    """A job's error log as CSV: item, message, time."""
+    job = await call.job(call.param("jobId"))
+    return await _csv(call, f"{job.id}-errors.csv", await call.api.jobs.errors_csv(job.id))
+
+
+class LinkRequest(Model):
+    path: str = Field(min_length=1, max_length=2000)
+
+
+class Link(Model):
+    url: str
+    expires_at: datetime
+
+
+@route("POST", "/links", tag="system", body=LinkRequest, response=Link)
+async def sign_link(call: Call) -> Link:
+    """A short-lived link to download a file or CSV without the bearer token (for a web page's download button)."""
+    path = call.body.path
+    if not any(r.downloadable and r.pattern.match(path) for r in ROUTES):
+        raise Invalid(f"path: {path!r} is not a download (file content, data.csv, errors.csv) under /api/v1.",
+                      details=[{"field": "path", "message": "not a download"}])
+    url, expires = await call.users.sign(call.user, path)
+    return Link(url=url, expires_at=expires)
 
 
 class ErrorCount(Model):
@@ -498,12 +598,101 @@ async def delete_records(call: Call) -> Commit:
     return await call.api.records.delete(call.param("sheetId"), call.body.ids)
 
 
+@route("POST", "/documents", tag="documents", body=DocumentCreate, response=Document, status=201, roles=OPERATORS)
+async def create_document(call: Call) -> Reply:
+    """Create a document: a title, a Markdown body (stored as given, never rendered) and actions."""
+    body: DocumentCreate = call.body
+    document = await call.api.documents.create(title=body.title, body=body.body, space_id=body.space_id,
+                                               actions=body.actions)
+    return Reply(document, status=201, headers={"Location": f"/api/v1/documents/{document.id}"})
+
+
+@route("GET", "/documents", tag="documents", query=DocumentQuery, response=Items[Document])
+async def list_documents(call: Call) -> Items[Document]:
+    """Documents, optionally of one space."""
+    return Items[Document](items=await call.api.documents.list(space_id=call.query.space_id))
+
+
+@route("GET", "/documents/{documentId}", tag="documents", response=Document)
+async def get_document(call: Call) -> Document:
+    """One document."""
+    return await call.api.documents.get(call.param("documentId"))
+
+
+@route("PATCH", "/documents/{documentId}", tag="documents", body=DocumentUpdate, response=Document, roles=OPERATORS)
+async def update_document(call: Call) -> Document:
+    """Change a document's title, body or actions; only the fields given change."""
+    return await call.api.documents.update(call.param("documentId"), **_given(call.body))
+
+
+@route("DELETE", "/documents/{documentId}", tag="documents", status=204, roles=OPERATORS)
+async def delete_document(call: Call) -> None:
+    """Delete a document."""
+    await call.api.documents.delete(call.param("documentId"))
+
+
 @route("POST", "/actions/trigger", tag="actions", body=TriggerAction, response=Job, status=202)
 async def trigger_action(call: Call) -> Reply:
     """Press an action's button: creates the job `domain:operation` on the object it is mounted on."""
     body: TriggerAction = call.body
+    if body.source_id.startswith("fl_"):
+        await call.file(body.source_id)  # another member's file is not there to act on
     job = await call.api.actions.trigger(body.source_id, body.operation, input=body.input)
     return Reply(job, status=202, headers={"Location": f"/api/v1/jobs/{job.id}"})
+
+
+# -- files --------------------------------------------------------------------------
+
+
+class FileQuery(Model):
+    space_id: str | None = None
+
+
+class FileUpload(Model):
+    """An upload as multipart/form-data: the fields that describe the file (an empty one is not given), then `file`."""
+
+    space_id: str = Field("", description="the space the file belongs to")
+    name: str = Field("", description="its name (default: the file part's filename)")
+    mime_type: str = Field("", description="its media type (default: the file part's Content-Type, else guessed "
+                                           "from the name)")
+    actions: str = Field("", description="actions mounted on it, as a JSON array of actions")
+    metadata: str = Field("", description="a JSON object")
+    file: bytes = Field(description="the bytes, last: streamed to storage, never held whole")
+
+
+@route("POST", "/files", tag="files", form=FileUpload, response=File, status=201)
+async def upload_file(call: Call) -> Reply:
+    """Upload a file as multipart/form-data (field `file`, last); 413 past the size limit, and nothing is kept."""
+    file = await receive_upload(call.request, call.api.files)
+    return Reply(file, status=201, headers={"Location": f"/api/v1/files/{file.id}"})
+
+
+@route("GET", "/files", tag="files", query=FileQuery, response=Items[File])
+async def list_files(call: Call) -> Items[File]:
+    """Files in upload order, optionally of one space (members see only their own)."""
+    files = await call.api.files.list(space_id=call.query.space_id)
+    if call.is_member:
+        files = [f for f in files if f.created_by == call.user.name]
+    return Items[File](items=files)
+
+
+@route("GET", "/files/{fileId}", tag="files", response=File)
+async def get_file(call: Call) -> File:
+    """A file's metadata: name, size, media type, sha256, space and actions."""
+    return await call.file(call.param("fileId"))
+
+
+@route("GET", "/files/{fileId}/content", tag="files", response="*/*")
+async def download_file(call: Call) -> web.StreamResponse:
+    """A file's bytes, streamed as an attachment (unsafe media types are sent as application/octet-stream)."""
+    file = await call.file(call.param("fileId"))
+    return await send_file(call.request, file, call.api.files.stream(file.id))
+
+
+@route("DELETE", "/files/{fileId}", tag="files", status=204)
+async def delete_file(call: Call) -> None:
+    """Delete a file: its metadata (file:deleted), then its bytes."""
+    await call.api.files.delete((await call.file(call.param("fileId"))).id)
 
 
 # -- events and agents -----------------------------------------------------------
@@ -544,8 +733,10 @@ def cursor_name(user: User, agent: str) -> str:
 
 
 def visible_to(user: User, event: Event) -> bool:
-    """Members see events of their own jobs and events that are not about a job."""
-    if user.role is not Role.MEMBER or event.context.job_id is None:
+    """Members see events of their own jobs and files, and events that are about neither."""
+    if user.role is not Role.MEMBER:
+        return True
+    if event.context.job_id is None and not event.topic.startswith("file:"):
         return True
     return bool(event.payload.get("createdBy") == user.name)
 

@@ -64,6 +64,7 @@ class Scheduler:
         if self.retention is not None and (self._last_prune is None or now - self._last_prune >= self.prune_every):
             self._last_prune = now
             self.pruned += await self.jobs.prune(self.retention)
+            await self.jobs.prune_data()
         return moved
 
     async def run(self) -> None:

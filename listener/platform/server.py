@@ -16,11 +16,12 @@ from typing import Any
 import anyio
 from aiohttp import WSCloseCode, web
 from anyio.abc import TaskStatus
+from multidict import MultiDict, MultiMapping
 
 from listener.errors import Invalid, ListenerError, NotFound, TooLarge
 from listener.models import refuse_nul
 from listener.platform import Platform
-from listener.platform.auth import Users
+from listener.platform.auth import LINK_PARAMS, User, Users
 from listener.platform.metrics import METRICS_ROUTE
 from listener.platform.openapi import openapi
 from listener.platform.routes import ROUTES, Call, Reply, Route, forbid, parse_body, parse_query
@@ -111,17 +112,23 @@ def bearer(request: web.Request) -> str | None:
 def _view(route: Route) -> Any:
     async def view(request: web.Request) -> web.StreamResponse:
         platform, users = request.app[PLATFORM], request.app[USERS]
-        user = await users.authenticate(bearer(request)) if not route.public else None
+        query: MultiMapping[str] = request.query
+        if route.downloadable and bearer(request) is None and "signature" in query:
+            # A signed link (POST /links) stands for its user's token, for this one download.
+            user: User | None = await users.from_link(request.path, query)
+            query = MultiDict((k, v) for k, v in query.items() if k not in LINK_PARAMS)
+        else:
+            user = await users.authenticate(bearer(request)) if not route.public else None
         refuse_nul(dict(request.match_info))
         if user is not None:
             forbid(user, route)
         call = Call(request, user, platform, platform.api.as_actor(user.name if user else None),  # type: ignore[arg-type]
                     users)
         if route.query is not None:
-            call.query = parse_query(route.query, request.query, request.query.getall)
-        elif request.query:
-            raise Invalid(f"{route.method} {route.path} takes no query parameters; got {', '.join(request.query)}.",
-                          details=[{"field": k, "message": "unknown query parameter"} for k in request.query])
+            call.query = parse_query(route.query, query, query.getall)
+        elif query:
+            raise Invalid(f"{route.method} {route.path} takes no query parameters; got {', '.join(query)}.",
+                          details=[{"field": k, "message": "unknown query parameter"} for k in query])
         if route.body is not None:
             call.body = await parse_body(request, route.body)
         result = await route.handler(call)
@@ -143,7 +150,7 @@ async def openapi_document(call: Call) -> web.Response:
 
 
 # Like every endpoint but health, the document needs a token; it lists itself with the rest.
-SPEC_ROUTE = Route("GET", "/openapi.json", openapi_document,  # type: ignore[arg-type]
+SPEC_ROUTE = Route("GET", "/openapi.json", openapi_document,
                    "The OpenAPI 3.1 document of this API, generated from the route table and the models.",
                    "system", response=dict)
 

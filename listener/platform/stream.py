@@ -111,6 +111,6 @@ async def _receive(text: str, ws: web.WebSocketResponse, store: Any, cursor: str
     await ws.send_json({"type": "error", "error": error})
 
 
-STREAM_ROUTE = Route("GET", "/events/stream", events_stream,  # type: ignore[arg-type]
+STREAM_ROUTE = Route("GET", "/events/stream", events_stream,
                      "The event log as a websocket: backlog from `after` (or the agent's cursor), then live events.",
                      "events", query=StreamQuery, status=101)

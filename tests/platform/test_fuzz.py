@@ -52,11 +52,12 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from listener import Platform
-from listener.models import MAX_INT64
+from listener.models import MAX_INT64, new_id
 from listener.platform import PlatformApi
 from listener.platform.auth import Users
 from listener.platform.routes import ROUTES, Route
 from listener.platform.server import API, SPEC_ROUTE, serve
+from listener.platform.store.base import StoredObject
 
 pytestmark = pytest.mark.anyio
 
@@ -69,7 +70,9 @@ JOB_STATE = {"get_job": "failed", "delete_job": "complete", "execute_job": "crea
              "update_job": "executing", "complete_job": "executing", "fail_job": "executing",
              "cancel_job": "ready", "acknowledge_outcome": "complete", "heartbeat_job": "executing",
              "retry_job": "failed", "checkpoint_job": "executing", "log_job_errors": "executing",
-             "job_errors": "failed", "split_job": "executing"}
+             "job_errors": "failed", "split_job": "executing", "attach_job_file": "complete",
+             "write_job_data": "executing", "job_data_csv": "failed", "job_errors_csv": "failed",
+             "sign_link": "failed"}
 
 EXPORT = {"operation": "export", "label": "Export", "inputForm": {"fields": [
     {"key": "format", "label": "Format", "type": "enum", "defaultValue": "csv",
@@ -123,11 +126,23 @@ async def make_objects(api: PlatformApi, job_state: str | None) -> dict[str, Any
     ids: dict[str, Any] = {"spaceId": space.id, "workbookId": workbook.id, "sheetId": contacts.id,
                            "sourceId": workbook.id, "source": workbook.id, "recordIds": [r.id for r in records],
                            "job": "workbook:export"}
+    document = await api.documents.create(title="Fuzz", body="# Fuzz\n\n<b>bold</b>", space_id=space.id,
+                                          actions=[EXPORT])
+    ids["documentId"] = document.id
+    file = await api.files.upload(b"email\na@example.com\n", name="fuzz.csv", space_id=space.id, actions=[EXPORT])
+    ids["fileId"] = file.id
+    if "fileId" not in ids:  # a file to attach to jobs, if no upload made one above
+        file_id = new_id("fl")
+        doc = {"id": file_id, "name": "a.csv", "size": 0, "mimeType": "text/csv", "sha256": "0" * 64,
+               "createdAt": "2026-01-01T00:00:00Z"}
+        await api._store.put_objects([StoredObject(file_id, "file", None, doc)], [])
+        ids["fileId"] = file_id
     if job_state is not None:
         job = await api.jobs.create(type="workbook", operation="export", source=workbook.id,
                                     trigger="manual" if job_state == "created" else "immediate")
         if job_state in ("executing", "complete", "failed"):
             await api.jobs.ack(job.id, progress=5)
+            await api.jobs.write_data(job.id, [{"email": "a@example.com", "score": 1}])
         if job_state == "complete":
             await api.jobs.complete(job.id, outcome={"message": "Done", "next": {"type": "url", "url": "/x"}})
         elif job_state == "failed":
@@ -151,9 +166,11 @@ def point_at(case: Any, ids: dict[str, Any], positive: bool) -> None:
     body = case.body
     if not isinstance(body, dict):
         return
-    for name in ("sourceId", "spaceId", "source"):
-        if isinstance(body.get(name), str):
+    for name in ("sourceId", "spaceId", "source", "fileId"):
+        if isinstance(body.get(name), str) and name in ids:
             body[name] = ids[name]
+    if isinstance(body.get("path"), str) and "jobId" in ids:
+        body["path"] = f"/api/v1/jobs/{ids['jobId']}/errors.csv"  # a download to sign a link for
     if "sourceId" in body:
         body["operation"] = "export"  # the action the workbook has; its input stays generated
     if isinstance(body.get("ids"), list):

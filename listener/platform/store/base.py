@@ -25,6 +25,7 @@ __all__ = [
     "JobRule",
     "NewEvent",
     "NoSlot",
+    "ObjectChange",
     "PartStats",
     "Publisher",
     "RecordChanges",
@@ -62,6 +63,8 @@ class JobChange:
     job: Job | None
     events: list[NewEvent]
     inserts: list[tuple[Job, EventContext, list[NewEvent]]] = field(default_factory=list)
+    data: list[dict[str, Any]] = field(default_factory=list)
+    """Result rows to append to the job's data (jobs.write_data)."""
 
 
 class NoSlot(Exception):
@@ -176,6 +179,10 @@ class StoredObject:
     doc: dict[str, Any]
 
 
+ObjectChange = Callable[[StoredObject], tuple[dict[str, Any] | None, list[NewEvent]]]
+"""Given an object as stored, its new document (None deletes it) and the events that report the change."""
+
+
 @dataclass(frozen=True, slots=True)
 class Idempotency:
     """A caller's Idempotency-Key for a job creation, and the hash of the body it came with."""
@@ -250,6 +257,15 @@ class Store(Protocol):
         """Append to a job's error log; returns the log's length. NotFound for an unknown job."""
         ...
     async def job_errors(self, job_id: str, limit: int, offset: int) -> tuple[list[JobItemError], int]: ...
+    async def secret(self, name: str) -> str:
+        """A random secret of this database (made on first use), the same for every replica."""
+        ...
+    async def job_data(self, job_id: str, after: int, limit: int) -> list[tuple[int, dict[str, Any]]]:
+        """Up to `limit` of the job's data rows after position `after`, with their positions, in order."""
+        ...
+    async def prune_job_data(self, finished_before: datetime) -> int:
+        """Delete the data rows of jobs that ended at or before `finished_before`; returns how many rows."""
+        ...
     async def count_jobs(self) -> dict[tuple[str, str], int]:
         """How many jobs there are of each (status, type)."""
         ...
@@ -287,6 +303,11 @@ class Store(Protocol):
     async def get_object(self, object_id: str, kind: str | None = None) -> StoredObject: ...
     async def list_objects(self, kind: str, parent_id: str | None = None) -> list[StoredObject]: ...
     async def delete_objects(self, object_ids: list[str], events: list[NewEvent]) -> list[Event]: ...
+    async def change_object(self, object_id: str, kind: str,
+                            change: ObjectChange) -> tuple[StoredObject | None, list[Event]]:
+        """Read-modify-write one object of `kind` in one transaction (NotFound if there is none): its new state
+        (None if deleted) and the events appended. `change` may run more than once; it must not have effects."""
+        ...
 
     # records
     async def change_records(self, changes: RecordChanges, events: list[NewEvent]) -> list[Event]: ...

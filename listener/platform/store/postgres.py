@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from listener.platform.store.base import (
     JobQuery,
     JobRule,
     NewEvent,
+    ObjectChange,
     PartStats,
     Publisher,
     RecordChanges,
@@ -161,6 +163,19 @@ MIGRATIONS: list[str] = [
     CREATE INDEX jobs_type_operation_status ON jobs (type, operation, status);
     CREATE INDEX jobs_parent ON jobs (parent_id, part) WHERE parent_id IS NOT NULL;
     CREATE INDEX jobs_waiting ON jobs (type, operation, created_at) WHERE waiting;
+    """,
+    # 8: the result rows a job writes (jobs.write_data), downloadable as CSV until they expire
+    """
+    CREATE TABLE job_data (
+        pos bigserial PRIMARY KEY,
+        job_id text NOT NULL,
+        row json NOT NULL  -- json, not jsonb: it keeps the columns in the order the listener wrote them
+    );
+    CREATE INDEX job_data_job ON job_data (job_id, pos);
+    CREATE TABLE secrets (
+        name text PRIMARY KEY,
+        value text NOT NULL
+    );
     """,
 ]
 
@@ -460,6 +475,15 @@ class PostgresStore:
                 await anyio.sleep(0.05 * 2**attempt)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A connection of the pool (on the store's schema) for what is not a store write: file bytes.
+
+        What runs on it is not in the batch transactions and appends no events.
+        """
+        async with self._ready().acquire() as conn:
+            yield conn
+
     # -- publishing -------------------------------------------------------------
 
     async def _tail_forever(self) -> None:
@@ -546,6 +570,11 @@ class PostgresStore:
             for child, _, _ in outcome.inserts:
                 if child.id in self._jobs or child.id in self._inserted:
                     raise Conflict(f"Job {child.id} already exists.", details={"jobId": child.id})
+            if outcome.data:
+                await conn.executemany("INSERT INTO job_data (job_id, row) VALUES ($1, $2)",
+                                       [(job_id, json.dumps(row)) for row in outcome.data])
+            if outcome.job is None:
+                await conn.execute("DELETE FROM job_data WHERE job_id = $1", job_id)
             # Only a rule that succeeded changes the batch's copy; the rows are written once, at the end.
             self._changed[job_id] = outcome.job
             if outcome.job is None:
@@ -651,6 +680,30 @@ class PostgresStore:
 
         return await self._read(read)
 
+    async def secret(self, name: str) -> str:
+        async def get(conn: asyncpg.Connection) -> tuple[str, list[NewEvent]]:
+            # The first replica to ask makes it; every other one reads that one.
+            await conn.execute("INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                               name, secrets.token_hex(32))
+            return str(await conn.fetchval("SELECT value FROM secrets WHERE name = $1", name)), []
+
+        value, _ = await self._write(get)
+        return value
+
+    async def job_data(self, job_id: str, after: int, limit: int) -> list[tuple[int, dict[str, Any]]]:
+        rows = await self._read(lambda conn: conn.fetch(
+            "SELECT pos, row FROM job_data WHERE job_id = $1 AND pos > $2 ORDER BY pos LIMIT $3", job_id, after, limit))
+        return [(int(r["pos"]), json.loads(r["row"])) for r in rows]
+
+    async def prune_job_data(self, finished_before: datetime) -> int:
+        async def prune(conn: asyncpg.Connection) -> tuple[int, list[NewEvent]]:
+            status = await conn.execute("DELETE FROM job_data WHERE job_id IN"
+                                        " (SELECT id FROM jobs WHERE finished_at <= $1)", finished_before)
+            return int(status.split()[-1]), []
+
+        pruned, _ = await self._write(prune)
+        return pruned
+
     async def count_jobs(self) -> dict[tuple[str, str], int]:
         rows = await self._read(lambda conn: conn.fetch("SELECT status, type, count(*) AS n FROM jobs"
                                                         " GROUP BY status, type"))
@@ -666,6 +719,7 @@ class PostgresStore:
                 "SELECT id FROM jobs WHERE finished_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED", finished_before, limit)]
             await conn.execute("DELETE FROM events WHERE job_id = ANY($1::text[])", ids)
             await conn.execute("DELETE FROM job_errors WHERE job_id = ANY($1::text[])", ids)
+            await conn.execute("DELETE FROM job_data WHERE job_id = ANY($1::text[])", ids)
             await conn.execute("DELETE FROM jobs WHERE id = ANY($1::text[])", ids)
             return len(ids), []
 
@@ -750,6 +804,22 @@ class PostgresStore:
 
         _, added = await self._write(delete)
         return added
+
+    async def change_object(self, object_id: str, kind: str,
+                            change: ObjectChange) -> tuple[StoredObject | None, list[Event]]:
+        async def change_(conn: asyncpg.Connection) -> tuple[StoredObject | None, list[NewEvent]]:
+            row = await conn.fetchrow("SELECT parent_id, doc FROM objects WHERE id = $1 AND kind = $2 FOR UPDATE",
+                                      object_id, kind)
+            if row is None:
+                raise NotFound(f"{kind.capitalize()} {object_id} not found.", details={"id": object_id})
+            doc, events = change(StoredObject(object_id, kind, row["parent_id"], json.loads(row["doc"])))
+            if doc is None:
+                await conn.execute("DELETE FROM objects WHERE id = $1", object_id)
+                return None, events
+            await conn.execute("UPDATE objects SET doc = $2 WHERE id = $1", object_id, json.dumps(doc))
+            return StoredObject(object_id, kind, row["parent_id"], doc), events
+
+        return await self._write(change_)
 
     # -- records ------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -33,6 +34,7 @@ from listener.platform.store.base import (
     JobQuery,
     JobRule,
     NewEvent,
+    ObjectChange,
     PartStats,
     Publisher,
     RecordChanges,
@@ -151,6 +153,19 @@ MIGRATIONS: list[str] = [
     CREATE INDEX jobs_type_operation_status ON jobs (type, operation, status);
     CREATE INDEX jobs_parent ON jobs (parent_id, part) WHERE parent_id IS NOT NULL;
     CREATE INDEX jobs_waiting ON jobs (type, operation, created_at) WHERE waiting = 1;
+    """,
+    # 8: the result rows a job writes (jobs.write_data), downloadable as CSV until they expire
+    """
+    CREATE TABLE job_data (
+        pos INTEGER PRIMARY KEY,
+        job_id TEXT NOT NULL,
+        row TEXT NOT NULL
+    );
+    CREATE INDEX job_data_job ON job_data (job_id, pos);
+    CREATE TABLE secrets (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
     """,
 ]
 
@@ -400,12 +415,16 @@ class SqliteStore:
                 return job  # nothing to do
             if outcome.job is None:
                 tx.conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+                tx.conn.execute("DELETE FROM job_data WHERE job_id = ?", (job_id,))
             else:
                 new = outcome.job
                 if occupies(new) and not occupies(job):
                     self._admit(tx, new)
                 tx.conn.execute(f"UPDATE jobs SET ({_JOB_COLUMNS}, doc) = ({', '.join('?' * 11)}) WHERE id = ?",
                                 (*_job_row(new), new.model_dump_json(), job_id))
+            if outcome.data:
+                tx.conn.executemany("INSERT INTO job_data (job_id, row) VALUES (?, ?)",
+                                    [(job_id, json.dumps(row)) for row in outcome.data])
             tx.append(outcome.events)
             for child, child_ctx, child_events in outcome.inserts:
                 _insert_job(tx, child, child_ctx)
@@ -501,6 +520,32 @@ class SqliteStore:
 
         return await self._read(read)
 
+    async def secret(self, name: str) -> str:
+        def get(tx: _Tx) -> str:
+            tx.conn.execute("INSERT INTO secrets (name, value) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                            (name, secrets.token_hex(32)))
+            return str(tx.conn.execute("SELECT value FROM secrets WHERE name = ?", (name,)).fetchone()[0])
+
+        value, _ = await self._write(get)
+        return value
+
+    async def job_data(self, job_id: str, after: int, limit: int) -> list[tuple[int, dict[str, Any]]]:
+        def read(conn: sqlite3.Connection) -> list[tuple[int, dict[str, Any]]]:
+            rows = conn.execute("SELECT pos, row FROM job_data WHERE job_id = ? AND pos > ? ORDER BY pos LIMIT ?",
+                                (job_id, after, limit)).fetchall()
+            return [(int(r[0]), json.loads(r[1])) for r in rows]
+
+        return await self._read(read)
+
+    async def prune_job_data(self, finished_before: datetime) -> int:
+        def prune(tx: _Tx) -> int:
+            cur = tx.conn.execute("DELETE FROM job_data WHERE job_id IN (SELECT id FROM jobs WHERE finished_at <= ?)",
+                                  (finished_before.timestamp(),))
+            return cur.rowcount
+
+        pruned, _ = await self._write(prune)
+        return pruned
+
     async def count_jobs(self) -> dict[tuple[str, str], int]:
         def count(conn: sqlite3.Connection) -> dict[tuple[str, str], int]:
             rows = conn.execute("SELECT status, type, count(*) FROM jobs GROUP BY status, type").fetchall()
@@ -518,7 +563,8 @@ class SqliteStore:
         def prune(tx: _Tx) -> int:
             ids = [r[0] for r in tx.conn.execute("SELECT id FROM jobs WHERE finished_at < ? LIMIT ?",
                                                  (finished_before.timestamp(), limit))]
-            for table, column in (("events", "job_id"), ("job_errors", "job_id"), ("jobs", "id")):
+            tables = (("events", "job_id"), ("job_errors", "job_id"), ("job_data", "job_id"), ("jobs", "id"))
+            for table, column in tables:
                 tx.conn.executemany(f"DELETE FROM {table} WHERE {column} = ?", [(i,) for i in ids])
             return len(ids)
 
@@ -605,6 +651,23 @@ class SqliteStore:
 
         _, added = await self._write(delete)
         return added
+
+    async def change_object(self, object_id: str, kind: str,
+                            change: ObjectChange) -> tuple[StoredObject | None, list[Event]]:
+        def change_(tx: _Tx) -> StoredObject | None:
+            row = tx.conn.execute("SELECT parent_id, doc FROM objects WHERE id = ? AND kind = ?",
+                                  (object_id, kind)).fetchone()
+            if row is None:
+                raise NotFound(f"{kind.capitalize()} {object_id} not found.", details={"id": object_id})
+            doc, events = change(StoredObject(object_id, kind, row[0], json.loads(row[1])))
+            if doc is None:
+                tx.conn.execute("DELETE FROM objects WHERE id = ?", (object_id,))
+            else:  # an UPDATE, not a REPLACE: the object keeps its place in listings
+                tx.conn.execute("UPDATE objects SET doc = ? WHERE id = ?", (json.dumps(doc), object_id))
+            tx.append(events)
+            return None if doc is None else StoredObject(object_id, kind, row[0], doc)
+
+        return await self._write(change_)
 
     # -- records --------------------------------------------------------------
 
