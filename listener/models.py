@@ -565,6 +565,8 @@ class File(Model):
     actions: list[Action] = []
     metadata: dict[str, Any] = {}
     created_by: str | None = None
+    readers: list[str] = []
+    """Users who may read it besides its creator: those whose jobs it is attached to."""
     created_at: datetime
 
 

@@ -61,6 +61,7 @@ from listener.platform.store.base import (
     NewEvent,
     NoSlot,
     Store,
+    StoredObject,
     deadline,
 )
 from listener.types import UNSET, Clock
@@ -606,7 +607,17 @@ class JobService:
             others = [f for f in job.files if (f.file_id, f.role) != (attached.file_id, attached.role)]
             return {"files": [*others, attached]}
 
-        return await self._move(job_id, _Move("attach_file", set(S), topics.JOB_UPDATED, apply))
+        job = await self._move(job_id, _Move("attach_file", set(S), topics.JOB_UPDATED, apply))
+        if job.created_by and job.created_by != stored.doc.get("createdBy"):
+            # Whoever started the job may download what is attached to it (an agent's error report).
+            reader = job.created_by
+
+            def share(obj: StoredObject) -> tuple[dict[str, Any] | None, list[NewEvent]]:
+                readers = obj.doc.get("readers", [])
+                return ({**obj.doc, "readers": [*readers, reader]} if reader not in readers else obj.doc), []
+
+            await self._store.change_object(body.file_id, "file", share)
+        return job
 
     async def write_data(self, job_id: str, rows: Sequence[dict[str, Any]]) -> int:
         """Append result rows to the job's data (its data.csv); returns how many rows it has."""

@@ -176,7 +176,7 @@ class Call:
     async def file(self, file_id: str) -> File:
         """The file, if this user may see it: another member's file is NotFound, as if it did not exist."""
         file = await self.api.files.get(file_id)
-        if self.is_member and file.created_by != self.user.name:
+        if self.is_member and file.created_by != self.user.name and self.user.name not in file.readers:
             raise NotFound(f"File {file_id} not found.", details={"id": file_id})
         return file
 

@@ -124,3 +124,20 @@ async def test_csvs_over_http_with_members_kept_to_their_own_jobs(server: Server
         empty = await admin.jobs.create(type="workbook", operation="export")
         with pytest.raises(NotFound, match="no job data"):
             await admin.jobs.data_csv(empty.id)
+
+
+async def test_a_member_reads_the_files_attached_to_their_jobs(server: Server) -> None:
+    mia, leo = await server.token("mia"), await server.token("leo")
+    async with Client(server.url, token=mia) as member:
+        job = await member.jobs.create(type="workbook", operation="import")
+    async with Client(server.url, token=server.admin_token) as agent:
+        report = await agent.files.upload(b"item,message\r\nrow 2,bad\r\n", name="errors.csv")
+        await agent.jobs.attach_file(job.id, report.id, role="error_report")
+        other = await agent.files.upload(b"secret", name="other.txt")
+    async with Client(server.url, token=mia) as member:
+        assert await member.files.read(report.id) == b"item,message\r\nrow 2,bad\r\n"
+        with pytest.raises(NotFound):
+            await member.files.read(other.id)
+    async with Client(server.url, token=leo) as stranger:
+        with pytest.raises(NotFound):
+            await stranger.files.read(report.id)
