@@ -14,6 +14,7 @@ import json
 import logging
 import secrets
 import sqlite3
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -175,18 +176,36 @@ Synchronous = Literal["NORMAL", "FULL"]
 @dataclass(slots=True)
 class _Write(Generic[T]):
     fn: Callable[[_Tx], T]
+    # A lazy write checks everything before it changes anything, and calls `tx.begin()` first
+    # only if it could still fail after its first change: most job moves need no savepoint.
+    lazy: bool = False
     result: T | None = None
     error: BaseException | None = None
     events: list[Event] = field(default_factory=list)
 
 
+_CACHE_SIZE = 10_000
+
+CachedJob = tuple[Job, EventContext] | None
+"""A job as the writer last committed it (None: deleted)."""
+
+
 class _Tx:
     """One write's view of the open transaction (runs in the writer thread)."""
 
-    def __init__(self, conn: sqlite3.Connection, seq: int) -> None:
+    def __init__(self, conn: sqlite3.Connection, seq: int, jobs: dict[str, CachedJob]) -> None:
         self.conn = conn
         self.seq = seq
         self.events: list[Event] = []
+        self.began = False
+        self.jobs = jobs  # what earlier writes of the batch, then earlier batches, left each job as
+        self.changed: dict[str, CachedJob] = {}
+
+    def begin(self) -> None:
+        """Make what follows undoable on its own (a savepoint), before the write's first change."""
+        if not self.began:
+            self.conn.execute("SAVEPOINT w")
+            self.began = True
 
     def append(self, new: Sequence[NewEvent]) -> list[Event]:
         added = []
@@ -238,6 +257,10 @@ class SqliteStore:
         self._reader_slots: anyio.Semaphore | None = None
         self._closed = False
         self._limits: dict[str, JobSettings] = {}
+        # Jobs as last committed, so a move does not read and parse the row it just wrote. Only the
+        # writer thread touches it; another process's commit (PRAGMA data_version) clears it.
+        self._jobs: OrderedDict[str, tuple[Job, EventContext]] = OrderedDict()
+        self._data_version: int | None = None
 
     @classmethod
     @asynccontextmanager
@@ -302,10 +325,10 @@ class SqliteStore:
 
     # -- the writer -----------------------------------------------------------
 
-    async def _write(self, fn: Callable[[_Tx], T]) -> tuple[T, list[Event]]:
+    async def _write(self, fn: Callable[[_Tx], T], *, lazy: bool = False) -> tuple[T, list[Event]]:
         if self._closed:
             raise RuntimeError("The store is closed.")
-        write: _Write[T] = _Write(fn)
+        write: _Write[T] = _Write(fn, lazy)
         self._pending.append(write)
         done = self._pending_done
         self._wake.set()
@@ -347,29 +370,62 @@ class SqliteStore:
     def _run_batch(self, batch: list[_Write[Any]]) -> None:
         conn = self._writer
         assert conn is not None
+        changed: dict[str, CachedJob] = {}
         try:
             conn.execute("BEGIN IMMEDIATE")
+            version = conn.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._data_version:  # another connection committed: our copies may be stale
+                self._jobs.clear()
+                self._data_version = version
             seq = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
             for write in batch:
-                tx = _Tx(conn, seq)
-                conn.execute("SAVEPOINT w")
+                tx = _Tx(conn, seq, changed)
+                if not write.lazy:
+                    tx.begin()
                 try:
                     write.result = write.fn(tx)
                 except Exception as exc:
-                    conn.execute("ROLLBACK TO w")
+                    if tx.began:
+                        conn.execute("ROLLBACK TO w")
+                        conn.execute("RELEASE w")
+                    elif isinstance(exc, sqlite3.Error):
+                        raise  # a lazy write that failed in the database may have changed something
                     write.error = exc
                 else:
+                    if tx.began:
+                        conn.execute("RELEASE w")
                     seq = tx.seq
                     write.events = tx.events
-                conn.execute("RELEASE w")
+                    changed.update(tx.changed)
             conn.execute("COMMIT")
         except BaseException as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            self._jobs.clear()
             for write in batch:
                 if write.error is None:
                     write.error = exc
                     write.events = []
+            return
+        for job_id, entry in changed.items():
+            if entry is None:
+                self._jobs.pop(job_id, None)
+            else:
+                self._jobs[job_id] = entry
+                self._jobs.move_to_end(job_id)
+        while len(self._jobs) > _CACHE_SIZE:
+            self._jobs.popitem(last=False)
+
+    def _job(self, tx: _Tx, job_id: str) -> tuple[Job, EventContext]:
+        """The job as this batch has it so far, from memory when it can be."""
+        entry = tx.jobs[job_id] if job_id in tx.jobs else self._jobs.get(job_id)
+        if entry is None and job_id not in tx.jobs:
+            row = tx.conn.execute("SELECT doc, ctx FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is not None:
+                entry = Job.model_validate_json(row[0]), EventContext.model_validate_json(row[1])
+        if entry is None:
+            raise NotFound(f"Job {job_id} not found.", details={"jobId": job_id})
+        return entry
 
     # -- reads ----------------------------------------------------------------
 
@@ -399,6 +455,7 @@ class SqliteStore:
             if occupies(job):
                 self._admit(tx, job)
             _insert_job(tx, job, context)
+            tx.changed[job.id] = (job, context)
             tx.append(events)
 
         _, added = await self._write(insert)
@@ -406,13 +463,13 @@ class SqliteStore:
 
     async def change_job(self, job_id: str, rule: JobRule) -> tuple[Job | None, list[Event]]:
         def change(tx: _Tx) -> Job | None:
-            row = tx.conn.execute("SELECT doc, ctx FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            if row is None:
-                raise NotFound(f"Job {job_id} not found.", details={"jobId": job_id})
-            job, ctx = Job.model_validate_json(row[0]), EventContext.model_validate_json(row[1])
+            job, ctx = self._job(tx, job_id)
             outcome: JobChange = rule(job, ctx)
             if outcome.job is job and not outcome.events and not outcome.inserts:
                 return job  # nothing to do
+            if outcome.inserts:
+                tx.begin()  # a part's insert can still fail after the parent's update
+            tx.changed[job_id] = None if outcome.job is None else (outcome.job, ctx)
             if outcome.job is None:
                 tx.conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
                 tx.conn.execute("DELETE FROM job_data WHERE job_id = ?", (job_id,))
@@ -428,10 +485,11 @@ class SqliteStore:
             tx.append(outcome.events)
             for child, child_ctx, child_events in outcome.inserts:
                 _insert_job(tx, child, child_ctx)
+                tx.changed[child.id] = (child, child_ctx)
                 tx.append(child_events)
             return outcome.job
 
-        return await self._write(change)
+        return await self._write(change, lazy=True)
 
     def _admit(self, tx: _Tx, job: Job) -> None:
         """Take a running slot (and a start, if rate-limited) for a job about to become ready, or NoSlot."""
@@ -564,6 +622,7 @@ class SqliteStore:
             ids = [r[0] for r in tx.conn.execute("SELECT id FROM jobs WHERE finished_at < ? LIMIT ?",
                                                  (finished_before.timestamp(), limit))]
             tables = (("events", "job_id"), ("job_errors", "job_id"), ("job_data", "job_id"), ("jobs", "id"))
+            tx.changed.update(dict.fromkeys(ids))
             for table, column in tables:
                 tx.conn.executemany(f"DELETE FROM {table} WHERE {column} = ?", [(i,) for i in ids])
             return len(ids)
