@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from listener import Conflict, JobStatus, Platform
 from listener.platform.store.sqlite import MIGRATIONS, SqliteStore
 
 pytestmark = pytest.mark.anyio
@@ -29,3 +30,32 @@ async def test_store_refuses_use_after_close(db_path: Path) -> None:
     with pytest.raises(RuntimeError, match="closed"):
         await store.append_events([])
 
+
+
+async def test_another_process_changing_a_job_is_seen_by_the_next_move(db_path: Path) -> None:
+    async with Platform.open(f"sqlite:///{db_path}", sweep_interval=None) as platform:
+        job = await platform.api.jobs.create(type="workbook", operation="export")
+        await platform.api.jobs.ack(job.id)  # the writer now holds this job in memory
+        # Another process (say `listener prune`, or a second platform on the file) cancels it.
+        other = sqlite3.connect(db_path)
+        doc = other.execute("SELECT doc FROM jobs WHERE id = ?", (job.id,)).fetchone()[0]
+        other.execute("UPDATE jobs SET status = 'cancelled', doc = ? WHERE id = ?",
+                      (doc.replace('"status":"executing"', '"status":"cancelled"'), job.id))
+        other.commit()
+        other.close()
+        with pytest.raises(Conflict, match="it is cancelled"):
+            await platform.api.jobs.complete(job.id)
+        assert (await platform.api.jobs.get(job.id)).status is JobStatus.CANCELLED
+
+
+async def test_a_failed_move_leaves_nothing_behind_in_memory(db_path: Path) -> None:
+    async with Platform.open(f"sqlite:///{db_path}", sweep_interval=None) as platform:
+        job = await platform.api.jobs.create(type="workbook", operation="export")
+        with pytest.raises(Conflict):
+            await platform.api.jobs.complete(job.id)  # not acked: refused before anything changed
+        acked = await platform.api.jobs.ack(job.id)
+        assert acked.status is JobStatus.EXECUTING and acked.attempt == 1
+        done = await platform.api.jobs.complete(job.id)
+        assert done.status is JobStatus.COMPLETE
+        assert [e.topic for e in await platform.store.read_events(0, 10, job.id)] == [
+            "job:created", "job:ready", "job:updated", "job:completed"]
