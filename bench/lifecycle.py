@@ -8,12 +8,17 @@ Two paths are measured, each on a fresh database per run (unless --db is given):
 * raw: no listener; each job is created, acked, updated and completed by direct Api calls, C jobs in flight.
 
 Figures per run and the median of the runs: jobs/s, events/s, and for job_handler the latency from
-`jobs.create` returning to the handler starting (dispatch; this includes the ack write job_handler does
+`jobs.create` being called to the handler starting (dispatch; this includes the ack write job_handler does
 before calling the handler) and to job:completed being published (end to end).
 
     .venv/bin/python bench/lifecycle.py                        # 5000 jobs, 3 runs, concurrency 64
     .venv/bin/python bench/lifecycle.py --jobs 1000 --json     # also print the results as JSON
     .venv/bin/python bench/lifecycle.py --profile              # one run of each path under cProfile
+    .venv/bin/python bench/lifecycle.py --steady 200 --seconds 5   # job_handler latency under a steady load
+    .venv/bin/python bench/lifecycle.py --db postgresql://127.0.0.1/test   # a fresh schema per run
+
+`make bench` (bench/suite.py) runs this path among its scenarios; `measure(path, parse_args([...]), run)` is
+what it calls.
 """
 
 from __future__ import annotations
@@ -177,8 +182,18 @@ def fresh_db(args: argparse.Namespace, stack: ExitStack) -> str:
 
 
 async def run_job_handler(args: argparse.Namespace, run: int, writer: WriterStats) -> RunResult:
-    n, c = args.jobs, args.concurrency
-    created: dict[str, float] = {}  # job id → when jobs.create returned
+    """The job_handler path: bulk (at most C creations in flight) or, with `args.steady`, one by one at a rate.
+
+    Bulk creates `args.jobs` jobs, or as many as fit in `args.max_seconds` (when given): a run then lasts about
+    that long whatever the speed; with `args.backlog`, creation waits while that many jobs are created but not
+    ended (so a run's tail is short). Steady creates `args.steady` jobs a second for `args.seconds` seconds.
+    """
+    c = args.concurrency
+    rate: float | None = getattr(args, "steady", None)
+    max_seconds: float | None = getattr(args, "max_seconds", None)
+    backlog = Backlog(getattr(args, "backlog", None))
+    n = args.jobs if rate is None else max(1, round(rate * args.seconds))  # lowered to what was created
+    created: dict[str, float] = {}  # job id → when jobs.create was called (as peers' latency counts from enqueue)
     started: dict[str, float] = {}  # job id → when the handler started
     ended: dict[str, float] = {}  # job id → when its job:completed (or failed/cancelled) was published
     failed = 0
@@ -196,6 +211,7 @@ async def run_job_handler(args: argparse.Namespace, run: int, writer: WriterStat
                 ended[e.context.job_id] = now
                 if e.topic != JOB_COMPLETED:
                     failed += 1
+        backlog.ended(len(ended))
         if len(ended) >= n:
             all_done.set()
 
@@ -216,8 +232,9 @@ async def run_job_handler(args: argparse.Namespace, run: int, writer: WriterStat
 
                 async def create_one() -> None:
                     try:
+                        called = time.perf_counter()
                         job = await jobs.create(type="workbook", operation="bench")
-                        created[job.id] = time.perf_counter()
+                        created[job.id] = called
                     finally:
                         slots.release()
 
@@ -225,9 +242,18 @@ async def run_job_handler(args: argparse.Namespace, run: int, writer: WriterStat
                 t0 = time.perf_counter()
                 with anyio.fail_after(args.timeout):
                     async with anyio.create_task_group() as tg:
-                        for _ in range(n):
+                        begin = anyio.current_time()
+                        for i in range(n):
+                            if rate is not None:
+                                await anyio.sleep_until(begin + i / rate)  # open loop: on schedule, however slow
+                            elif max_seconds is not None and anyio.current_time() - begin >= max_seconds:
+                                break
+                            await backlog.wait_below(i)
                             await slots.acquire()
                             tg.start_soon(create_one)
+                    n = len(created)
+                    if len(ended) >= n:
+                        all_done.set()
                     await all_done.wait()
                 t1 = max(ended.values())
                 cpu, loop_cpu = cpu_seconds() - cpu0, time.thread_time() - loop0
@@ -253,6 +279,27 @@ async def run_job_handler(args: argparse.Namespace, run: int, writer: WriterStat
         dispatch_ms=[(started[j] - created[j]) * 1000 for j in started if j in created],
         e2e_ms=[(ended[j] - created[j]) * 1000 for j in ended],
     )
+
+
+class Backlog:
+    """Bulk creation's brake: with a limit, wait while `limit` jobs are created but not ended (None: never)."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self._ended = 0
+        self._changed = anyio.Event()
+
+    def ended(self, count: int) -> None:
+        """Called with how many jobs have ended so far."""
+        if count != self._ended:
+            self._ended = count
+            self._changed.set()
+            self._changed = anyio.Event()
+
+    async def wait_below(self, issued: int) -> None:
+        """Return once fewer than `limit` of the `issued` jobs (creations started) have not ended."""
+        while self.limit is not None and issued - self._ended >= self.limit:
+            await self._changed.wait()
 
 
 # -- the raw Api path -----------------------------------------------------------
@@ -366,7 +413,10 @@ def header_lines(args: argparse.Namespace) -> list[str]:
         f"SQLite {sqlite3.sqlite_version}, {os.cpu_count()} CPU(s), {pyplatform.platform(terse=True)}",
         f"anyio {pkg('anyio')}, pydantic {pkg('pydantic')}, pyee {pkg('pyee')}",
         f"jobs={args.jobs} runs={args.runs} concurrency={args.concurrency} synchronous={args.synchronous} "
-        f"db={args.db or 'fresh temp file per run'}",
+        + (f"steady={args.steady:g}/s for {args.seconds:g}s " if getattr(args, "steady", None) else "")
+        + (f"max-seconds={args.max_seconds:g} " if getattr(args, "max_seconds", None) else "")
+        + (f"backlog={args.backlog} " if getattr(args, "backlog", None) else "")
+        + f"db={args.db or 'fresh temp file per run'}",
     ]
 
 
@@ -398,7 +448,7 @@ def print_table(results: list[RunResult]) -> None:
             print(row(path, str(r.run), r.figures()))
         print(row(path, "median", medians(mine)))
         print()
-    print("disp = jobs.create returned → handler started (includes job_handler's ack write); e2e = create returned →")
+    print("disp = jobs.create called → handler started (includes job_handler's ack write); e2e = create called →")
     print("job:completed published (raw: create called → complete returned); latencies in ms. cpu/wall = process CPU")
     print("seconds per wall second (2 cores: at most 2.0). loop us / wr us = CPU µs per job of the event-loop thread")
     print("(framework and benchmark client) / of the writer thread inside write batches. wr busy = share of wall time")
@@ -439,6 +489,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--synchronous", choices=["NORMAL", "FULL"], default="NORMAL",
                         help="SQLite synchronous mode (default NORMAL)")
     parser.add_argument("--path", choices=[*PATHS, "both"], default="both", help="which path to measure")
+    parser.add_argument("--max-seconds", type=float, default=None,
+                        help="job_handler path: stop creating jobs after this many seconds (the run then counts the "
+                             "jobs created so far; default: create all --jobs)")
+    parser.add_argument("--backlog", type=int, default=None,
+                        help="job_handler path, bulk: create no more while this many jobs are created but not ended "
+                             "(default: no limit but --concurrency creations in flight)")
+    parser.add_argument("--steady", type=float, default=None, metavar="RATE",
+                        help="job_handler path: instead of in bulk, create jobs one by one at RATE per second")
+    parser.add_argument("--seconds", type=float, default=5.0, help="how long --steady creates jobs (default 5)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds one run may take (default 300)")
     parser.add_argument("--json", action="store_true", help="also print the results as JSON")
     parser.add_argument("--profile", action="store_true",
@@ -448,6 +507,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     for name in ("jobs", "runs", "concurrency", "top"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
+    if args.steady is not None and (args.steady <= 0 or args.seconds <= 0):
+        parser.error("--steady and --seconds must be positive")
+    if args.steady is not None and args.path == "raw":
+        parser.error("--steady measures the job_handler path")
+    if args.steady is not None:
+        args.path = "job_handler"
     return args
 
 

@@ -13,7 +13,7 @@ The jobs are created with at most --concurrency creations in flight (bulk), or w
 a fixed rate for --seconds (latency under a steady load rather than under a backlog). Completion is counted on
 `client.stream(after=<head before>, topics=["job:completed", ...])`.
 
-Figures per run and the median of the runs: jobs/s, events/s, the latency from `jobs.create` returning (in this
+Figures per run and the median of the runs: jobs/s, events/s, the latency from `jobs.create` being called (in this
 process) to the handler starting (in the worker; dispatch) and to job:completed arriving on this process's
 stream (end to end), CPU per job of each process, how busy each process's event loop was, the CPU the machine's
 other processes took meanwhile (on a shared machine, a run beside other load is slow), and peak RSS.
@@ -22,6 +22,11 @@ other processes took meanwhile (on a shared machine, a run beside other load is 
     .venv/bin/python bench/remote.py --steady 200          # 200 jobs/s for 5 s, latency under a steady load
     .venv/bin/python bench/remote.py --mode inprocess      # server and listener in this process
     .venv/bin/python bench/remote.py --profile             # one inprocess run under cProfile
+    .venv/bin/python bench/remote.py --workers 2           # two `listener run` workers sharing one agent
+    .venv/bin/python bench/remote.py --db postgresql://127.0.0.1/test --replicas 2   # two `listener serve` replicas
+
+`make bench` (bench/suite.py) runs these among its scenarios; `measure(mode, parse_args([...]), run)` is what it
+calls.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ import tempfile
 import textwrap
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from importlib.metadata import version
@@ -164,6 +169,20 @@ def _diff(after: float | None, before: float | None) -> float | None:
     return None if after is None or before is None else after - before
 
 
+def _kind_cpu(cpu: Mapping[int, tuple[float | None, float | None]],
+              pids: Sequence[int]) -> tuple[float | None, float | None]:
+    """The CPU seconds of processes of one kind, added up, and the busiest one's event-loop thread."""
+    pairs = [cpu[pid] for pid in pids if pid in cpu]
+    totals = [total for total, _ in pairs if total is not None]
+    loops = [loop for _, loop in pairs if loop is not None]
+    return (sum(totals) if totals else None), _max_or_none(loops)
+
+
+def _max_or_none(values: Iterable[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
+
+
 async def admin_token(users: Users) -> str:
     """An admin token: the first user's on a fresh database, else a new admin user's (a reused --db)."""
     token = await users.ensure_admin()
@@ -173,14 +192,18 @@ async def admin_token(users: Users) -> str:
 
 
 async def drive(url: str, token: str, args: argparse.Namespace, mode: str, run: int,
-                started: Callable[[], Mapping[str, float]], children: Mapping[str, int]) -> HttpResult:
+                started: Callable[[], Mapping[str, float]], children: Mapping[str, Sequence[int]]) -> HttpResult:
     """Create the jobs through a Client and wait for them on its event stream; `started` gives handler start times.
 
-    `children`: name ("server", "worker") → pid of the processes whose CPU and peak RSS to report.
+    `children`: kind ("server", "worker") → pids of the processes whose CPU and peak RSS to report. With several
+    processes of a kind, their CPU adds up, and loop busy and peak RSS are the largest of them.
     """
     rate: float | None = args.steady
-    n = args.jobs if rate is None else max(1, round(rate * args.seconds))
-    created: dict[str, float] = {}  # job id → when jobs.create returned here (time.time())
+    max_seconds: float | None = getattr(args, "max_seconds", None)
+    n = args.jobs if rate is None else max(1, round(rate * args.seconds))  # lowered to what was created
+    all_created = anyio.Event()
+    backlog = lifecycle.Backlog(getattr(args, "backlog", None))
+    created: dict[str, float] = {}  # job id → when jobs.create was called here (time.time())
     ended: dict[str, float] = {}  # job id → when its job:completed (or failed/cancelled) arrived on the stream
     failed = 0
 
@@ -196,41 +219,51 @@ async def drive(url: str, token: str, args: argparse.Namespace, mode: str, run: 
                     if event.context.job != JOB or job_id is None or job_id in ended:
                         continue
                     ended[job_id] = time.time()
+                    backlog.ended(len(ended))
                     if event.topic != JOB_COMPLETED:
                         failed += 1
-                    if len(ended) >= n:
+                    if len(ended) >= n and all_created.is_set():
                         return
 
             slots = anyio.Semaphore(args.concurrency)
 
             async def create_one() -> None:
                 try:
+                    called = time.time()  # from the call, as peers' latency counts from the enqueue call
                     job = await client.jobs.create(type="workbook", operation="bench")
-                    created[job.id] = time.time()
+                    created[job.id] = called
                 finally:
                     slots.release()
 
             cpu0, loop0, machine0 = lifecycle.cpu_seconds(), time.thread_time(), _machine_busy_s()
-            children0 = {name: _cpu_pair(pid) for name, pid in children.items()}
+            children0 = {pid: _cpu_pair(pid) for pids in children.values() for pid in pids}
             t0 = time.time()
             with anyio.fail_after(args.timeout):
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(watch)
                     begin = anyio.current_time()
-                    for i in range(n):
-                        if rate is not None:
-                            await anyio.sleep_until(begin + i / rate)  # open loop: on schedule, however slow
-                        await slots.acquire()
-                        tg.start_soon(create_one)
+                    async with anyio.create_task_group() as creations:
+                        for i in range(n):
+                            if rate is not None:
+                                await anyio.sleep_until(begin + i / rate)  # open loop: on schedule, however slow
+                            elif max_seconds is not None and anyio.current_time() - begin >= max_seconds:
+                                break
+                            await backlog.wait_below(i)
+                            await slots.acquire()
+                            creations.start_soon(create_one)
+                    n = len(created)
+                    all_created.set()
+                    if len(ended) >= n:
+                        tg.cancel_scope.cancel()  # every job has ended already; watch() waits for no more
             t1 = max(ended.values())
             cpu, loop_cpu, machine = lifecycle.cpu_seconds() - cpu0, time.thread_time() - loop0, _machine_busy_s()
-            children_cpu = {name: (_diff(now[0], children0[name][0]), _diff(now[1], children0[name][1]))
-                            for name, pid in children.items() if (now := _cpu_pair(pid))}
+            children_cpu = {pid: (_diff(now[0], children0[pid][0]), _diff(now[1], children0[pid][1]))
+                            for pid in children0 if (now := _cpu_pair(pid))}
         head1 = await client.events.head()
 
     starts = started()
-    server_cpu, server_loop_cpu = children_cpu.get("server", (None, None))
-    worker_cpu, worker_loop_cpu = children_cpu.get("worker", (None, None))
+    server_cpu, server_loop_cpu = _kind_cpu(children_cpu, children.get("server", ()))
+    worker_cpu, worker_loop_cpu = _kind_cpu(children_cpu, children.get("worker", ()))
     return HttpResult(
         path=mode,
         run=run,
@@ -249,8 +282,8 @@ async def drive(url: str, token: str, args: argparse.Namespace, mode: str, run: 
         server_loop_cpu_s=server_loop_cpu,
         worker_loop_cpu_s=worker_loop_cpu,
         machine_cpu_s=_diff(machine, machine0),
-        server_rss_mib=_proc_peak_rss_mib(children["server"]) if "server" in children else None,
-        worker_rss_mib=_proc_peak_rss_mib(children["worker"]) if "worker" in children else None,
+        server_rss_mib=_max_or_none(_proc_peak_rss_mib(pid) for pid in children.get("server", ())),
+        worker_rss_mib=_max_or_none(_proc_peak_rss_mib(pid) for pid in children.get("worker", ())),
     )
 
 
@@ -348,8 +381,9 @@ async def run_process(args: argparse.Namespace, run: int, writer: lifecycle.Writ
         worker_py.write_text(WORKER)
         agent = f"bench-{uuid.uuid4().hex[:8]}"  # a new agent starts at the newest event, even on a reused --db
         workers = []
-        for r in range(args.replicas):  # one worker per replica, each preferring its own; `ack` is the claim
-            worker_log = tmp / f"worker{r}.log"
+        for w in range(args.workers or args.replicas):
+            # Spread over the replicas, each worker preferring its own; they share one agent, `ack` is the claim.
+            worker_log, r = tmp / f"worker{w}.log", w % args.replicas
             preferred = ",".join(urls[r:] + urls[:r])
             workers.append(stack.enter_context(spawned(
                 ["run", str(worker_py), "--url", preferred, "--agent", agent, "--concurrency",
@@ -358,7 +392,7 @@ async def run_process(args: argparse.Namespace, run: int, writer: lifecycle.Writ
             await wait_for_line(workers[-1], worker_log, r"is listening", "listener run")
 
         return await drive(urls[0], token, args, "process", run, functools.partial(read_started, started_file),
-                           {"server": servers[0].pid, "worker": workers[0].pid})
+                           {"server": [s.pid for s in servers], "worker": [w.pid for w in workers]})
 
 
 # -- inprocess mode: serve and run_listener on this event loop ---------------------------
@@ -467,14 +501,15 @@ def print_table(args: argparse.Namespace, results: Sequence[HttpResult]) -> None
         print()
     cpus = os.cpu_count() or 1
     notes = (
-        "disp = jobs.create returned here → handler started in the worker (includes job_handler's ack request); "
-        "e2e = create returned → job:completed received on this process's event stream; latencies in ms, per job. "
+        "disp = jobs.create called here → handler started in the worker (includes job_handler's ack request); "
+        "e2e = create called → job:completed received on this process's event stream; latencies in ms, per job. "
         f"cpu/wall = CPU seconds of the benchmark's processes per wall second ({cpus} CPU(s): at most {cpus}.0); "
         "other = the same for the machine's other processes: when it is high, the figures are low. "
         "bench us / srv us / wrk us = CPU µs per job of this process (inprocess: server, listener and client in one) "
         "/ of `listener serve` / of `listener run`. bench lp / srv lp / wrk lp = share of the wall time each "
         "process's event-loop thread was running (near 100%: that loop is the bottleneck). "
-        "RSS MiB = peak RSS of this process; srv MiB / wrk MiB of the subprocesses."
+        "RSS MiB = peak RSS of this process; srv MiB / wrk MiB of the subprocesses (the largest, when several). "
+        "With several servers or workers, srv us / wrk us add theirs up and srv lp / wrk lp show the busiest."
     )
     if args.steady is not None:
         notes += f" Steady load: jobs/s is the offered {args.steady:g}/s unless the system falls behind."
@@ -492,6 +527,12 @@ def header_lines(args: argparse.Namespace) -> list[str]:
     load = (f"bulk: {args.jobs} jobs, {args.concurrency} creations in flight" if args.steady is None else
             f"steady: {args.steady:g} jobs/s for {args.seconds:g}s, at most {args.concurrency} creations in flight")
     lines[1] += f", aiohttp {version('aiohttp')}"
+    if args.mode == "process":
+        load += f"; {args.replicas} replica(s), {args.workers or args.replicas} worker(s)"
+    if args.max_seconds is not None and args.steady is None:
+        load += f", creating for at most {args.max_seconds:g}s"
+    if args.backlog is not None and args.steady is None:
+        load += f", at most {args.backlog} jobs not ended"
     lines.append(f"mode={args.mode} runs={args.runs} worker-concurrency={args.worker_concurrency} {load}; "
                  f"db={args.db or 'fresh temp file per run'}")
     return lines
@@ -515,8 +556,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="instead of in bulk, create jobs one by one at RATE per second")
     parser.add_argument("--seconds", type=float, default=5.0, help="how long --steady creates jobs (default 5)")
     parser.add_argument("--replicas", type=int, default=1,
-                        help="process mode: `listener serve` replicas, each with its own worker; more than one needs "
-                             "--db postgresql://... (default 1)")
+                        help="process mode: `listener serve` replicas (by default each with its own worker); more "
+                             "than one needs --db postgresql://... (default 1)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="process mode: `listener run` workers, spread over the replicas, all one agent "
+                             "(default: one per replica)")
+    parser.add_argument("--max-seconds", type=float, default=None,
+                        help="bulk: stop creating jobs after this many seconds; the run counts the jobs created "
+                             "(default: create all --jobs)")
+    parser.add_argument("--backlog", type=int, default=None,
+                        help="bulk: create no more while this many jobs are created but not ended (default: no "
+                             "limit but --concurrency creations in flight)")
     parser.add_argument("--db", type=str, default=None,
                         help="database (path or URL) to use for every run (default: a fresh temp file per run)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds one run may take (default 60)")
@@ -525,6 +575,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="instead of the runs, run the inprocess mode once under cProfile and print the hot spots")
     parser.add_argument("--top", type=int, default=25, help="functions to show per profile table (default 25)")
     args = parser.parse_args(argv)
+    if args.workers is not None and args.workers < 1:
+        parser.error("--workers must be at least 1")
     for name in ("jobs", "runs", "concurrency", "worker_concurrency", "top"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")

@@ -66,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
                         "(env LISTENER_LOG_FORMAT; default text)")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="run the platform as a server: REST API and event stream")
+    serve = commands.add_parser("serve", help="run the platform as a server: REST API, event stream and web page")
     _db(serve)
     _option(serve, "--host", "HOST", "address to listen on", "127.0.0.1")
     _option(serve, "--port", "PORT", "port to listen on", 8080, int)
@@ -210,7 +210,8 @@ async def _serve(args: argparse.Namespace) -> None:
         tg.start_soon(_until_signal, tg.cancel_scope)
         port = await tg.start(functools.partial(serve, platform, host=args.host, port=args.port, users=users,
                                                 max_body=args.max_body))
-        print(f"Listener is serving http://{args.host}:{port}/api/v1 on {args.db}", flush=True)
+        print(f"Listener is serving http://{args.host}:{port}/api/v1 on {args.db}\n"
+              f"Web page: http://{args.host}:{port}/", flush=True)
 
 
 async def _run(args: argparse.Namespace) -> None:
@@ -237,7 +238,8 @@ async def _dev(args: argparse.Namespace) -> None:
         tg.start_soon(_until_signal, tg.cancel_scope)
         port = await tg.start(functools.partial(serve, platform, port=args.port, users=users))
         await tg.start(_running, platform, listener)
-        print(f"Listener dev server: http://127.0.0.1:{port}/api/v1\nToken: {token}", flush=True)
+        print(f"Listener dev server: http://127.0.0.1:{port}/api/v1\nToken: {token}\n"
+              f"Web page: http://127.0.0.1:{port}/ (sign in with the token)", flush=True)
 
 
 async def _running(platform: Platform, listener: Listener, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:

@@ -1,4 +1,4 @@
-"""The aiohttp server: the REST API, the event stream and the OpenAPI document over one platform.
+"""The aiohttp server: the REST API, the event stream, the OpenAPI document and the web page over one platform.
 
 ```python
 async with Platform.open() as platform, anyio.create_task_group() as tg:
@@ -25,7 +25,8 @@ from listener.platform.auth import LINK_PARAMS, User, Users
 from listener.platform.metrics import METRICS_ROUTE
 from listener.platform.openapi import openapi
 from listener.platform.routes import ROUTES, Call, Reply, Route, forbid, parse_body, parse_query
-from listener.platform.stream import STREAM_ROUTE
+from listener.platform.stream import STREAM_ROUTE, subprotocol_token
+from listener.platform.web import add_routes as add_web_routes
 
 __all__ = ["DEFAULT_MAX_BODY", "create_app", "serve"]
 
@@ -118,7 +119,10 @@ def _view(route: Route) -> Any:
             user: User | None = await users.from_link(request.path, query)
             query = MultiDict((k, v) for k, v in query.items() if k not in LINK_PARAMS)
         else:
-            user = await users.authenticate(bearer(request)) if not route.public else None
+            token = bearer(request)
+            if token is None and route is STREAM_ROUTE:
+                token = subprotocol_token(request)  # a browser's WebSocket cannot send the header
+            user = await users.authenticate(token) if not route.public else None
         refuse_nul(dict(request.match_info))
         if user is not None:
             forbid(user, route)
@@ -178,6 +182,7 @@ def create_app(platform: Platform, *, users: Users | None = None, max_body: int 
     for route in [*ROUTES, STREAM_ROUTE, SPEC_ROUTE, METRICS_ROUTE]:
         app.router.add_route(route.method, (API if route.prefixed else "") + route.path, _view(route),
                              name=route.operation_id)
+    add_web_routes(app)  # the web page at / and /static/
     app.on_shutdown.append(_close_sockets)
     return app
 

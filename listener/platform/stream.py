@@ -24,9 +24,21 @@ from listener.platform.routes import Call, Route, cursor_name, parse_json, visib
 from listener.tasks import task_scope
 from listener.topics import compile_filter, compile_topic
 
-__all__ = ["STREAM_ROUTE", "StreamQuery"]
+__all__ = ["BEARER_PROTOCOL", "STREAM_ROUTE", "StreamQuery", "subprotocol_token"]
 
 log = logging.getLogger("listener.stream")
+
+BEARER_PROTOCOL = "listener.bearer"
+"""A browser's WebSocket cannot send an Authorization header, so the web page offers two
+subprotocols, `listener.bearer` and its token; the server answers with `listener.bearer` alone."""
+
+
+def subprotocol_token(request: web.Request) -> str | None:
+    """The token a browser sent as its second subprotocol after `listener.bearer`, or None."""
+    offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")]
+    if len(offered) >= 2 and offered[0] == BEARER_PROTOCOL and offered[1]:
+        return offered[1]
+    return None
 
 
 class StreamQuery(Model):
@@ -63,7 +75,7 @@ async def events_stream(call: Call) -> web.WebSocketResponse:
     if start is None:
         start = await store.head()
 
-    ws = web.WebSocketResponse(heartbeat=20.0)
+    ws = web.WebSocketResponse(heartbeat=20.0, protocols=(BEARER_PROTOCOL,))
     await ws.prepare(call.request)
     if new_agent and cursor is not None:
         # Saved only once the upgrade succeeded: a refused request writes nothing.
