@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import multiprocessing
 import sqlite3
 import statistics
 import subprocess
@@ -31,6 +32,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -215,7 +217,10 @@ def measure_list(backend: str, rows: int, runs: int, queries: int, seconds: floa
         if backend == "sqlite":
             path = Path(tmp) / "growth.db"
             template = anyio.run(_template, str(path))
-            seed_s = seed_sqlite(path, rows, template)
+            # Seeded in a process of its own, so that SQLite's memory for the big insert is not this process's
+            # peak RSS, which is the listing's.
+            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                seed_s = pool.submit(seed_sqlite, path, rows, template).result()
             results = anyio.run(time_queries, str(path), runs, queries, seconds)
             return {"seed_s": seed_s, "rows": rows, "runs": results}
         assert pg_url is not None

@@ -60,9 +60,9 @@ class Sizes:
     backlog: int = 256  # bulk: no more creations while this many jobs wait (ours: not ended; peers: not started)
 
 
-FULL = Sizes(runs=3, bulk_seconds=2.0, remote_seconds=1.5, steady_seconds=3.0, limit_seconds=1.5,
+FULL = Sizes(runs=3, bulk_seconds=3.0, remote_seconds=2.5, steady_seconds=3.0, limit_seconds=1.5,
              fanout_seconds=2.0, list_rows=1_000_000, list_seconds=3.0, soak_jobs=100_000, soak_seconds=45.0,
-             peer_bulk_seconds=2.0, peer_steady_seconds=2.0)
+             peer_bulk_seconds=3.0, peer_steady_seconds=2.0)
 QUICK = Sizes(runs=1, bulk_seconds=1.5, remote_seconds=1.0, steady_seconds=2.0, limit_seconds=1.0,
               fanout_seconds=1.5, list_rows=200_000, list_seconds=2.0, soak_jobs=10_000, soak_seconds=10.0,
               peer_bulk_seconds=1.5, peer_steady_seconds=1.5)
@@ -277,25 +277,36 @@ class Scenario:
     timeout: float = 300.0
 
 
+# Ordered so that what the targets compare runs close together in time (a shared machine's load drifts): our
+# single-worker and in-process figures, then the peers, then the rest.
 SCENARIOS: list[Scenario] = [
     Scenario("limits", lambda s, a: _limits(s, a.db)),
     Scenario("lifecycle-sqlite", lambda s, a: _lifecycle(s, "sqlite", None)),
     Scenario("lifecycle-postgres", lambda s, a: _lifecycle(s, "postgres", a.db)),
-    Scenario("latency-inprocess", lambda s, a: _latency_inprocess(s)),
     Scenario("remote-sqlite-1", lambda s, a: _remote(s, "sqlite", None, 1, 1)),
-    Scenario("remote-sqlite-2", lambda s, a: _remote(s, "sqlite", None, 2, 1)),
     Scenario("remote-postgres-1", lambda s, a: _remote(s, "postgres", a.db, 1, 1)),
+    Scenario("latency-inprocess", lambda s, a: _latency_inprocess(s)),
+    Scenario("latency-remote", lambda s, a: _latency_remote(s)),
+    *(Scenario(f"peer-{key}", lambda s, a, key=key: _peer(s, key, a.db, a.redis))  # type: ignore[misc]
+      for key in ("taskiq", "arq", "saq", "celery", "saq-pg", "procrastinate")),
+    Scenario("remote-sqlite-2", lambda s, a: _remote(s, "sqlite", None, 2, 1)),
     Scenario("remote-postgres-2", lambda s, a: _remote(s, "postgres", a.db, 2, 1)),
     Scenario("remote-postgres-2-replicas", lambda s, a: _remote(s, "postgres", a.db, 2, 2)),
-    Scenario("latency-remote", lambda s, a: _latency_remote(s)),
     Scenario("fanout", lambda s, a: _fanout(s)),
     Scenario("list-sqlite", lambda s, a: _list(s, "sqlite", a.db)),
     Scenario("list-postgres", lambda s, a: _list(s, "postgres", a.db)),
     Scenario("soak", lambda s, a: _soak(s), timeout=240.0),
-    *(Scenario(f"peer-{key}", lambda s, a, key=key: _peer(s, key, a.db, a.redis))  # type: ignore[misc]
-      for key in ("taskiq", "arq", "saq", "celery", "saq-pg", "procrastinate")),
 ]
 _BY_KEY = {s.key: s for s in SCENARIOS}
+# The table's order (the scenarios run in another): Listener's rows, the limits, the peers.
+_DISPLAY = ["lifecycle-", "remote-sqlite-1w", "remote-sqlite-2w", "remote-postgres-1w", "remote-postgres-2w1r",
+            "remote-postgres-2w2r", "latency-inprocess", "latency-remote", "fanout", "list-", "soak", "limit-",
+            "peer-"]
+
+
+def _display_rank(row: Row) -> tuple[int, int]:
+    group = {"listener": 0, "limit": 1, "peer": 2}[row.group]
+    return group, next((i for i, prefix in enumerate(_DISPLAY) if row.key.startswith(prefix)), len(_DISPLAY))
 
 
 def _child(args: argparse.Namespace) -> int:
@@ -553,6 +564,7 @@ def chart(table: Table, path: Path) -> str | None:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib import ticker
     except ImportError:
         return "matplotlib is not installed (pip install -e '.[bench]'): no chart"
     colors = {"listener": "#2a6f97", "limit": "#adb5bd", "peer": "#e76f51"}
@@ -567,8 +579,9 @@ def chart(table: Table, path: Path) -> str | None:
     ax.barh(range(len(bulk)), values, color=[colors[r.group] for r in bulk])
     ax.set_yticks(range(len(bulk)), labels, fontsize=8)
     ax.invert_yaxis()
-    ax.set_xscale("log")
-    ax.set_xlabel("jobs/s, end to end (log scale; median of the runs)")
+    ax.set_xlim(0, max(values, default=1) * 1.15)
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    ax.set_xlabel("jobs/s, end to end (median of the runs)")
     ax.set_title("Throughput: Listener (blue), raw limits (grey), peers (orange)", fontsize=10)
     for i, v in enumerate(values):
         ax.text(v, i, f" {v:,.0f}", va="center", fontsize=7)
@@ -581,6 +594,9 @@ def chart(table: Table, path: Path) -> str | None:
     ax.set_yticks(range(len(latency)), labels, fontsize=8)
     ax.invert_yaxis()
     ax.set_xscale("log")
+    ax.set_xlim(max(min([v for v in p50 if v > 0], default=1.0) / 2, 0.01), max(p99, default=1.0) * 2.5)
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
     ax.set_xlabel("ms from create/enqueue to handler/task start at 200 jobs/s (log scale; dark p50, light p99)")
     for i, v in enumerate(p99):
         ax.text(v, i, f" {v:,.1f}", va="center", fontsize=7)
@@ -634,8 +650,7 @@ METHOD = """\
   64 at a time and reads RSS (resident now) every 1 % of them.
 - **limits** (`bench/limits.py`): the same rows one job writes, in the store's own schema, written raw
   (`sqlite3`, asyncpg) with documents serialized beforehand: a commit per transaction, or 64 jobs a commit (4
-  such writers on PostgreSQL); and
-  `pyee.EventEmitter.emit` to 100 handlers on distinct event names.
+  such writers on PostgreSQL); and `pyee.EventEmitter.emit` to 100 handlers on distinct event names.
 - **peers** (`bench/peers.py`): each peer's own worker CLI in a subprocess with a no-op task that notes when it
   starts; enqueued from this process like our remote runs (32 in flight, at most 256 not started), and at 200/s.
 """
@@ -653,10 +668,13 @@ def document(args: argparse.Namespace, head: list[str], table: Table, ran: list[
     lines += table.targets()
     if skipped:
         lines += ["", "## Skipped", ""] + [f"- {s}" for s in skipped]
-    lines += ["", "## The run", ""]
-    lines += [f"- `{r.key}`: {r.seconds:.0f}s" + (f", other processes (PostgreSQL and Redis included) kept "
-                                                 f"{r.other_cpu:.1f} CPU busy" if r.other_cpu is not None else "")
-              + (f"; **failed**: {r.error}" if r.error else "") for r in ran]
+    lines += ["", "## The run", "",
+              "Each scenario's wall time, and how many CPUs the machine's other processes kept busy meanwhile "
+              "(PostgreSQL and Redis, which the scenario uses, and anything else running on the machine): on a "
+              f"{os.cpu_count()}-CPU machine, a figure measured beside other work is low.", ""]
+    lines += [f"- `{r.key}`: {r.seconds:.0f}s" + (f", other load {r.other_cpu:.1f} CPU" if r.other_cpu is not None
+                                                 else "") + (f"; **failed**: {r.error}" if r.error else "")
+              for r in ran]
     lines += [f"- total wall time: {wall:.0f}s"]
     lines += ["", "## How each scenario is measured", "", METHOD.rstrip()]
     if notes:
@@ -737,13 +755,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             ran.append(r)
             rows += outcome.rows
             skipped += outcome.skipped
-            status = f" {r.seconds:.0f}s" + (f" (other load {r.other_cpu:.1f} CPU)" if r.other_cpu else "")
+            status = f" {r.seconds:.0f}s" + (f" (other load {r.other_cpu:.1f} CPU)" if r.other_cpu is not None else "")
             print(status + (f"  FAILED: {r.error}" if r.error else "") +
                   (f"  skipped: {'; '.join(outcome.skipped)}" if outcome.skipped else ""), flush=True)
             notes += [f"{row.scenario} ({row.backend}): {row.note}" for row in outcome.rows if row.note]
     wall = time.perf_counter() - start
-    order = {"listener": 0, "limit": 1, "peer": 2}
-    rows.sort(key=lambda r: order[r.group])
+    rows.sort(key=_display_rank)
     table = Table(rows)
 
     print()
