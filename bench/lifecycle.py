@@ -36,6 +36,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -47,7 +48,7 @@ from typing import Any
 
 import anyio
 
-from listener import Event, Listener, Outcome, Platform
+from listener import Event, Listener, Outcome, Platform, tune_gc
 from listener.topics import JOB_CANCELLED, JOB_COMPLETED, JOB_FAILED
 from plugins.job_handler import Tick, job_handler
 
@@ -124,11 +125,11 @@ def cpu_seconds() -> float:
 
 
 class WriterStats:
-    """Counts the store's write batches and the time the writer thread spends in them.
+    """Counts the store's write batches and the time spent in them (on the loop's thread, or a worker thread).
 
     It wraps the SqliteStore's batch function on the instance (the framework files are untouched); if the
     store has no such function it does nothing and the table shows "-". With a profiler it also profiles
-    the writer thread, which cProfile, being per-thread, would otherwise not see.
+    batches run in a worker thread (synchronous=FULL), which cProfile, being per-thread, would otherwise not see.
     """
 
     def __init__(self, profiler: cProfile.Profile | None = None) -> None:
@@ -144,15 +145,17 @@ class WriterStats:
         if run_batch is None:
             return
 
-        def timed(batch: list[Any]) -> None:
+        def timed(batch: list[Any], wait: bool) -> bool:
             start, cpu = time.perf_counter(), time.thread_time()
-            if self.profiler is not None:
-                self.profiler.enable()
+            # A batch on the event loop's thread is already in the loop's profile.
+            profiler = None if threading.current_thread() is threading.main_thread() else self.profiler
+            if profiler is not None:
+                profiler.enable()
             try:
-                run_batch(batch)
+                return bool(run_batch(batch, wait))
             finally:
-                if self.profiler is not None:
-                    self.profiler.disable()
+                if profiler is not None:
+                    profiler.disable()
                 self.busy_s += time.perf_counter() - start
                 self.cpu_s += time.thread_time() - cpu
                 self.batches += 1
@@ -450,9 +453,10 @@ def print_table(results: list[RunResult]) -> None:
         print()
     print("disp = jobs.create called → handler started (includes job_handler's ack write); e2e = create called →")
     print("job:completed published (raw: create called → complete returned); latencies in ms. cpu/wall = process CPU")
-    print("seconds per wall second (2 cores: at most 2.0). loop us / wr us = CPU µs per job of the event-loop thread")
-    print("(framework and benchmark client) / of the writer thread inside write batches. wr busy = share of wall time")
-    print("the writer thread spent inside a batch (running or waiting for the GIL). wr/batch = writes per commit.")
+    print("seconds per wall second (2 cores: at most 2.0). loop us = CPU µs per job of the event-loop thread")
+    print("(framework, benchmark client and, with synchronous=NORMAL, the write batches); wr us = the part of it")
+    print("inside write batches (with FULL, in a worker thread). wr busy = share of wall time spent inside a batch.")
+    print("wr/batch = writes per commit.")
     failed = sum(r.failed for r in results)
     if failed:
         print(f"WARNING: {failed} job(s) ended failed or cancelled instead of complete.")
@@ -500,6 +504,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=5.0, help="how long --steady creates jobs (default 5)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds one run may take (default 300)")
     parser.add_argument("--json", action="store_true", help="also print the results as JSON")
+    parser.add_argument("--default-gc", action="store_true",
+                        help="keep CPython's default GC thresholds instead of calling listener.tune_gc() first")
     parser.add_argument("--profile", action="store_true",
                         help="instead of the runs, run each path once under cProfile and print the hot spots")
     parser.add_argument("--top", type=int, default=25, help="functions to show per profile table (default 25)")
@@ -521,6 +527,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     paths = list(PATHS) if args.path == "both" else [args.path]
     if args.profile:
         args.runs = 1  # one profiled run per path
+    if not args.default_gc:
+        tune_gc()  # as listener serve / run / dev do
     for line in header_lines(args):
         print(line)
     print()
@@ -537,7 +545,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print_table(results)
             for path, loop_profiler, writer_profiler in profiles:
                 print_profile(f"{path}: event-loop thread", loop_profiler, args.top)
-                print_profile(f"{path}: writer thread (SqliteStore batches)", writer_profiler, args.top)
+                if writer_profiler.getstats():  # only batches run in a worker thread
+                    print_profile(f"{path}: writer thread (SqliteStore batches)", writer_profiler, args.top)
         else:
             for run in range(1, args.runs + 1):
                 for path in paths:

@@ -312,6 +312,9 @@ def _display_rank(row: Row) -> tuple[int, int]:
 def _child(args: argparse.Namespace) -> int:
     """Run one scenario and write its Outcome as JSON to --child-out."""
     sys.path.insert(0, str(HERE))
+    from listener import tune_gc
+
+    tune_gc()  # as listener serve / run / dev do (README, "Performance"); the remote rows' processes do it themselves
     sizes = QUICK if args.quick else FULL
     if args.runs is not None:
         sizes = Sizes(**{**asdict(sizes), "runs": args.runs})

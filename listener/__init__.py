@@ -27,6 +27,7 @@ from listener.models import (
     Page,
 )
 from listener.platform import Platform
+from listener.process import tune_gc
 from listener.runner import Runner
 
 __version__ = "0.1.0"
@@ -56,4 +57,5 @@ __all__ = [
     "Runner",
     "TooLarge",
     "Unauthorized",
+    "tune_gc",
 ]

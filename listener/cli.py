@@ -30,6 +30,7 @@ from listener.listener import Listener
 from listener.models import Job
 from listener.platform import DEFAULT_DB, Platform
 from listener.platform.auth import Role, Users
+from listener.process import tune_gc
 
 __all__ = ["load_listener", "main"]
 
@@ -339,6 +340,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet = args.command not in ("serve", "run", "dev")
     level = logging.DEBUG if args.debug else logging.WARNING if quiet else logging.INFO
     logs.configure(args.log_format, level)
+    if args.command in ("serve", "run", "dev", "demo"):
+        tune_gc()
     try:
         anyio.run(functools.partial(_COMMANDS[args.command], args))
     except KeyboardInterrupt:

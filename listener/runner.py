@@ -2,10 +2,12 @@
 
 Handlers matching one event run one at a time, in registration order (as
 Flatfile does, to avoid races between them); different events run concurrently
-up to `concurrency`. A handler that raises is logged with its event and never
-stops the others. The runner tracks the highest `seq` below which every event
-has finished, its cursor, so a named agent resumes after the last event it
-finished: delivery is at least once, in order.
+up to `concurrency`, on that many worker tasks at most (started as they are
+needed and kept: a task per event would cost more than most handlers). A
+handler that raises is logged with its event and never stops the others. The
+runner tracks the highest `seq` below which every event has finished, its
+cursor, so a named agent resumes after the last event it finished: delivery is
+at least once, in order.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ import inspect
 import logging
 import time
 from collections.abc import AsyncIterable, Awaitable, Callable
+from math import inf
 from typing import Any
 
 import anyio
 import anyio.to_thread
-from anyio.abc import TaskStatus
+from anyio.abc import TaskGroup, TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from listener.api import Api
 from listener.listener import Listener
@@ -87,6 +91,11 @@ class Runner:
         self._saved = 0
         self._changed = anyio.Event()
         self._waiting = False
+        # Admitted events go to the workers through this stream; `_idle` counts the workers waiting on it
+        # that no event has been handed to yet (so an event finds one, or a new worker is started).
+        self._queue: MemoryObjectSendStream[tuple[Event, list[Any]]] | None = None
+        self._workers = 0
+        self._idle = 0
 
     @property
     def cursor(self) -> int:
@@ -100,28 +109,36 @@ class Runner:
             raise RuntimeError("A Runner runs once; create a new one to run again.")
         self.state = RunnerState.RUNNING
         self._position = self._saved = start
+        queue, dispatching = anyio.create_memory_object_stream[tuple[Event, list[Any]]](inf)
         try:
-            async with anyio.create_task_group() as dispatches:
-                if self._save_cursor is not None:
-                    dispatches.start_soon(self._cursor_loop)
-                task_status.started()
-                with self._reading:
-                    async for event in source:
-                        await self._admit(event, dispatches)
-                self.state = RunnerState.STOPPING
-                await self._drain()
-                dispatches.cancel_scope.cancel()
+            with queue, dispatching:
+                self._queue = queue
+                await self._run(source, dispatching, task_status)
         finally:
             self.state = RunnerState.STOPPED
             if self._save_cursor is not None and self.cursor > self._saved:
                 with anyio.CancelScope(shield=True):
                     await self._save_cursor(self.cursor)
 
+    async def _run(self, source: AsyncIterable[Event], dispatching: MemoryObjectReceiveStream[Any],
+                   task_status: TaskStatus[None]) -> None:
+        async with anyio.create_task_group() as dispatches:
+            if self._save_cursor is not None:
+                dispatches.start_soon(self._cursor_loop)
+            task_status.started()
+            with self._reading:
+                async for event in source:
+                    await self._admit(event, dispatches, dispatching)
+            self.state = RunnerState.STOPPING
+            await self._drain()
+            dispatches.cancel_scope.cancel()
+
     def stop(self) -> None:
         """Stop taking events; in-flight handlers get `grace` seconds to finish."""
         self._reading.cancel()
 
-    async def _admit(self, event: Event, dispatches: anyio.abc.TaskGroup) -> None:
+    async def _admit(self, event: Event, dispatches: TaskGroup,
+                     dispatching: MemoryObjectReceiveStream[tuple[Event, list[Any]]]) -> None:
         registrations = self.listener.handlers_for(event)
         if not registrations:
             self._finish(event.seq, started=True)
@@ -129,7 +146,22 @@ class Runner:
         await self._slots.acquire()
         self._inflight.add(event.seq)
         self._position = max(self._position, event.seq)
-        dispatches.start_soon(self._dispatch, event, registrations)
+        assert self._queue is not None
+        self._queue.send_nowait((event, registrations))
+        if self._idle:
+            self._idle -= 1
+        elif self._workers < self.concurrency:
+            self._workers += 1
+            dispatches.start_soon(self._work, dispatching)
+
+    async def _work(self, events: MemoryObjectReceiveStream[tuple[Event, list[Any]]]) -> None:
+        while True:
+            try:
+                item = events.receive_nowait()
+            except anyio.WouldBlock:
+                self._idle += 1
+                item = await events.receive()
+            await self._dispatch(*item)
 
     async def _drain(self) -> None:
         with anyio.move_on_after(self.grace):

@@ -184,15 +184,21 @@ def job_handler(
                 await finish(error=exc.message, kind="invalid_input")
                 return
         taken = False
+        returned = anyio.Event()
         try:
-            async with task_scope() as tg:  # the handler's own error comes out as itself
+            # The handler's own error comes out as itself. The watcher ends by itself when the handler
+            # returns: cancelling it instead would make an exception and a traceback per job.
+            async with task_scope(cancel_on_exit=False) as tg:
                 async def watch() -> None:
                     # Keep the lease while the handler runs, and stop the handler as soon as the job is
                     # no longer ours to run (cancelled, timed out, or its lease given to another attempt).
                     nonlocal taken
                     renewed = time.monotonic()
                     while True:
-                        await anyio.sleep(watch_interval)
+                        with anyio.move_on_after(watch_interval):
+                            await returned.wait()
+                        if returned.is_set():
+                            return
                         try:
                             if time.monotonic() - renewed >= lease_seconds / 3:
                                 await api.jobs.heartbeat(job_id, attempt=attempt)
@@ -209,10 +215,13 @@ def job_handler(
                             pass  # the server is away: the lease says how long we may wait for it
 
                 tg.start_soon(watch)
-                with anyio.fail_after(timeout) if timeout is not None else nullcontext():
-                    result = handler(event, tick)
-                    if inspect.isawaitable(result):
-                        result = await result
+                try:
+                    with anyio.fail_after(timeout) if timeout is not None else nullcontext():
+                        result = handler(event, tick)
+                        if inspect.isawaitable(result):
+                            result = await result
+                finally:
+                    returned.set()
             if taken:
                 log.info("Job %s was cancelled or taken away; its handler was stopped.", job_id)
                 return

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from listener import Invalid, Job, JobStatus, Outcome
+from listener import Event, EventContext, Invalid, Job, JobStatus, Outcome
 from listener.models import Action, parse
 
 NEXT_OK: list[dict[str, Any]] = [
@@ -91,3 +91,20 @@ def test_action_with_input_form() -> None:
         parse(Action, {"operation": "", "label": "x"})
     with pytest.raises(Invalid, match="mode"):
         parse(Action, {"operation": "x", "label": "x", "mode": "sideways"})
+
+
+def test_a_trusted_event_is_the_event_validation_would_make() -> None:
+    now = datetime.now(UTC)
+    context = EventContext(job_id="jb_1", job="workbook:export", domain="workbook", operation="export")
+    values = {"id": "ev_000000000007", "seq": 7, "topic": "job:updated", "context": context,
+              "payload": {"progress": 50}, "created_at": now}
+    trusted = Event.trusted(**values)
+    validated = Event.model_validate(values)
+    assert trusted == validated
+    assert trusted.model_dump_json() == validated.model_dump_json()
+    assert trusted.model_fields_set == validated.model_fields_set
+    with pytest.raises(RuntimeError, match="not being dispatched"):
+        _ = trusted.api
+    copy = trusted.for_dispatch(api=object())  # type: ignore[arg-type]
+    copy.cache["k"] = 1
+    assert copy.model_dump() == trusted.model_dump() and copy.cache == {"k": 1} and trusted.cache == {}

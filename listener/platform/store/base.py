@@ -52,8 +52,8 @@ class NewEvent:
     def at(self, seq: int) -> Event:
         """The event as appended at `seq` (its id derives from the seq, which is unique per store)."""
         # Built from what the platform itself made, so not validated again (a hot path: every event).
-        return Event.model_construct(id=f"ev_{seq:012d}", seq=seq, topic=self.topic, context=self.context,
-                                     payload=self.payload, created_at=self.created_at)
+        return Event.trusted(id=f"ev_{seq:012d}", seq=seq, topic=self.topic, context=self.context,
+                             payload=self.payload, created_at=self.created_at)
 
 
 @dataclass(slots=True)

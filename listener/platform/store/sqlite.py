@@ -1,11 +1,22 @@
 """The embedded SQLite store: one file, WAL mode, one writer with group commit.
 
-Writes from many coroutines are queued and run by one writer connection in a
-worker thread: a batch is one `BEGIN IMMEDIATE ... COMMIT` in which each write
-has its own SAVEPOINT, so a write that fails rolls back alone while the others
-commit together. One thread hop and one commit serve the whole batch, which is
-what makes thousands of small transactions a second cheap. Reads use a small
-pool of their own connections (WAL lets them run beside the writer).
+Writes from many coroutines are queued and run by one writer connection: a
+batch is one `BEGIN IMMEDIATE ... COMMIT` in which each write has its own
+SAVEPOINT (when it needs one), so a write that fails rolls back alone while the
+others commit together. One commit serves the whole batch, which is what makes
+thousands of small transactions a second cheap.
+
+With `synchronous=NORMAL` a commit appends to the WAL without waiting for the
+disk, so a batch takes about as long as its statements: it runs on the event
+loop's thread. Handing it to a worker thread instead costs more than it saves:
+the two threads pass the GIL back and forth at every statement. What could
+block is done elsewhere: checkpoints (which fsync) run in a worker thread on a
+connection of their own, and when another process holds the write lock the
+batch goes to a worker thread to wait for it there. With `FULL` every commit
+waits for fsync, so batches always run in a worker thread.
+
+Reads use a small pool of their own connections, in worker threads (WAL lets
+them run beside the writer).
 """
 
 from __future__ import annotations
@@ -185,6 +196,10 @@ class _Write(Generic[T]):
 
 
 _CACHE_SIZE = 10_000
+_BUSY_TIMEOUT_MS = 10_000
+_CHECKPOINT_COMMITS = 200  # about SQLite's own default of 1,000 WAL pages, at a few pages per commit
+_CHECKPOINT_SECONDS = 1.0
+_GATHER_ROUNDS = 8
 
 CachedJob = tuple[Job, EventContext] | None
 """A job as the writer last committed it (None: deleted)."""
@@ -251,16 +266,20 @@ class SqliteStore:
         self._pending_done = anyio.Event()
         self._wake = anyio.Event()
         self._writer: sqlite3.Connection | None = None
-        self._writer_limiter = anyio.CapacityLimiter(1)
+        self._writer_lock = anyio.Lock()
+        self._checkpointer: sqlite3.Connection | None = None
+        self._commits = 0  # since the last checkpoint
+        self._checkpoint_due = anyio.Event()
         self._readers: list[sqlite3.Connection] = []
         self._reader_count = readers
         self._reader_slots: anyio.Semaphore | None = None
         self._closed = False
         self._limits: dict[str, JobSettings] = {}
         # Jobs as last committed, so a move does not read and parse the row it just wrote. Only the
-        # writer thread touches it; another process's commit (PRAGMA data_version) clears it.
+        # writer touches it; another process's commit (PRAGMA data_version) clears it. So with the log's head.
         self._jobs: OrderedDict[str, tuple[Job, EventContext]] = OrderedDict()
         self._data_version: int | None = None
+        self._seq: int | None = None
 
     @classmethod
     @asynccontextmanager
@@ -273,6 +292,7 @@ class SqliteStore:
         try:
             async with task_scope() as tg:
                 tg.start_soon(store._flush_forever)
+                tg.start_soon(store._checkpoint_forever)
                 await store.job_settings()
                 try:
                     yield store
@@ -289,7 +309,7 @@ class SqliteStore:
 
     def _connection(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
-        conn.execute("PRAGMA busy_timeout = 10000")
+        conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
         conn.execute(f"PRAGMA synchronous = {self._synchronous}")
         return conn
 
@@ -298,15 +318,19 @@ class SqliteStore:
         writer = self._connection()
         writer.execute("PRAGMA journal_mode = WAL")
         self._migrate(writer)
+        # The writer never waits for the lock or checkpoints inside a batch: see the module's docstring.
+        writer.execute("PRAGMA busy_timeout = 0")
+        writer.execute("PRAGMA wal_autocheckpoint = 0")
         self._writer = writer
+        self._checkpointer = self._connection()
         self._readers = [self._connection() for _ in range(self._reader_count)]
         self._reader_slots = anyio.Semaphore(self._reader_count)
 
     def _disconnect(self) -> None:
-        for conn in [self._writer, *self._readers]:
+        for conn in [self._writer, self._checkpointer, *self._readers]:
             if conn is not None:
                 conn.close()
-        self._writer, self._readers = None, []
+        self._writer, self._checkpointer, self._readers = None, None, []
 
     @staticmethod
     def _migrate(conn: sqlite3.Connection) -> None:
@@ -340,6 +364,14 @@ class SqliteStore:
     async def _flush_forever(self) -> None:
         while True:
             await self._wake.wait()
+            # Let the tasks that are ready to run queue their writes too, so that one commit serves them all:
+            # yield to them while that adds writes.
+            queued = 0
+            for _ in range(_GATHER_ROUNDS):
+                if len(self._pending) == queued:
+                    break
+                queued = len(self._pending)
+                await anyio.sleep(0)
             await self._flush()
 
     async def _flush(self) -> None:
@@ -350,7 +382,12 @@ class SqliteStore:
         self._pending, self._pending_done = [], anyio.Event()
         with anyio.CancelScope(shield=True):
             try:
-                await anyio.to_thread.run_sync(self._run_batch, batch, limiter=self._writer_limiter)
+                async with self._writer_lock:
+                    if self._synchronous != "NORMAL" or not self._run_batch(batch, wait=False):
+                        await anyio.to_thread.run_sync(self._run_batch, batch, True)
+                self._commits += 1
+                if self._commits >= _CHECKPOINT_COMMITS:
+                    self._checkpoint_due.set()
                 committed = [e for w in batch if w.error is None for e in w.events]
                 if committed:
                     for publish in self._publishers:
@@ -367,17 +404,21 @@ class SqliteStore:
         while self._pending:
             await self._flush()
 
-    def _run_batch(self, batch: list[_Write[Any]]) -> None:
+    def _run_batch(self, batch: list[_Write[Any]], wait: bool) -> bool:
+        """Run the batch in one transaction; False (and nothing done) if it would have to wait for the lock."""
         conn = self._writer
         assert conn is not None
         changed: dict[str, CachedJob] = {}
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            if not self._begin(conn, wait):
+                return False
             version = conn.execute("PRAGMA data_version").fetchone()[0]
-            if version != self._data_version:  # another connection committed: our copies may be stale
+            if version != self._data_version or self._seq is None:
+                # Another connection committed (or our last batch failed): our copies may be stale.
                 self._jobs.clear()
                 self._data_version = version
-            seq = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
+                self._seq = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
+            seq = self._seq
             for write in batch:
                 tx = _Tx(conn, seq, changed)
                 if not write.lazy:
@@ -402,11 +443,13 @@ class SqliteStore:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             self._jobs.clear()
+            self._seq = None
             for write in batch:
                 if write.error is None:
                     write.error = exc
                     write.events = []
-            return
+            return True
+        self._seq = seq
         for job_id, entry in changed.items():
             if entry is None:
                 self._jobs.pop(job_id, None)
@@ -415,6 +458,40 @@ class SqliteStore:
                 self._jobs.move_to_end(job_id)
         while len(self._jobs) > _CACHE_SIZE:
             self._jobs.popitem(last=False)
+        return True
+
+    @staticmethod
+    def _begin(conn: sqlite3.Connection, wait: bool) -> bool:
+        """BEGIN IMMEDIATE: at once, or False if another connection holds the write lock; or waiting for it."""
+        if not wait:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode == sqlite3.SQLITE_BUSY:
+                    return False
+                raise
+            return True
+        conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        finally:
+            conn.execute("PRAGMA busy_timeout = 0")
+        return True
+
+    async def _checkpoint_forever(self) -> None:
+        """Copy the WAL back into the database now and then, off the event loop (a checkpoint fsyncs)."""
+        while True:
+            with anyio.move_on_after(_CHECKPOINT_SECONDS):
+                await self._checkpoint_due.wait()
+            if self._commits:
+                self._commits = 0
+                self._checkpoint_due = anyio.Event()
+                await anyio.to_thread.run_sync(self._checkpoint)
+
+    def _checkpoint(self) -> None:
+        assert self._checkpointer is not None
+        # PASSIVE: copies what no reader still needs, without waiting for or blocking anyone.
+        self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def _job(self, tx: _Tx, job_id: str) -> tuple[Job, EventContext]:
         """The job as this batch has it so far, from memory when it can be."""
