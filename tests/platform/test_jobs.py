@@ -237,6 +237,33 @@ async def test_list_filters_and_pages(platform: Platform) -> None:
         await platform.api.jobs.list(limit=0)
 
 
+async def test_list_by_status_and_type_is_newest_first_and_counted(platform: Platform) -> None:
+    """One status and one type (a range of an index): every match, newest first, exact totals and pages."""
+    api = platform.api
+    made: list[Job] = []
+    for n in range(18):
+        job = await api.jobs.create(type=("workbook", "sheet", "file")[n % 3], operation=("export", "import")[n % 2])
+        if n % 4 == 0:
+            job = await api.jobs.ack(job.id)  # moved after later jobs were created: keeps its place
+        made.append(job)
+    made[0] = await api.jobs.complete(made[0].id)
+    newest_first = made[::-1]
+    for status, kind, count in [("ready", "sheet", 4), ("executing", "workbook", 1), ("complete", "workbook", 1),
+                                ("failed", "file", 0), ("ready", "file", 5)]:
+        want = [j.id for j in newest_first if (j.status, j.type) == (status, kind)]
+        got = await api.jobs.list(status=status, type=kind)
+        assert ([j.id for j in got.items], got.total) == (want, count), (status, kind)
+        page = await api.jobs.list(status=status, type=kind, limit=2, offset=1)
+        assert ([j.id for j in page.items], page.total) == (want[1:3], count), (status, kind)
+    exports = await api.jobs.list(status="ready", type="sheet", operation="export")
+    assert [j.id for j in exports.items] == [j.id for j in newest_first
+                                             if (j.status, j.job) == ("ready", "sheet:export")]
+    both = await api.jobs.list(status=["ready", "executing"], type="workbook")
+    assert [j.id for j in both.items] == [j.id for j in newest_first if j.type == "workbook" and j is not made[0]]
+    assert (await api.jobs.list(status="ready", type="sheet", is_part=False)).total == 4
+    assert (await api.jobs.list(status="ready", type="sheet", is_part=True)).total == 0
+
+
 async def test_actor_is_recorded(platform: Platform) -> None:
     api = platform.api.as_actor("user:ann")
     job = await api.jobs.create(type="workbook", operation="export")

@@ -24,6 +24,29 @@ async def test_wal_mode_and_schema_version(db_path: Path) -> None:
         pass
 
 
+async def test_a_list_by_status_and_type_reads_one_index_range_in_order(db_path: Path) -> None:
+    """The page and its total come from the range of jobs_status_type: no table scan, no sort, no table read
+    for the count (what keeps the listing fast with a million jobs)."""
+    async with Platform.open(f"sqlite:///{db_path}", sweep_interval=None) as platform:
+        await platform.api.jobs.create(type="workbook", operation="export")
+        store = platform.store
+        assert isinstance(store, SqliteStore)
+        ran: list[str] = []
+        for conn in store._readers:
+            conn.set_trace_callback(ran.append)
+        try:
+            page = await platform.api.jobs.list(status="ready", type="workbook")
+        finally:
+            for conn in store._readers:
+                conn.set_trace_callback(None)
+    assert page.total == 1
+    conn = sqlite3.connect(db_path)
+    plans = [[r[3] for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}")] for sql in ran]
+    conn.close()
+    assert plans == [["SEARCH jobs USING COVERING INDEX jobs_status_type (status=? AND type=?)"],
+                     ["SEARCH jobs USING INDEX jobs_status_type (status=? AND type=?)"]], ran
+
+
 async def test_store_refuses_use_after_close(db_path: Path) -> None:
     async with SqliteStore.open(db_path) as store:
         pass
