@@ -637,7 +637,8 @@ LEGEND = """\
 METHOD = """\
 - **lifecycle in-process** (`bench/lifecycle.py`): `job_handler("workbook:bench", handler)` run by
   `platform.running`; the handler does one `tick(50, "half")`; jobs are created with 64 creations in flight, at
-  most 256 jobs not yet ended, for a fixed time, and counted when their `job:completed` is published.
+  most 256 jobs not yet ended, for a fixed time, and counted when their `job:completed` is published. Every
+  scenario's process first calls `listener.tune_gc()`, as `listener serve`, `run` and `dev` do (README).
 - **remote** (`bench/remote.py`): `listener serve` and `listener run` subprocesses (a fresh database each run; with
   two replicas, one worker on each, both one agent); this process creates the jobs through a `Client` (32 in
   flight, at most 256 not ended) and counts `job:completed` on its own websocket stream.

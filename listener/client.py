@@ -28,7 +28,7 @@ from urllib.parse import quote
 
 import aiohttp
 import anyio
-from pydantic_core import to_json
+from pydantic_core import from_json, to_json
 
 from listener import topics as t
 from listener.errors import (
@@ -293,7 +293,7 @@ class Client:
                 raise error_from_body(status, answer, f"{method} {path}")
             if raw:
                 return answer
-            return json.loads(answer) if answer else None
+            return from_json(answer) if answer else None  # pydantic's reader: about twice as fast as json's
         raise ServerUnavailable(f"Cannot reach the Listener server at {', '.join(tried)}: {failure}",
                                 urls=tried) from failure
 

@@ -756,6 +756,28 @@ def refuse_nul(data: Any, where: str = "") -> None:
 
     PostgreSQL cannot store NUL in text or JSON; refusing it for every backend keeps them alike.
     """
+    if where or _has_nul(data):  # the paths are worked out only once there is something to name
+        _name_nul(data, where)
+
+
+def _has_nul(data: Any) -> bool:
+    if type(data) is str:
+        return "\x00" in data
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if ("\x00" in key if type(key) is str else _has_nul(key)) or (
+                    type(value) is not int and value is not None and _has_nul(value)):
+                return True
+        return False
+    if isinstance(data, list | tuple):
+        for value in data:
+            if _has_nul(value):
+                return True
+        return False
+    return isinstance(data, str) and "\x00" in data  # a str subclass
+
+
+def _name_nul(data: Any, where: str) -> None:
     if isinstance(data, str):
         if "\x00" in data:
             field = where or "(body)"
@@ -764,11 +786,11 @@ def refuse_nul(data: Any, where: str = "") -> None:
     elif isinstance(data, dict):
         for key, value in data.items():
             path = f"{where}.{key}" if where else str(key)
-            refuse_nul(key, path)
-            refuse_nul(value, path)
+            _name_nul(key, path)
+            _name_nul(value, path)
     elif isinstance(data, list | tuple):
         for i, value in enumerate(data):
-            refuse_nul(value, f"{where}.{i}" if where else str(i))
+            _name_nul(value, f"{where}.{i}" if where else str(i))
 
 
 def parse_strict_json(model: type[M], raw: bytes, *, what: str | None = None) -> M:

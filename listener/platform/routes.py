@@ -266,12 +266,25 @@ async def parse_body(request: web.Request, model: type[T]) -> T:
     raw = await request.read()
     if not raw:
         raise Invalid("The request needs a JSON body.", details=[{"field": "(body)", "message": "missing"}])
+    # pydantic's JSON reader takes NaN and Infinity, which are not JSON: a body that may hold them is
+    # checked by `parse_json` first; any other is read once, and checked only if refused, so that a
+    # malformed body is called that rather than invalid.
+    if b"NaN" in raw or b"Infinity" in raw:
+        _well_formed(raw)
+        return parse_strict_json(model, raw, what="body")
     try:
-        parse_json(raw)  # well-formed first, so that a malformed body is called that
+        return parse_strict_json(model, raw, what="body")
+    except Invalid:
+        _well_formed(raw)
+        raise
+
+
+def _well_formed(raw: bytes) -> None:
+    try:
+        parse_json(raw)
     except ValueError as exc:
         raise Invalid(f"The request body is not valid JSON: {exc}.",
                       details=[{"field": "(body)", "message": "malformed JSON"}]) from None
-    return parse_strict_json(model, raw, what="body")
 
 
 def parse_json(raw: bytes | str) -> Any:

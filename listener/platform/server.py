@@ -20,7 +20,7 @@ from multidict import MultiDict, MultiMapping
 
 from listener.errors import Invalid, ListenerError, NotFound, TooLarge
 from listener.models import refuse_nul
-from listener.platform import Platform
+from listener.platform import Platform, PlatformApi
 from listener.platform.auth import LINK_PARAMS, User, Users
 from listener.platform.metrics import METRICS_ROUTE
 from listener.platform.openapi import openapi
@@ -59,6 +59,8 @@ class _InFlight:
 
 
 IN_FLIGHT: web.AppKey[_InFlight] = web.AppKey("in_flight", _InFlight)
+ACTORS: web.AppKey[dict[str | None, PlatformApi]] = web.AppKey("actors")
+_ACTORS_CACHED = 1024
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large", 400: "bad_request"}
 
@@ -110,6 +112,17 @@ def bearer(request: web.Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" else None
 
 
+def _actor(app: web.Application, name: str | None) -> PlatformApi:
+    """The platform's Api acting as `name`, made once per user rather than once per request (it holds no state)."""
+    actors = app[ACTORS]
+    api = actors.get(name)
+    if api is None:
+        if len(actors) >= _ACTORS_CACHED:
+            actors.clear()
+        api = actors[name] = app[PLATFORM].api.as_actor(name)
+    return api
+
+
 def _view(route: Route) -> Any:
     async def view(request: web.Request) -> web.StreamResponse:
         platform, users = request.app[PLATFORM], request.app[USERS]
@@ -126,7 +139,7 @@ def _view(route: Route) -> Any:
         refuse_nul(dict(request.match_info))
         if user is not None:
             forbid(user, route)
-        call = Call(request, user, platform, platform.api.as_actor(user.name if user else None),  # type: ignore[arg-type]
+        call = Call(request, user, platform, _actor(request.app, user.name if user else None),  # type: ignore[arg-type]
                     users)
         if route.query is not None:
             call.query = parse_query(route.query, query, query.getall)
@@ -179,6 +192,7 @@ def create_app(platform: Platform, *, users: Users | None = None, max_body: int 
     sockets: set[web.WebSocketResponse] = set()
     app[SOCKETS] = sockets
     app[IN_FLIGHT] = _InFlight()
+    app[ACTORS] = {}
     for route in [*ROUTES, STREAM_ROUTE, SPEC_ROUTE, METRICS_ROUTE]:
         app.router.add_route(route.method, (API if route.prefixed else "") + route.path, _view(route),
                              name=route.operation_id)

@@ -2,7 +2,11 @@
 
 Client → server messages: `{"type": "ack", "seq": N}` — every event up to N was
 handled (moves the agent's cursor). Server → client: `{"type": "ready", "position",
-"head"}` once, then `{"type": "event", "event": {...}}` in `seq` order.
+"head"}` once, then `{"type": "event", "event": {...}}` in `seq` order. A client that
+connects with `?batch=true` gets `{"type": "events", "events": [{...}, ...]}` instead:
+every event ready to go when the socket is written, in `seq` order, one frame (and one
+write) for the lot; batches follow each other in order with no event left out between
+them, so the stream is the same sequence either way, only fewer frames.
 
 A named agent with no `after` resumes from its server-side cursor (a new agent
 starts at the newest event), so a listener that disconnects or crashes resumes
@@ -13,13 +17,15 @@ after the last event it finished. A slow client gets the backlog from the store
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterable, Callable
 from typing import Any
 
+import anyio
 from aiohttp import WSMsgType, web
 from pydantic import Field
 
 from listener.errors import Invalid
-from listener.models import MAX_INT64, Model
+from listener.models import MAX_INT64, Event, Model
 from listener.platform.routes import Call, Route, cursor_name, parse_json, visible_to
 from listener.tasks import task_scope
 from listener.topics import compile_filter, compile_topic
@@ -27,6 +33,11 @@ from listener.topics import compile_filter, compile_topic
 __all__ = ["BEARER_PROTOCOL", "STREAM_ROUTE", "StreamQuery", "subprotocol_token"]
 
 log = logging.getLogger("listener.stream")
+
+_BATCH_EVENTS = 500
+"""Events read ahead for one batched socket; past it the reader waits for the socket."""
+_BATCH_BYTES = 256 * 1024
+"""A batched frame's size at most (bar a single larger event): far below a client's 4 MiB message limit."""
 
 BEARER_PROTOCOL = "listener.bearer"
 """A browser's WebSocket cannot send an Authorization header, so the web page offers two
@@ -46,6 +57,7 @@ class StreamQuery(Model):
     agent: str | None = Field(None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:\-]+$")
     topic: list[str] = Field(default_factory=list)
     filter: str | None = None
+    batch: bool = False
 
 
 def _filter(raw: str | None) -> Any:
@@ -83,14 +95,19 @@ async def events_stream(call: Call) -> web.WebSocketResponse:
     call.request.app[SOCKETS].add(ws)
     await ws.send_json({"type": "ready", "position": start, "head": await store.head()})
 
+    def wanted(event: Event) -> bool:
+        if topics and not any(t(event.topic) for t in topics):
+            return False
+        return bool(event_filter(event)) and visible_to(call.user, event)
+
     async def send() -> None:
         async with call.platform.eventlog.subscribe(start) as events:
+            if q.batch:
+                await _send_batches(ws, events, wanted)
+                return
             async for event in events:
-                if topics and not any(t(event.topic) for t in topics):
-                    continue
-                if not event_filter(event) or not visible_to(call.user, event):
-                    continue
-                await ws.send_str('{"type":"event","event":' + event.model_dump_json() + "}")
+                if wanted(event):
+                    await ws.send_str('{"type":"event","event":' + event.model_dump_json() + "}")
 
     try:
         async with task_scope() as tg:
@@ -103,6 +120,50 @@ async def events_stream(call: Call) -> web.WebSocketResponse:
     finally:
         call.request.app[SOCKETS].discard(ws)
     return ws
+
+
+async def _send_batches(ws: web.WebSocketResponse, events: AsyncIterable[Event],
+                        wanted: Callable[[Event], bool]) -> None:
+    """Send `events` as `{"type": "events"}` frames, each holding every event ready when it is written.
+
+    One task reads the subscription into a bounded buffer as fast as it yields (a committed batch
+    comes out without a pause); this one writes whatever the buffer holds as one frame, in order.
+    The buffer's bound makes a slow client hold the reader back (the subscription then catches up
+    from the store), and `_BATCH_BYTES` keeps each frame far below a client's message size limit.
+    """
+    send, receive = anyio.create_memory_object_stream[str](_BATCH_EVENTS)
+
+    async def read() -> None:
+        async with send:
+            async for event in events:
+                if wanted(event):
+                    data = event.model_dump_json()
+                    try:
+                        send.send_nowait(data)  # no checkpoint per event: the batch collects until the reader waits
+                    except anyio.WouldBlock:
+                        await send.send(data)
+
+    async with task_scope() as tg, receive:
+        tg.start_soon(read)
+        carry: str | None = None
+        while True:
+            if carry is None:
+                try:
+                    carry = await receive.receive()
+                except anyio.EndOfStream:
+                    return
+            batch, size, carry = [carry], len(carry), None
+            while size < _BATCH_BYTES:
+                try:
+                    data = receive.receive_nowait()
+                except (anyio.WouldBlock, anyio.EndOfStream):
+                    break
+                if size + len(data) > _BATCH_BYTES:
+                    carry = data  # the first of the next frame
+                    break
+                batch.append(data)
+                size += len(data)
+            await ws.send_str('{"type":"events","events":[' + ",".join(batch) + "]}")
 
 
 async def _receive(text: str, ws: web.WebSocketResponse, store: Any, cursor: str | None) -> None:

@@ -12,6 +12,7 @@ import anyio
 import pytest
 
 from listener import Job
+from listener.platform import stream as stream_module
 from tests.conftest import Server
 from tests.platform.test_server import API, assert_error, call, snapshot
 
@@ -33,6 +34,7 @@ class Stream:
 
     def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         self.ws = ws
+        self.frames: list[int] = []  # how many events each event message held, in order
 
     async def message(self) -> dict[str, Any]:
         with anyio.fail_after(5):
@@ -45,11 +47,15 @@ class Stream:
         return message
 
     async def events(self, n: int) -> list[dict[str, Any]]:
-        out = []
-        for _ in range(n):
+        """The next n events, whether they come one a message or batched (`?batch=true`)."""
+        out: list[dict[str, Any]] = []
+        while len(out) < n:
             message = await self.message()
-            assert message["type"] == "event", message
-            out.append(message["event"])
+            assert message["type"] in ("event", "events"), message
+            batch = [message["event"]] if message["type"] == "event" else message["events"]
+            self.frames.append(len(batch))
+            out.extend(batch)
+        assert len(out) == n, f"{len(out) - n} event(s) more than expected: {out[n:]}"
         return out
 
     async def seqs(self, n: int) -> list[int]:
@@ -152,10 +158,11 @@ async def test_agents_of_different_users_have_cursors_of_their_own(server: Serve
     assert await server.platform.store.get_cursor("team-one/exporter") == 2
 
 
-async def test_a_slow_client_gets_the_backlog_not_a_dropped_connection(server: Server) -> None:
+@pytest.mark.parametrize("batch", [False, True], ids=["one-a-frame", "batched"])
+async def test_a_slow_client_gets_the_backlog_not_a_dropped_connection(server: Server, batch: bool) -> None:
     server.platform.eventlog.buffer = 5
     await new_job(server)
-    async with stream(server, server.admin_token, {"after": 2}) as s:
+    async with stream(server, server.admin_token, {"after": 2, "batch": str(batch).lower()}) as s:
         assert (await s.ready())["position"] == 2
         # 100 events in a few big commits, while the client reads nothing.
         async with anyio.create_task_group() as tg:
@@ -166,6 +173,39 @@ async def test_a_slow_client_gets_the_backlog_not_a_dropped_connection(server: S
         assert not s.ws.closed
         await new_job(server)
         assert await s.seqs(2) == [103, 104]
+
+
+async def test_a_batched_stream_sends_the_same_events_in_order_in_fewer_frames(server: Server) -> None:
+    jobs = [await new_job(server) for _ in range(3)]  # events 1-6
+    async with stream(server, server.admin_token, {"after": 0, "batch": "true"}) as s, \
+            stream(server, server.admin_token, {"after": 0}) as plain:
+        assert await s.ready() == {"type": "ready", "position": 0, "head": 6}
+        await plain.ready()
+        backlog = await s.events(6)
+        assert s.frames == [6]  # the backlog, read from the store in one go, is one frame
+        assert [(e["seq"], e["topic"], e["context"]["jobId"]) for e in backlog] == [
+            (seq, topic, job.id) for job, seq in zip(jobs, (1, 3, 5), strict=True)
+            for seq, topic in ((seq, "job:created"), (seq + 1, "job:ready"))]
+        assert backlog == await plain.events(6)  # the same events, the same JSON
+        async with anyio.create_task_group() as tg:  # 100 live events in a few commits
+            for _ in range(50):
+                tg.start_soon(new_job, server)
+        live = await s.events(100)
+        assert [e["seq"] for e in live] == list(range(7, 107))  # in order, none left out, none twice
+        assert len(s.frames) < 1 + 100
+        assert live == await plain.events(100)
+
+
+async def test_a_batched_frame_stays_under_the_size_limit(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stream_module, "_BATCH_BYTES", 1)  # every event is over it: one event a frame
+    for _ in range(3):
+        await new_job(server)
+    async with stream(server, server.admin_token, {"after": 0, "batch": "true"}) as s:
+        await s.ready()
+        assert await s.seqs(6) == [1, 2, 3, 4, 5, 6]
+        assert s.frames == [1] * 6
+        await new_job(server)
+        assert await s.seqs(2) == [7, 8]
 
 
 async def test_members_see_only_their_own_jobs_events_in_the_stream(server: Server) -> None:
