@@ -666,6 +666,8 @@ class Event(Model):
     that run once every handler of this dispatch has finished).
     """
 
+    __slots__ = ("_wire",)
+
     id: str
     seq: int
     topic: str
@@ -693,6 +695,18 @@ class Event(Model):
         _set_attribute(event, "__pydantic_extra__", None)
         _set_attribute(event, "__pydantic_private__", {"_api": api, "_cache": cache, "_after_all": after_all})
         return event
+
+    def to_json(self) -> str:
+        """The event as JSON, serialized once: the store writes it and every stream socket sends it.
+
+        Events are not changed once appended, so the first serialization stands for the rest. It is
+        kept in a slot, not a field or private attribute, so equality and copies never see it.
+        """
+        text: str | None = getattr(self, "_wire", None)
+        if text is None:
+            text = self.model_dump_json()
+            _set_attribute(self, "_wire", text)
+        return text
 
     def for_dispatch(self, api: Api) -> Event:
         """A copy of this event for one dispatch, with its own cache and after-all list."""

@@ -108,3 +108,14 @@ def test_a_trusted_event_is_the_event_validation_would_make() -> None:
     copy = trusted.for_dispatch(api=object())  # type: ignore[arg-type]
     copy.cache["k"] = 1
     assert copy.model_dump() == trusted.model_dump() and copy.cache == {"k": 1} and trusted.cache == {}
+
+
+def test_an_event_serializes_once_and_its_copies_and_equality_do_not_see_it() -> None:
+    context = EventContext(job_id="jb_1", job="workbook:export")
+    event = Event.trusted(id="ev_000000000001", seq=1, topic="job:ready", context=context, payload={"n": 1},
+                          created_at=datetime.now(UTC))
+    text = event.to_json()
+    assert text == event.model_dump_json() and event.to_json() is text
+    assert event == Event.model_validate_json(text)
+    changed = event.model_copy(update={"payload": {"n": 2}})
+    assert '"n":2' in changed.to_json() and event.to_json() is text

@@ -107,7 +107,7 @@ async def events_stream(call: Call) -> web.WebSocketResponse:
                 return
             async for event in events:
                 if wanted(event):
-                    await ws.send_str('{"type":"event","event":' + event.model_dump_json() + "}")
+                    await ws.send_str('{"type":"event","event":' + event.to_json() + "}")
 
     try:
         async with task_scope() as tg:
@@ -137,7 +137,7 @@ async def _send_batches(ws: web.WebSocketResponse, events: AsyncIterable[Event],
         async with send:
             async for event in events:
                 if wanted(event):
-                    data = event.model_dump_json()
+                    data = event.to_json()
                     try:
                         send.send_nowait(data)  # no checkpoint per event: the batch collects until the reader waits
                     except anyio.WouldBlock:

@@ -238,7 +238,7 @@ class _Tx:
             event = n.at(self.seq)
             self.conn.execute(
                 "INSERT INTO events (seq, topic, job_id, doc) VALUES (?, ?, ?, ?)",
-                (event.seq, event.topic, event.context.job_id, event.model_dump_json()),
+                (event.seq, event.topic, event.context.job_id, event.to_json()),
             )
             added.append(event)
         self.events.extend(added)
