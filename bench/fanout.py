@@ -30,6 +30,7 @@ import anyio
 from listener import Event, Listener, Platform
 from listener.models import EventContext
 from listener.platform.store.base import NewEvent
+from listener.process import loop_options
 
 LISTENERS = 100
 PER_WRITE = 100
@@ -85,7 +86,7 @@ async def run_once(seconds: float, listeners: int = LISTENERS, timeout: float = 
 
 
 def measure(runs: int, seconds: float) -> list[dict[str, float]]:
-    return [anyio.run(run_once, seconds) for _ in range(runs)]
+    return [anyio.run(run_once, seconds, backend_options=loop_options()) for _ in range(runs)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -41,6 +41,7 @@ import anyio
 import asyncpg
 
 from listener import Event, Listener, Platform
+from listener.process import loop_options
 from listener.topics import JOB_CANCELLED, JOB_COMPLETED, JOB_FAILED
 from plugins.job_handler import Tick, job_handler
 
@@ -221,7 +222,7 @@ def measure_list(backend: str, rows: int, runs: int, queries: int, seconds: floa
             # peak RSS, which is the listing's.
             with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
                 seed_s = pool.submit(seed_sqlite, path, rows, template).result()
-            results = anyio.run(time_queries, str(path), runs, queries, seconds)
+            results = anyio.run(time_queries, str(path), runs, queries, seconds, backend_options=loop_options())
             return {"seed_s": seed_s, "rows": rows, "runs": results}
         assert pg_url is not None
         schema = f"bench_{uuid.uuid4().hex[:12]}"
@@ -229,7 +230,7 @@ def measure_list(backend: str, rows: int, runs: int, queries: int, seconds: floa
         try:
             template = anyio.run(_template, scoped)
             seed_s = anyio.run(seed_postgres, pg_url, schema, rows, template)
-            results = anyio.run(time_queries, scoped, runs, queries, seconds)
+            results = anyio.run(time_queries, scoped, runs, queries, seconds, backend_options=loop_options())
         finally:
             subprocess.run(["psql", pg_url, "-qc", f"DROP SCHEMA IF EXISTS {schema} CASCADE"], check=False,
                            capture_output=True)
@@ -326,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for i, r in enumerate(out["runs"], 1):
             print(f"  run {i}: {r['queries']:.0f} queries, p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms")
     if args.only in (None, "soak"):
-        r = anyio.run(soak, args.soak_jobs, args.soak_seconds)
+        r = anyio.run(soak, args.soak_jobs, args.soak_seconds, backend_options=loop_options())
         print(f"soak: {r['jobs']:,.0f} jobs in {r['wall_s']:.1f}s ({r['jobs_per_s']:,.0f} jobs/s), RSS "
               f"{r['rss_10_mib']:.0f} MiB after {r['rss_10_jobs']:,.0f} jobs → {r['rss_end_mib']:.0f} MiB at the end "
               f"({r['rss_growth']:+.1%})")

@@ -49,6 +49,7 @@ from typing import Any
 import anyio
 
 from listener import Event, Listener, Outcome, Platform, tune_gc
+from listener.process import loop_options
 from listener.topics import JOB_CANCELLED, JOB_COMPLETED, JOB_FAILED
 from plugins.job_handler import Tick, job_handler
 
@@ -379,8 +380,8 @@ def measure(path: str, args: argparse.Namespace, run: int, profiler: cProfile.Pr
         return result
 
     if profiler is None:
-        return anyio.run(main)
-    result: RunResult = profiler.runcall(anyio.run, main)
+        return anyio.run(main, backend_options=loop_options())
+    result: RunResult = profiler.runcall(anyio.run, main, backend_options=loop_options())
     return result
 
 

@@ -40,6 +40,7 @@ import asyncpg
 from pyee import EventEmitter
 
 from listener import Outcome, Platform
+from listener.process import loop_options
 
 GROUP = 64  # jobs per commit in the group-commit variants, and jobs in flight (as the in-process lifecycle)
 PG_POOL = 10  # the PostgresStore's default pool size
@@ -331,8 +332,9 @@ def measure(only: Sequence[str], runs: int, seconds: float, pg_url: str | None) 
             out.runs.setdefault("sqlite_commit", []).append(_sqlite_run(shape, seconds, grouped=False))
             out.runs.setdefault("sqlite_group", []).append(_sqlite_run(shape, seconds, grouped=True))
         if "postgres" in only and pg_url is not None and "postgres" not in out.skipped and shape is not None:
-            out.runs.setdefault("pg_commit", []).append(anyio.run(_pg_run, pg_url, shape, seconds, False))
-            out.runs.setdefault("pg_group", []).append(anyio.run(_pg_run, pg_url, shape, seconds, True))
+            for key, grouped in (("pg_commit", False), ("pg_group", True)):
+                out.runs.setdefault(key, []).append(
+                    anyio.run(_pg_run, pg_url, shape, seconds, grouped, backend_options=loop_options()))
         if "pyee" in only:
             out.runs.setdefault("pyee", []).append(_pyee_run(min(seconds, 1.0)))
     return out

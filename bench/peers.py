@@ -47,6 +47,8 @@ from types import ModuleType
 
 import anyio
 
+from listener.process import loop_options
+
 BIN = Path(sys.executable).parent
 REDIS_DB = 7
 STARTED = "BENCH_STARTED_FILE"
@@ -518,7 +520,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         peer = PEERS[key]
         r = anyio.run(lambda peer=peer: measure_peer(  # type: ignore[misc]
             peer, runs=args.runs, jobs=args.jobs, max_seconds=args.max_seconds, rate=args.rate,
-            seconds=args.seconds, redis_url=args.redis, pg_url=args.db, backlog=args.backlog))
+            seconds=args.seconds, redis_url=args.redis, pg_url=args.db, backlog=args.backlog),
+            backend_options=loop_options())
         label = f"{peer.name} ({peer.broker})"
         if r.skipped:
             print(f"{label:<28} skipped: {r.skipped}")

@@ -61,6 +61,7 @@ from listener import Event, Listener, Platform
 from listener.client import Client, run_listener
 from listener.platform.auth import Role, Users
 from listener.platform.server import serve
+from listener.process import loop_options
 from listener.topics import JOB_CANCELLED, JOB_COMPLETED, JOB_FAILED
 from plugins.job_handler import Tick, job_handler
 
@@ -440,8 +441,8 @@ def measure(mode: str, args: argparse.Namespace, run: int, profiler: cProfile.Pr
         return result
 
     if profiler is None:
-        return anyio.run(main)
-    result: HttpResult = profiler.runcall(anyio.run, main)
+        return anyio.run(main, backend_options=loop_options())
+    result: HttpResult = profiler.runcall(anyio.run, main, backend_options=loop_options())
     return result
 
 

@@ -234,7 +234,9 @@ def _soak(sizes: Sizes) -> Outcome:
     import growth
     from lifecycle import peak_rss_mib
 
-    r = anyio.run(growth.soak, sizes.soak_jobs, sizes.soak_seconds)
+    from listener.process import loop_options
+
+    r = anyio.run(growth.soak, sizes.soak_jobs, sizes.soak_seconds, backend_options=loop_options())
     capped = r["jobs"] < r["planned"]
     title = (f"soak: {r['jobs']:,.0f} jobs in-process, 64 at a time; RSS {r['rss_10_mib']:.0f} MiB at "
              f"{r['rss_10_jobs']:,.0f} jobs → {r['rss_end_mib']:.0f} MiB ({r['rss_growth']:+.1%})")
@@ -250,10 +252,13 @@ def _peer(sizes: Sizes, key: str, pg: str, redis: str) -> Outcome:
     import anyio
     import peers
 
+    from listener.process import loop_options
+
     peer = peers.PEERS[key]
     r = anyio.run(lambda: peers.measure_peer(
         peer, runs=sizes.runs, jobs=1_000_000, max_seconds=sizes.peer_bulk_seconds, rate=sizes.rate,
-        seconds=sizes.peer_steady_seconds, redis_url=redis, pg_url=pg, backlog=sizes.backlog))
+        seconds=sizes.peer_steady_seconds, redis_url=redis, pg_url=pg, backlog=sizes.backlog),
+        backend_options=loop_options())
     if r.skipped:
         return Outcome(skipped=[f"{peer.name} ({peer.broker}): {r.skipped}"])
     name = f"peer: {peer.name} {r.version}"
@@ -383,6 +388,16 @@ def _pkg(name: str) -> str:
         return "not installed"
 
 
+def _loop() -> str:
+    from listener.process import event_loop
+
+    loop = event_loop()
+    if loop == "uvloop":
+        return (f"every process on uvloop {_pkg('uvloop')} (the `fast` extra; Taskiq's worker picks it too), "
+                "LISTENER_LOOP=asyncio for the standard loop")
+    return "every process on asyncio's standard loop (uvloop is not installed)"
+
+
 def _cpu_model() -> str:
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -406,7 +421,7 @@ def header(args: argparse.Namespace, pg: dict[str, str], redis: dict[str, str], 
         f"Python {pyplatform.python_version()} ({pyplatform.python_implementation()})" if mem else
         f"Machine: {os.cpu_count()} CPU(s) ({_cpu_model()}); Python {pyplatform.python_version()}",
         f"Listener {_pkg('listener')}: anyio {_pkg('anyio')}, pydantic {_pkg('pydantic')}, pyee {_pkg('pyee')}, "
-        f"aiohttp {_pkg('aiohttp')}, asyncpg {_pkg('asyncpg')}",
+        f"aiohttp {_pkg('aiohttp')}, asyncpg {_pkg('asyncpg')}; {_loop()}",
         f"Durability: SQLite {sqlite3.sqlite_version} in WAL mode with synchronous=NORMAL (DESIGN.md §4: a killed "
         f"process loses nothing); PostgreSQL {pg.get('server_version', '?').split()[0]} with "
         f"synchronous_commit={pg.get('synchronous_commit', '?')}, fsync={pg.get('fsync', '?')}; every transition "

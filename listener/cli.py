@@ -30,7 +30,7 @@ from listener.listener import Listener
 from listener.models import Job
 from listener.platform import DEFAULT_DB, Platform
 from listener.platform.auth import Role, Users
-from listener.process import tune_gc
+from listener.process import event_loop, loop_options, tune_gc
 
 __all__ = ["load_listener", "main"]
 
@@ -340,10 +340,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet = args.command not in ("serve", "run", "dev")
     level = logging.DEBUG if args.debug else logging.WARNING if quiet else logging.INFO
     logs.configure(args.log_format, level)
+    try:
+        options = loop_options()
+    except ValueError as exc:
+        print(f"listener: {exc}", file=sys.stderr)
+        return 2
     if args.command in ("serve", "run", "dev", "demo"):
         tune_gc()
+        logging.getLogger("listener").info("Event loop: %s.", event_loop())
     try:
-        anyio.run(functools.partial(_COMMANDS[args.command], args))
+        anyio.run(functools.partial(_COMMANDS[args.command], args), backend_options=options)
     except KeyboardInterrupt:
         return 130
     except (ListenerError, ConnectionError, TimeoutError) as exc:

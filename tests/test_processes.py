@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import signal
@@ -77,9 +78,12 @@ async def test_serve_and_run_handle_a_triggered_action_end_to_end(tmp_path: Path
     worker = tmp_path / "worker.py"
     worker.write_text(WORKER)
     db = f"sqlite:///{tmp_path / 'listener.db'}"
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"  # the dev extra installs uvloop
     async with started("serve", "--db", db, "--port", "0") as (server, server_out):
+        await server_out.wait_for(f"Event loop: {loop}")
         url = (await server_out.wait_for(r"serving (http://127\.0\.0\.1:\d+)")).group(1)
         async with started("run", str(worker), "--url", url, "--token", TOKEN, "--agent", "exporter") as (run, out):
+            await out.wait_for(f"Event loop: {loop}")
             await out.wait_for("is listening")
             async with Client(url, token=TOKEN) as client:
                 wb = await client.workbooks.create(name="W", actions=[{"operation": "export", "label": "Export"}])
