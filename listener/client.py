@@ -218,6 +218,7 @@ class Client:
         agent: str | None = None,
         topics: str | Sequence[str] = (),
         filter: Mapping[str, Any] | None = None,
+        share: bool = False,
         backoff_start: float = 0.1,
         backoff_factor: float = 2.0,
         backoff_max: float = 5.0,
@@ -231,12 +232,16 @@ class Client:
             agent: the name whose cursor `await events.ack(seq)` moves.
             topics: only events on these topics (globs allowed); all when empty.
             filter: only events matching this filter (as `Listener.on` takes).
+            share: share `agent`'s job:ready events with its other sharing streams, each to one of them
+                (the one with the fewest in hand), as `run_listener`'s workers do; every other event still
+                reaches each stream. Only for streams that handle the jobs and ack: a job handed to a
+                stream is the others' again only when that stream closes.
             backoff_start, backoff_factor, backoff_max, backoff_jitter: the delay before reconnecting
                 after a dropped connection: start, multiplied by factor each failed try, capped at max,
                 less up to `jitter` of itself at random so that workers do not reconnect in step.
         """
         return EventStream(self, after=after, agent=agent, topics=[topics] if isinstance(topics, str) else topics,
-                           filter=filter, backoff_start=backoff_start, backoff_factor=backoff_factor,
+                           filter=filter, share=share, backoff_start=backoff_start, backoff_factor=backoff_factor,
                            backoff_max=backoff_max, backoff_jitter=backoff_jitter)
 
     # -- transport ---------------------------------------------------------------

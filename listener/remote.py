@@ -83,6 +83,7 @@ class EventStream:
         agent: str | None = None,
         topics: Sequence[str] = (),
         filter: Mapping[str, Any] | None = None,
+        share: bool = False,
         backoff_start: float = 0.1,
         backoff_factor: float = 2.0,
         backoff_max: float = 5.0,
@@ -107,6 +108,10 @@ class EventStream:
             self._query.append(("agent", agent))
         if filter is not None:
             self._query.append(("filter", json.dumps(dict(filter))))
+        if share:
+            if agent is None:
+                raise ValueError("Only an agent's streams share its jobs: pass agent= with share=True.")
+            self._query.append(("share", "true"))
         self._backoff = (backoff_start, backoff_factor, backoff_max, backoff_jitter)
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._index = 0
@@ -332,10 +337,11 @@ async def run_listener(
 
     The server sends only the events on the topics the listener's handlers are subscribed to when
     it starts (most of a busy log is not for a given worker): a handler added later on another
-    topic gets its events after a restart.
+    topic gets its events after a restart. Workers run with one agent name share its job:ready
+    events: each goes to one of them (see `listener.platform.sharing`), every other event to all.
     """
     topics = sorted({registration.topic.pattern for registration in listener.registrations()})
-    async with client.stream(agent=agent, topics=topics) as stream:
+    async with client.stream(agent=agent, topics=topics, share=True) as stream:
         runner = Runner(listener, client, concurrency=concurrency, grace=grace, save_cursor=stream.ack,
                         agent=agent)
         source = _Source(stream)

@@ -135,3 +135,50 @@ async def test_a_killed_worker_resumes_and_no_job_is_skipped(tmp_path: Path) -> 
     assert len(stuck) <= 4, "at most `concurrency` jobs were in the killed worker's hands"
     handled_ids = handled.read_text().split()
     assert set(ids) - set(handled_ids) == stuck - set(handled_ids), "every job not stuck ran: none was skipped"
+
+
+SLOW_WORKER = WORKER.replace("from pathlib import Path\n", "from pathlib import Path\nimport anyio\n").replace(
+    '    await tick(50, "halfway")\n', '    await tick(50, "halfway")\n    await anyio.sleep(0.05)  # work\n')
+
+
+async def test_two_workers_share_the_jobs_and_a_killed_ones_ready_jobs_go_to_the_other(tmp_path: Path) -> None:
+    worker = tmp_path / "worker.py"
+    worker.write_text(SLOW_WORKER)
+    db = f"sqlite:///{tmp_path / 'listener.db'}"
+    async with started("serve", "--db", db, "--port", "0") as (server, server_out):
+        url = (await server_out.wait_for(r"serving (http://127\.0\.0\.1:\d+)")).group(1)
+        args = ("run", str(worker), "--url", url, "--token", TOKEN, "--agent", "exporter", "--concurrency", "4")
+        async with Client(url, token=TOKEN) as client, started(*args) as (survivor, survivor_out):
+            await survivor_out.wait_for("is listening")
+            async with started(*args) as (doomed, doomed_out), \
+                    client.stream(after=0, topics=["job:completed"]) as done:
+                await doomed_out.wait_for("is listening")
+                ids = [(await client.jobs.create(type="workbook", operation="export")).id for _ in range(60)]
+                with anyio.fail_after(20):
+                    count = 0
+                    async for _ in done:
+                        count += 1
+                        if count == 10:
+                            break
+                doomed.kill()  # SIGKILL while it holds ready jobs it was handed: no drain, no goodbye
+                await doomed.wait()
+            # Jobs it had acked stay executing until their leases expire; every other job ends, on the survivor
+            # (which drains the ones in its hands when it stops).
+            running = {j.id for j in (await client.jobs.list(status="executing", limit=100)).items}
+            for job_id in ids:
+                if job_id not in running:
+                    assert (await client.jobs.wait(job_id, timeout=30)).status is JobStatus.COMPLETE
+            survivor.send_signal(signal.SIGTERM)
+            with anyio.fail_after(20):
+                assert await survivor.wait() == 0, "\n".join(survivor_out.seen)
+            stuck = {j.id for j in (await client.jobs.list(status="executing", limit=100)).items}
+            complete = {j.id for j in (await client.jobs.list(status="complete", limit=100)).items}
+            ready = [e for e in await client.events.list(after=0, limit=1000) if e.topic == "job:ready"]
+        server.send_signal(signal.SIGTERM)
+        await server.wait()
+    assert complete == set(ids) - stuck
+    assert len(stuck) <= 4, "at most `concurrency` jobs were in the killed worker's hands"
+    handled = worker.with_suffix(".handled").read_text().split()
+    assert sorted(handled) == sorted(set(ids) - stuck), "each job ran once, on one worker"
+    announced = len(ready) - len(ids)
+    assert announced >= 1, "the killed worker held ready jobs, and they were announced again"

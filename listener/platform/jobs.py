@@ -555,6 +555,17 @@ class JobService:
 
         return await self._move(job_id, _Move("fail", {S.EXECUTING}, topics.JOB_FAILED, apply))
 
+    async def announce(self, job_id: str) -> bool:
+        """Emit job:ready again for a job that is still ready, because the worker it went to is gone.
+
+        False (and nothing written) when the job is no longer ready: someone claimed it meanwhile.
+        """
+        try:
+            await self._move(job_id, _ANNOUNCE)
+        except (Conflict, NotFound):
+            return False
+        return True
+
     async def retry(self, job_id: str) -> Job:
         """Run a failed job again by hand (the outcome's `retry` button): failed → ready, one more attempt allowed."""
         def apply(job: Job) -> dict[str, Any]:
@@ -1042,5 +1053,6 @@ def _admitted(job: Job) -> dict[str, Any]:
 
 
 _ADMIT = _Move("start", {S.SCHEDULED}, topics.JOB_READY, _admitted)
+_ANNOUNCE = _Move("announce", {S.READY}, topics.JOB_READY, lambda job: {})
 _DELETE = _Move("delete", _ACTIVE - {S.EXECUTING} | {S.COMPLETE, S.FAILED, S.CANCELLED}, topics.JOB_DELETED,
                 lambda job: {}, hint=" Cancel it first.")

@@ -25,6 +25,7 @@ from listener.platform.auth import LINK_PARAMS, User, Users
 from listener.platform.metrics import METRICS_ROUTE
 from listener.platform.openapi import openapi
 from listener.platform.routes import ROUTES, Call, Reply, Route, forbid, parse_body, parse_query
+from listener.platform.sharing import AgentGroups
 from listener.platform.stream import STREAM_ROUTE, subprotocol_token
 from listener.platform.web import add_routes as add_web_routes
 
@@ -38,6 +39,7 @@ API = "/api/v1"
 PLATFORM: web.AppKey[Platform] = web.AppKey("platform", Platform)
 USERS: web.AppKey[Users] = web.AppKey("users", Users)
 SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("sockets")
+AGENTS: web.AppKey[AgentGroups] = web.AppKey("agents", AgentGroups)
 
 
 class _InFlight:
@@ -180,6 +182,7 @@ def _spec() -> bytes:
 async def _close_sockets(app: web.Application) -> None:
     # Streams never end by themselves; tell each client we are going away so it reconnects elsewhere.
     sockets: set[web.WebSocketResponse] = app[SOCKETS]
+    app[AGENTS].closing = True  # the jobs the sockets hold stay theirs: their workers come back
     for ws in [*sockets]:
         await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
 
@@ -191,6 +194,7 @@ def create_app(platform: Platform, *, users: Users | None = None, max_body: int 
     app[USERS] = users or Users(platform.store, platform.clock)
     sockets: set[web.WebSocketResponse] = set()
     app[SOCKETS] = sockets
+    app[AGENTS] = AgentGroups()
     app[IN_FLIGHT] = _InFlight()
     app[ACTORS] = {}
     for route in [*ROUTES, STREAM_ROUTE, SPEC_ROUTE, METRICS_ROUTE]:

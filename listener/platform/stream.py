@@ -11,13 +11,15 @@ them, so the stream is the same sequence either way, only fewer frames.
 A named agent with no `after` resumes from its server-side cursor (a new agent
 starts at the newest event), so a listener that disconnects or crashes resumes
 after the last event it finished. A slow client gets the backlog from the store
-(see `Subscription`), never a dropped connection.
+(see `Subscription`), never a dropped connection. An agent's sockets that connect
+with `?share=true` (run_listener's workers do) share its job:ready events, each to
+one of them (see `sharing`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -27,8 +29,9 @@ from pydantic import Field
 from listener.errors import Invalid
 from listener.models import MAX_INT64, Event, Model
 from listener.platform.routes import Call, Route, cursor_name, parse_json, visible_to
+from listener.platform.sharing import AgentGroup, Member
 from listener.tasks import task_scope
-from listener.topics import compile_filter, compile_topic
+from listener.topics import JOB_READY, compile_filter, compile_topic
 
 __all__ = ["BEARER_PROTOCOL", "STREAM_ROUTE", "StreamQuery", "subprotocol_token"]
 
@@ -58,6 +61,7 @@ class StreamQuery(Model):
     topic: list[str] = Field(default_factory=list)
     filter: str | None = None
     batch: bool = False
+    share: bool = False
 
 
 def _filter(raw: str | None) -> Any:
@@ -73,16 +77,18 @@ def _filter(raw: str | None) -> Any:
 
 async def events_stream(call: Call) -> web.WebSocketResponse:
     """The event log as a websocket: backlog from `after` (or the agent's cursor), then live events."""
-    from listener.platform.server import SOCKETS
+    from listener.platform.server import AGENTS, SOCKETS
 
     q: StreamQuery = call.query
     topics = [compile_topic(t) for t in q.topic]
     event_filter = _filter(q.filter)
+    if q.share and q.agent is None:
+        raise Invalid("share: only an agent's streams share its jobs; add agent=NAME.",
+                      details=[{"field": "share", "message": "needs agent"}])
     store = call.platform.store
     cursor = cursor_name(call.user, q.agent) if q.agent else None
-    start = q.after
-    if start is None and cursor is not None:
-        start = await store.get_cursor(cursor)
+    saved = await store.get_cursor(cursor) if cursor is not None else None
+    start = q.after if q.after is not None else saved
     new_agent = start is None and cursor is not None
     if start is None:
         start = await store.head()
@@ -95,10 +101,31 @@ async def events_stream(call: Call) -> web.WebSocketResponse:
     call.request.app[SOCKETS].add(ws)
     await ws.send_json({"type": "ready", "position": start, "head": await store.head()})
 
-    def wanted(event: Event) -> bool:
+    def visible(event: Event) -> bool:
         if topics and not any(t(event.topic) for t in topics):
             return False
         return bool(event_filter(event)) and visible_to(call.user, event)
+
+    wanted = visible
+    groups = call.request.app[AGENTS]
+    shared: tuple[AgentGroup, Member] | None = None
+    formed = False
+    if cursor is not None and q.share:
+        group, formed = groups.get(cursor)
+        member = group.join(visible, start, start if new_agent else saved)  # a new agent's cursor is its start
+        shared = (group, member)
+
+        def wanted(event: Event) -> bool:
+            return visible(event) and group.take(member, event)
+
+    async def ack(seq: int) -> None:
+        assert cursor is not None
+        if shared is None:
+            await store.set_cursor(cursor, seq)
+            return
+        moved = shared[0].ack(shared[1], seq)  # the group's cursor: never past a job another socket holds
+        if moved is not None:
+            await store.set_cursor(cursor, moved)
 
     async def send() -> None:
         async with call.platform.eventlog.subscribe(start) as events:
@@ -109,17 +136,58 @@ async def events_stream(call: Call) -> web.WebSocketResponse:
                 if wanted(event):
                     await ws.send_str('{"type":"event","event":' + event.to_json() + "}")
 
+    went_away = True
     try:
         async with task_scope() as tg:
             tg.start_soon(send)
+            if formed and saved is not None and start > saved:
+                tg.start_soon(_announce_ready, call.platform, saved, start, visible)
             async for message in ws:
                 if message.type is WSMsgType.TEXT:
-                    await _receive(message.data, ws, store, cursor)
+                    await _receive(message.data, ws, None if cursor is None else ack)
     except ConnectionResetError:
         pass  # the client went away mid-send; its cursor says where to resume
+    except anyio.get_cancelled_exc_class():
+        went_away = False  # the server is stopping: the jobs stay with the sockets that come back
+        raise
     finally:
         call.request.app[SOCKETS].discard(ws)
+        if shared is not None:
+            held = groups.leave(*shared)
+            if held and went_away and not groups.closing:
+                with anyio.CancelScope(shield=True):
+                    for job_id in held:
+                        await call.platform.api.jobs.announce(job_id)
     return ws
+
+
+_SCAN_LIMIT = 10_000
+"""Events read at most when a group forms past its agent's cursor."""
+
+
+async def _announce_ready(platform: Any, after: int, upto: int, wanted: Callable[[Event], bool]) -> None:
+    """Announce again the jobs still ready whose job:ready lies between the agent's cursor and a socket's start.
+
+    The socket resumes past them, and the socket they went to may be gone with the server that
+    knew about it (a restart); a job announced to a worker that still has it costs one refused ack.
+    """
+    job_ids: dict[str, None] = {}
+    position, scanned = after, 0
+    while position < upto and scanned < _SCAN_LIMIT:
+        events = await platform.store.read_events(position, 500)
+        if not events:
+            break
+        for event in events:
+            if event.seq > upto:
+                break
+            if event.topic == JOB_READY and event.context.job_id is not None and wanted(event):
+                job_ids[event.context.job_id] = None
+        position, scanned = events[-1].seq, scanned + len(events)
+    if scanned >= _SCAN_LIMIT and position < upto:
+        log.warning("Agent stream: only the first %d events after the cursor were checked for ready jobs.",
+                    _SCAN_LIMIT)
+    for job_id in job_ids:
+        await platform.api.jobs.announce(job_id)
 
 
 async def _send_batches(ws: web.WebSocketResponse, events: AsyncIterable[Event],
@@ -166,16 +234,16 @@ async def _send_batches(ws: web.WebSocketResponse, events: AsyncIterable[Event],
             await ws.send_str('{"type":"events","events":[' + ",".join(batch) + "]}")
 
 
-async def _receive(text: str, ws: web.WebSocketResponse, store: Any, cursor: str | None) -> None:
+async def _receive(text: str, ws: web.WebSocketResponse, ack: Callable[[int], Awaitable[None]] | None) -> None:
     message = 'Expected {"type": "ack", "seq": N}.'
     try:
         data = parse_json(text)
-        if data.get("type") == "ack" and cursor is None:
+        if data.get("type") == "ack" and ack is None:
             message = "An ack moves an agent's cursor: connect with ?agent=NAME to send acks."
-        elif data.get("type") == "ack":
+        elif data.get("type") == "ack" and ack is not None:
             seq = int(data["seq"])
             if 0 <= seq <= MAX_INT64:  # past 64 bits the store cannot hold it
-                await store.set_cursor(cursor, seq)
+                await ack(seq)
                 return
             message = f"An ack's seq is an event's position: an integer from 0 to {MAX_INT64}."
     except (ValueError, KeyError, TypeError, AttributeError):
