@@ -40,9 +40,11 @@ class Member:
 
     wanted: Callable[[Event], bool]
     read: int
-    """The seq of the last event its subscription yielded that it wanted."""
+    """The seq of the last event its subscription yielded."""
     acked: int
     """The highest seq it acked (every event it was sent up to there is handled), or where it started."""
+    sent: int = -1
+    """The seq of the last event it was sent."""
     pending: dict[int, str] = field(default_factory=dict)
     """job:ready events chosen for it and not yet acked past: seq → job id (its load)."""
 
@@ -62,7 +64,8 @@ class AgentGroup:
         A socket resuming past the cursor has received up to `start`, not handled it: until it acks,
         it counts as having handled up to the cursor only.
         """
-        member = Member(wanted, read=start, acked=start if saved is None else min(start, saved))
+        acked = start if saved is None else min(start, saved)
+        member = Member(wanted, read=start, acked=acked, sent=start if acked < start else -1)
         if saved is not None:
             self._saved = max(self._saved, saved)
         self.members.append(member)
@@ -74,25 +77,29 @@ class AgentGroup:
         self._chosen = {seq: owner for seq, owner in self._chosen.items() if owner is not member}
         return list(dict.fromkeys(member.pending[seq] for seq in sorted(member.pending)))
 
-    def take(self, member: Member, event: Event) -> bool:
-        """Whether `member` sends `event` (one it wants, read from its subscription in order)."""
+    def take(self, member: Member, event: Event, wants: bool) -> bool:
+        """Whether `member` sends `event`, the next its subscription yielded (`wants`: it passes its filters)."""
         member.read = event.seq
+        if not wants:
+            return False
         job_id = event.context.job_id
-        if event.topic != JOB_READY or job_id is None:
-            return True
-        owner = self._chosen.get(event.seq)
-        if owner is None:
-            owner = member
-            for other in self.members:
-                if other is not member and other.read < event.seq and len(other.pending) < len(owner.pending) \
-                        and other.wanted(event):
-                    owner = other
-            owner.pending[event.seq] = job_id
-            if len(self.members) > 1:
-                self._chosen[event.seq] = owner
-                if len(self._chosen) > _PRUNE_AT:
-                    self._prune()
-        return owner is member
+        if event.topic == JOB_READY and job_id is not None:
+            owner = self._chosen.get(event.seq)
+            if owner is None:
+                owner = member
+                for other in self.members:
+                    if other is not member and other.read < event.seq \
+                            and len(other.pending) < len(owner.pending) and other.wanted(event):
+                        owner = other
+                owner.pending[event.seq] = job_id
+                if len(self.members) > 1:
+                    self._chosen[event.seq] = owner
+                    if len(self._chosen) > _PRUNE_AT:
+                        self._prune()
+            if owner is not member:
+                return False
+        member.sent = event.seq
+        return True
 
     def ack(self, member: Member, seq: int) -> int | None:
         """`member` handled everything it was sent up to `seq`: where to move the agent's cursor, or None."""
@@ -107,8 +114,12 @@ class AgentGroup:
         return cursor
 
     def cursor(self) -> int:
-        """The highest seq such that every member has handled every event up to it that was its to handle."""
-        cursor = min(m.acked for m in self.members)
+        """The highest seq such that every member has handled every event up to it that was its to handle.
+
+        A member that acked everything it was sent has handled all it read (the rest was not its),
+        so an idle worker does not hold the cursor back.
+        """
+        cursor = min(max(m.read, m.acked) if m.sent <= m.acked else m.acked for m in self.members)
         held = [min(m.pending) - 1 for m in self.members if m.pending]
         return min(cursor, *held) if held else cursor
 

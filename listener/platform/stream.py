@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterable, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from aiohttp import WSMsgType, web
@@ -32,6 +32,9 @@ from listener.platform.routes import Call, Route, cursor_name, parse_json, visib
 from listener.platform.sharing import AgentGroup, Member
 from listener.tasks import task_scope
 from listener.topics import JOB_READY, compile_filter, compile_topic
+
+if TYPE_CHECKING:
+    from listener.platform import Platform
 
 __all__ = ["BEARER_PROTOCOL", "STREAM_ROUTE", "StreamQuery", "subprotocol_token"]
 
@@ -116,7 +119,7 @@ async def events_stream(call: Call) -> web.WebSocketResponse:
         shared = (group, member)
 
         def wanted(event: Event) -> bool:
-            return visible(event) and group.take(member, event)
+            return group.take(member, event, visible(event))
 
     async def ack(seq: int) -> None:
         assert cursor is not None
@@ -165,7 +168,7 @@ _SCAN_LIMIT = 10_000
 """Events read at most when a group forms past its agent's cursor."""
 
 
-async def _announce_ready(platform: Any, after: int, upto: int, wanted: Callable[[Event], bool]) -> None:
+async def _announce_ready(platform: Platform, after: int, upto: int, wanted: Callable[[Event], bool]) -> None:
     """Announce again the jobs still ready whose job:ready lies between the agent's cursor and a socket's start.
 
     The socket resumes past them, and the socket they went to may be gone with the server that

@@ -32,10 +32,10 @@ def test_each_ready_job_goes_to_one_socket_the_least_loaded_and_other_events_to_
     group = AgentGroup("admin/w")
     a, b = group.join(everything, 0, 0), group.join(everything, 0, 0)
     # a reads first: a tie goes to the reader, then the other socket has fewer in hand.
-    assert [group.take(a, event(seq)) for seq in (1, 2, 3, 4)] == [True, False, True, False]
-    assert group.take(a, event(5, "job:updated"))
-    assert [group.take(b, event(seq)) for seq in (1, 2, 3, 4)] == [False, True, False, True]
-    assert group.take(b, event(5, "job:updated"))
+    assert [group.take(a, event(seq), True) for seq in (1, 2, 3, 4)] == [True, False, True, False]
+    assert group.take(a, event(5, "job:updated"), True)
+    assert [group.take(b, event(seq), True) for seq in (1, 2, 3, 4)] == [False, True, False, True]
+    assert group.take(b, event(5, "job:updated"), True)
     assert a.pending == {1: "jb_1", 3: "jb_3"} and b.pending == {2: "jb_2", 4: "jb_4"}
 
 
@@ -45,20 +45,34 @@ def test_a_socket_past_the_event_or_not_wanting_it_is_never_chosen() -> None:
     picky = group.join(lambda e: e.context.job_id != "jb_6", 0, 0)
     reader = group.join(everything, 0, 0)
     reader.pending = {1: "jb_1", 2: "jb_2"}  # busier than both others
-    assert group.take(reader, event(5)) is False and group.take(picky, event(5)) is True
-    assert group.take(reader, event(6)) is True  # picky does not want jb_6, ahead is past it
+    assert group.take(reader, event(5), True) is False and group.take(picky, event(5), True) is True
+    assert group.take(reader, event(6), True) is True  # picky does not want jb_6, ahead is past it
     assert 6 not in ahead.pending and 6 not in picky.pending
 
 
 def test_the_cursor_never_passes_a_ready_job_another_socket_holds() -> None:
     group = AgentGroup("admin/w")
     a, b = group.join(everything, 0, 0), group.join(everything, 0, 0)
-    assert [group.take(a, event(seq)) for seq in (1, 2, 3)] == [True, False, True]
-    assert group.take(b, event(1)) is False and group.take(b, event(2)) is True
+    assert [group.take(a, event(seq), True) for seq in (1, 2, 3)] == [True, False, True]
+    assert group.take(b, event(1), True) is False and group.take(b, event(2), True) is True
     assert group.ack(a, 3) is None  # b has acked nothing: the cursor stays at 0
     assert group.ack(b, 1) == 1  # b handled nothing up to 1 (its first is 2): 1 is safe
     assert group.ack(b, 3) == 3
     assert group.ack(a, 2) is None  # late and smaller: nothing moves back
+
+
+def test_a_socket_sent_nothing_or_that_acked_all_it_was_sent_does_not_hold_the_cursor_back() -> None:
+    group = AgentGroup("admin/w")
+    busy = group.join(everything, 0, 0)
+    idle = group.join(lambda e: e.context.job_id == "jb_none", 0, 0)
+    resumed = group.join(everything, 4, 0)  # resumed past the cursor: what it got before 4 is not known handled
+    for seq in (1, 2, 3, 4, 5, 6):
+        assert group.take(busy, event(seq, "job:updated"), True) is True
+        assert group.take(idle, event(seq, "job:updated"), False) is False
+    assert [group.take(resumed, event(seq, "job:updated"), True) for seq in (5, 6)] == [True, True]
+    assert group.ack(busy, 6) is None  # resumed has acked nothing yet: 0 still
+    assert group.ack(resumed, 5) == 5
+    assert group.ack(resumed, 6) == 6  # idle, sent nothing, does not hold it back
 
 
 def test_a_socket_that_leaves_gives_back_what_it_held_and_the_last_one_gives_nothing() -> None:
@@ -66,7 +80,7 @@ def test_a_socket_that_leaves_gives_back_what_it_held_and_the_last_one_gives_not
     group, formed = groups.get("admin/w")
     assert formed and groups.get("admin/w") == (group, False)
     a, b = group.join(everything, 0, 0), group.join(everything, 0, 0)
-    assert [group.take(a, event(seq)) for seq in (1, 2, 3, 4)] == [True, False, True, False]
+    assert [group.take(a, event(seq), True) for seq in (1, 2, 3, 4)] == [True, False, True, False]
     group.ack(a, 1)
     # b held nothing it had read, but it was chosen for 2 and 4 and had not read them yet.
     assert groups.leave(group, b) == ["jb_2", "jb_4"]
