@@ -10,6 +10,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -63,6 +64,16 @@ class Lines:
         return lines
 
 
+async def taken(events: AsyncIterator[Any], n: int, timeout: float = 20) -> None:
+    """Wait until `n` events have come from `events`."""
+    with anyio.fail_after(timeout):
+        count = 0
+        async for _ in events:
+            count += 1
+            if count == n:
+                return
+
+
 @asynccontextmanager
 async def started(*args: str) -> AsyncIterator[tuple[Process, Lines]]:
     env = {**os.environ, "LISTENER_ADMIN_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"}
@@ -112,12 +123,7 @@ async def test_a_killed_worker_resumes_and_no_job_is_skipped(tmp_path: Path) -> 
             async with started(*args) as (run, out), client.stream(after=0, topics=["job:completed"]) as done:
                 await out.wait_for("is listening")
                 ids = [(await client.jobs.create(type="workbook", operation="export")).id for _ in range(50)]
-                with anyio.fail_after(20):
-                    count = 0
-                    async for _ in done:
-                        count += 1
-                        if count == 10:
-                            break
+                await taken(done, 10)
                 run.kill()  # SIGKILL mid-stream: no drain, no goodbye
                 await run.wait()
             # Jobs the killed worker had acked stay executing (leases come with the Reliability issue).
@@ -154,12 +160,7 @@ async def test_two_workers_share_the_jobs_and_a_killed_ones_ready_jobs_go_to_the
                     client.stream(after=0, topics=["job:completed"]) as done:
                 await doomed_out.wait_for("is listening")
                 ids = [(await client.jobs.create(type="workbook", operation="export")).id for _ in range(60)]
-                with anyio.fail_after(20):
-                    count = 0
-                    async for _ in done:
-                        count += 1
-                        if count == 10:
-                            break
+                await taken(done, 10)
                 doomed.kill()  # SIGKILL while it holds ready jobs it was handed: no drain, no goodbye
                 await doomed.wait()
             # Jobs it had acked stay executing until their leases expire; every other job ends, on the survivor

@@ -12,7 +12,7 @@ import pytest
 from listener import JobStatus
 from listener.client import Client
 from tests.conftest import PG_URL, postgres_schema
-from tests.test_processes import TOKEN, WORKER, started
+from tests.test_processes import TOKEN, WORKER, started, taken
 
 pytestmark = pytest.mark.anyio
 
@@ -34,12 +34,7 @@ async def test_a_worker_survives_the_death_of_its_replica(tmp_path: Path) -> Non
                     await out.wait_for("is listening")
                     async with client.stream(after=0, topics=["job:completed"]) as completed:
                         ids = [(await client.jobs.create(type="workbook", operation="export")).id for _ in range(60)]
-                        with anyio.fail_after(30):
-                            count = 0
-                            async for _ in completed:
-                                count += 1
-                                if count == 15:
-                                    break
+                        await taken(completed, 15, timeout=30)
                     a.kill()  # the replica the worker is connected to dies mid-stream
                     await a.wait()
                     # Every job gets claimed (on replica b now), each exactly once.
