@@ -21,7 +21,7 @@ import pytest
 from listener import Event, JobStatus
 from listener.client import Client
 from tests.conftest import BACKENDS, postgres_schema
-from tests.test_processes import TOKEN, Lines, started
+from tests.test_processes import TOKEN, Lines, started, taken
 
 pytestmark = pytest.mark.anyio
 
@@ -150,7 +150,7 @@ async def every_event(client: Client) -> list[Event]:
 
 
 def assert_legal_trail(job_id: str, trail: Sequence[Event]) -> None:
-    """created, ready, (ack, updates..., failed willRetry, ready)*, ack, updates..., completed: nothing else."""
+    """created, ready+, (ack, updates..., failed willRetry, ready+)*, ack, updates..., completed: nothing else."""
     state, attempt = "new", 0
     topics = [(e.topic, e.payload.get("status")) for e in trail]
     for e in trail:
@@ -159,8 +159,8 @@ def assert_legal_trail(job_id: str, trail: Sequence[Event]) -> None:
         if e.topic == "job:created":
             assert state == "new", where
             state = "created"
-        elif e.topic == "job:ready":
-            assert state in ("created", "scheduled") and status == "ready", where
+        elif e.topic == "job:ready":  # again while ready: announced again, its worker went away unclaimed
+            assert state in ("created", "scheduled", "ready") and status == "ready", where
             state = "ready"
         elif e.topic == "job:updated":
             assert state in ("ready", "executing") and status == "executing", where
@@ -340,3 +340,82 @@ async def test_ready_jobs_a_worker_could_not_claim_while_the_server_was_down_run
         drains.cancel_scope.cancel()
     assert statuses == dict.fromkeys(ids, "complete"), (
         f"jobs stranded after the restart (the backlog was {sorted(backlog)}): {statuses}")
+
+
+SHARED = '''
+import anyio
+from listener import Listener
+from listener.models import RetryPolicy
+from plugins.job_handler import job_handler
+
+async def export(event, tick):
+    await anyio.sleep(0.1)
+    await tick(50, "halfway")
+    return {"message": "Exported."}
+
+listener = Listener("shared").use(job_handler(
+    "workbook:export", export, lease_seconds=2, retry=RetryPolicy(max_attempts=5, base_seconds=0.1, jitter=0)))
+'''
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_sharing_workers_lose_no_job_when_one_dies_with_the_server(backend: str, tmp_path: Path) -> None:
+    """The jobs a worker was handed but had not claimed, when it died with the server, run on the other.
+
+    The restarted server knows nothing of what it handed to whom: the agent's cursor stayed before
+    those jobs, and the surviving worker resumes past them, so the jobs in between that are still
+    ready are announced again. The jobs the dead worker had claimed come back when their leases end.
+    """
+    worker_file = tmp_path / "shared.py"
+    worker_file.write_text(SHARED)
+    async with database(backend, tmp_path) as db, anyio.create_task_group() as drains:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        serve = ("serve", "--db", db, "--port", str(port))
+        run = ("run", str(worker_file), "--url", url, "--token", TOKEN, "--agent", "shared", "--concurrency", "4")
+        async with AsyncExitStack() as stack:
+            first, first_out = await stack.enter_async_context(started(*serve))
+            await first_out.wait_for(SERVING)
+            drains.start_soon(drain, first_out)
+            workers = []
+            for _ in range(2):
+                worker, worker_out = await stack.enter_async_context(started(*run))
+                await worker_out.wait_for("is listening")
+                drains.start_soon(drain, worker_out)
+                workers.append((worker, worker_out))
+            async with Client(url, token=TOKEN) as client, client.stream(topics=["job:completed"]) as done:
+                ids: list[str] = []
+
+                async def create() -> None:
+                    ids.append((await client.jobs.create(type="workbook", operation="export")).id)
+
+                async with anyio.create_task_group() as creating:
+                    for _ in range(60):
+                        creating.start_soon(create)
+                await taken(done, 10)
+                ready = len((await client.jobs.list(status="ready", limit=100)).items)
+            # Both workers hold ready jobs they were handed; one dies with the server.
+            (doomed, _), (survivor, survivor_out) = workers
+            doomed.kill()
+            first.kill()
+            await doomed.wait()
+            await first.wait()
+            assert ready > 8, "more jobs were handed out than the workers' 2 × 4 in flight"
+
+            second, second_out = await stack.enter_async_context(started(*serve))
+            await second_out.wait_for(SERVING)
+            drains.start_soon(drain, second_out)
+            async with Client(url, token=TOKEN) as client:
+                finished = {job_id: await client.jobs.wait(job_id, timeout=45) for job_id in ids}
+                log = await every_event(client)
+            survivor.send_signal(signal.SIGTERM)
+            with anyio.fail_after(20):
+                assert await survivor.wait() == 0, "\n".join(survivor_out.seen[-40:])
+            second.send_signal(signal.SIGTERM)
+            with anyio.fail_after(20):
+                assert await second.wait() == 0, "\n".join(second_out.seen[-40:])
+        drains.cancel_scope.cancel()
+
+    assert {j: f.status for j, f in finished.items()} == dict.fromkeys(ids, JobStatus.COMPLETE)
+    for job_id in ids:
+        assert_legal_trail(job_id, [e for e in log if e.context.job_id == job_id])
