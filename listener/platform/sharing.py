@@ -56,6 +56,7 @@ class AgentGroup:
         self.name = name
         self.members: list[Member] = []
         self._chosen: dict[int, Member] = {}
+        self._prune_at = _PRUNE_AT
         self._saved = -1
 
     def join(self, wanted: Callable[[Event], bool], start: int, saved: int | None) -> Member:
@@ -94,7 +95,7 @@ class AgentGroup:
                 owner.pending[event.seq] = job_id
                 if len(self.members) > 1:
                     self._chosen[event.seq] = owner
-                    if len(self._chosen) > _PRUNE_AT:
+                    if len(self._chosen) > self._prune_at:
                         self._prune()
             if owner is not member:
                 return False
@@ -126,6 +127,8 @@ class AgentGroup:
     def _prune(self) -> None:
         passed = min(m.read for m in self.members)
         self._chosen = {seq: owner for seq, owner in self._chosen.items() if seq > passed}
+        # A socket that stopped reading keeps its choices alive: prune again only once they have doubled.
+        self._prune_at = max(_PRUNE_AT, 2 * len(self._chosen))
 
 
 class AgentGroups:

@@ -221,3 +221,19 @@ async def test_two_workers_of_one_agent_each_run_some_jobs_and_no_job_reaches_bo
     assert all(job.status is JobStatus.COMPLETE for job in done)
     assert sorted(job_id for _, job_id in seen) == sorted(job.id for job in jobs)  # one delivery each: no lost ack race
     assert {name for name, _ in seen} == {"one", "two"}
+
+
+def test_choices_every_socket_has_passed_are_forgotten() -> None:
+    group = AgentGroup("admin/w")
+    a, b = group.join(everything, 0, 0), group.join(everything, 0, 0)
+    for seq in range(1, 3001):
+        group.take(a, event(seq), True)
+        group.take(b, event(seq), True)
+        group.ack(a, seq)
+        group.ack(b, seq)
+    assert len(group._chosen) <= 1024
+    stuck = group.join(everything, 3000, 3000)  # reads nothing more: what it may still read is kept
+    for seq in range(3001, 6001):
+        group.take(a, event(seq), True)
+    assert len(group._chosen) > 1024 and min(group._chosen) > 3000
+    assert sum(seq in stuck.pending for seq in range(3001, 6001)) == len(stuck.pending) > 0
