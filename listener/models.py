@@ -694,6 +694,7 @@ class Event(Model):
         _set_attribute(event, "__pydantic_fields_set__", set(_EVENT_FIELDS))
         _set_attribute(event, "__pydantic_extra__", None)
         _set_attribute(event, "__pydantic_private__", {"_api": api, "_cache": cache, "_after_all": after_all})
+        _set_attribute(event, "_wire", None)  # set, so that to_json's lookup never takes the exception path
         return event
 
     def to_json(self) -> str:
