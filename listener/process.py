@@ -40,9 +40,10 @@ def tune_gc(threshold: int = DEFAULT_GC_THRESHOLD) -> None:
 def event_loop() -> str:
     """The event loop `listener serve`, `run`, `dev` and `demo` run on: "uvloop" or "asyncio".
 
-    uvloop (the optional `fast` extra: `pip install 'listener[fast]'`) is used where it is installed,
-    unless LISTENER_LOOP=asyncio. On this project's benchmark it cuts the server's CPU per job by
-    about a seventh (HTTP parsing and socket writes are most of a remote job's cost).
+    uvloop (the optional `fast` extra: `pip install -e '.[fast]'` in a checkout) is used where it is
+    installed, unless LISTENER_LOOP=asyncio. On this project's benchmark it saves a few percent of CPU
+    per job (most of a job's cost is Python, not the loop), and it is what the peers measured beside us
+    run on.
     """
     choice = os.environ.get(LOOP_ENV, "").strip().lower()
     if choice not in ("", "asyncio", "uvloop"):
@@ -51,7 +52,8 @@ def event_loop() -> str:
         return "asyncio"
     if importlib.util.find_spec("uvloop") is None:
         if choice == "uvloop":
-            raise ValueError(f"{LOOP_ENV}=uvloop, but uvloop is not installed: pip install 'listener[fast]'.")
+            raise ValueError(f"{LOOP_ENV}=uvloop, but uvloop is not installed "
+                             "(the fast extra: pip install -e '.[fast]').")
         return "asyncio"
     return "uvloop"
 
