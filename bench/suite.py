@@ -395,7 +395,9 @@ def _loop() -> str:
     if loop == "uvloop":
         return (f"every process on uvloop {_pkg('uvloop')} (the `fast` extra; Taskiq's worker picks it too), "
                 "LISTENER_LOOP=asyncio for the standard loop")
-    return "every process on asyncio's standard loop (uvloop is not installed)"
+    chosen = os.environ.get("LISTENER_LOOP", "").strip().lower() == "asyncio"
+    why = "LISTENER_LOOP=asyncio" if chosen else "uvloop is not installed"
+    return f"every process on asyncio's standard loop ({why})"
 
 
 def _cpu_model() -> str:
