@@ -180,6 +180,9 @@ async def test_two_workers_share_the_jobs_and_a_killed_ones_ready_jobs_go_to_the
     assert complete == set(ids) - stuck
     assert len(stuck) <= 4, "at most `concurrency` jobs were in the killed worker's hands"
     handled = worker.with_suffix(".handled").read_text().split()
-    assert sorted(handled) == sorted(set(ids) - stuck), "each job ran once, on one worker"
+    assert len(handled) == len(set(handled)), "no job ran twice"
+    # A job the killed worker was running may have got as far as the handler's write before the kill, so a stuck
+    # job may or may not be in the file; every completed one is, once.
+    assert complete <= set(handled) <= complete | stuck
     announced = len(ready) - len(ids)
     assert announced >= 1, "the killed worker held ready jobs, and they were announced again"
