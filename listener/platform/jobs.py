@@ -180,8 +180,10 @@ class _Move:
         apply: Callable[[Job], dict[str, Any]],
         *,
         hint: str = "",
+        touch: bool = True,
     ) -> None:
         self.name, self.allowed, self.topic, self.apply, self.hint = name, frozenset(allowed), topic, apply, hint
+        self.touch = touch  # False: only an event is emitted, and the job (its updatedAt too) stays as it was
 
     def rule(self, now: datetime, actor: str | None) -> Callable[[Job, EventContext], JobChange]:
         def rule(job: Job, ctx: EventContext) -> JobChange:
@@ -192,8 +194,7 @@ class _Move:
                     f"and {self.name} needs one of: {allowed}.{self.hint}",
                     details={"jobId": job.id, "status": job.status.value, "move": self.name},
                 )
-            changes = self.apply(job)
-            new = job.model_copy(update={**changes, "updated_at": now})
+            new = job.model_copy(update={**self.apply(job), "updated_at": now}) if self.touch else job
             context = ctx.model_copy(update={"actor_id": actor}) if actor else ctx
             if self.topic == topics.JOB_DELETED:
                 return JobChange(None, [NewEvent(self.topic, context, job_payload(job), now)])
@@ -1053,6 +1054,6 @@ def _admitted(job: Job) -> dict[str, Any]:
 
 
 _ADMIT = _Move("start", {S.SCHEDULED}, topics.JOB_READY, _admitted)
-_ANNOUNCE = _Move("announce", {S.READY}, topics.JOB_READY, lambda job: {})
+_ANNOUNCE = _Move("announce", {S.READY}, topics.JOB_READY, lambda job: {}, touch=False)
 _DELETE = _Move("delete", _ACTIVE - {S.EXECUTING} | {S.COMPLETE, S.FAILED, S.CANCELLED}, topics.JOB_DELETED,
                 lambda job: {}, hint=" Cancel it first.")

@@ -162,6 +162,8 @@ async def test_a_socket_that_goes_away_holding_ready_jobs_has_them_announced_to_
             got_a, got_b = await ready_jobs(a), await ready_jobs(b)
             assert len(got_a) == len(got_b) == 1 and {*got_a, *got_b} == {first.id, second.id}
             held = min(got_b.values())
+            before = await server.platform.api.jobs.get(next(iter(got_b)))
+            server.platform.clock.advance(5)  # type: ignore[attr-defined]
             await acked(a, 5)
             await acked(b, held - 1)
             assert await cursor(server, token, "w") == held - 1  # not past what b holds
@@ -172,6 +174,8 @@ async def test_a_socket_that_goes_away_holding_ready_jobs_has_them_announced_to_
         assert announced[0]["seq"] == 6
         job = await server.platform.api.jobs.get(job_id)
         assert job.status.value == "ready"
+        assert job.updated_at == before.updated_at, "announcing the job again changed nothing about it"
+        assert datetime.fromisoformat(announced[0]["createdAt"]) > job.updated_at, "the event is new, though"
         await acked(a, 6)
         assert await cursor(server, token, "w") == 6
 
