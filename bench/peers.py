@@ -4,11 +4,11 @@ For each peer, one worker runs in a subprocess (the peer's own CLI) with a no-op
 "<n> <time.time()>" to a file as it starts, as Listener's remote worker does. This process enqueues jobs with
 the peer's client:
 
-* bulk: jobs enqueued with at most 32 enqueues in flight (Celery's client blocks: one at a time) for at most
-  `--max-seconds` (or `--jobs` of them), and with `--backlog` no more while that many have not started (as
-  Listener's bulk runs under `make bench`); jobs/s = jobs / (first enqueue → the last task started). The last
-  job's bookkeeping after its task (a result, an ack, a status row) is not waited for, which favours the peer
-  slightly.
+* bulk: jobs enqueued with at most 32 enqueues in flight (Celery's and Dramatiq's clients block: one at a
+  time) for at most `--max-seconds` (or `--jobs` of them), and with `--backlog` no more while that many have
+  not started (as Listener's bulk runs under `make bench`); jobs/s = jobs / (first enqueue → the last task
+  started). The last job's bookkeeping after its task (a result, an ack, a status row) is not waited for,
+  which favours the peer slightly.
 * steady: one job at a time at 200/s for `--seconds`; latency = enqueue called → task started, p50/p99.
 
 Peers (each skipped, with the reason, when its package or broker is missing):
@@ -17,7 +17,8 @@ Peers (each skipped, with the reason, when its package or broker is missing):
 * arq on Redis (max_jobs 10, poll_delay 10 ms instead of 500 ms, which would add ~250 ms to every latency);
 * SAQ on Redis (concurrency 10), and SAQ on PostgreSQL;
 * Procrastinate on PostgreSQL (concurrency 10, LISTEN/NOTIFY);
-* Celery with the solo pool on Redis, no result backend.
+* Celery with the solo pool on Redis, no result backend;
+* Dramatiq on Redis, `dramatiq --processes 1 --threads 8`, its default middleware (no retries).
 
 Redis peers use database 7 of `--redis` (flushed before and after each peer); PostgreSQL peers a fresh schema of
 `--db` (dropped after). Redis is used as it is configured (its persistence is printed in the table's header).
@@ -158,6 +159,18 @@ def noop(i):
     _started(i)
 '''
 
+DRAMATIQ = _TASK_WRITE + '''
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+
+dramatiq.set_broker(RedisBroker(url="{url}"))
+
+
+@dramatiq.actor(actor_name="noop", queue_name="{queue}", max_retries=0)
+def noop(i):
+    _started(i)
+'''
+
 
 @contextlib.asynccontextmanager
 async def _taskiq_client(mod: ModuleType) -> AsyncIterator[Enqueue]:
@@ -214,6 +227,15 @@ async def _celery_client(mod: ModuleType) -> AsyncIterator[Enqueue]:
     yield enqueue
 
 
+@contextlib.asynccontextmanager
+async def _dramatiq_client(mod: ModuleType) -> AsyncIterator[Enqueue]:
+    async def enqueue(i: int) -> None:
+        mod.noop.send(i)  # Dramatiq's client blocks, as Celery's does
+
+    yield enqueue
+    mod.dramatiq.get_broker().close()
+
+
 PEERS: dict[str, Peer] = {p.key: p for p in [
     Peer("taskiq", "Taskiq", "Redis", ("taskiq", "taskiq_redis"), TASKIQ,
          lambda m: [str(BIN / "taskiq"), "worker", f"{m}:broker", "--workers", "1", "--log-level", "WARNING"],
@@ -234,6 +256,9 @@ PEERS: dict[str, Peer] = {p.key: p for p in [
                     "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "WARNING",
                     "-Q", "bench"],
          _celery_client, notes="solo pool, no result backend"),
+    Peer("dramatiq", "Dramatiq", "Redis", ("dramatiq", "redis"), DRAMATIQ,
+         lambda m: [str(BIN / "dramatiq"), m, "--processes", "1", "--threads", "8"], _dramatiq_client,
+         notes="1 process, 8 threads, default middleware"),
 ]}
 
 
@@ -423,7 +448,7 @@ def _package_version(peer: Peer) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     dist = {"taskiq": "taskiq", "arq": "arq", "saq": "saq", "saq-pg": "saq", "procrastinate": "procrastinate",
-            "celery": "celery"}[peer.key]
+            "celery": "celery", "dramatiq": "dramatiq"}[peer.key]
     try:
         return version(dist)
     except PackageNotFoundError:

@@ -293,7 +293,7 @@ SCENARIOS: list[Scenario] = [
     Scenario("latency-inprocess", lambda s, a: _latency_inprocess(s)),
     Scenario("latency-remote", lambda s, a: _latency_remote(s)),
     *(Scenario(f"peer-{key}", lambda s, a, key=key: _peer(s, key, a.db, a.redis))  # type: ignore[misc]
-      for key in ("taskiq", "arq", "saq", "celery", "saq-pg", "procrastinate")),
+      for key in ("taskiq", "arq", "saq", "celery", "dramatiq", "saq-pg", "procrastinate")),
     Scenario("remote-sqlite-2", lambda s, a: _remote(s, "sqlite", None, 2, 1)),
     Scenario("remote-postgres-2", lambda s, a: _remote(s, "postgres", a.db, 2, 1)),
     Scenario("remote-postgres-2-replicas", lambda s, a: _remote(s, "postgres", a.db, 2, 2)),
