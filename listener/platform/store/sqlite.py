@@ -246,6 +246,7 @@ class _Tx:
 
 
 _JOB_COLUMNS = "status, type, operation, created_by, created_at, due_at, finished_at, parent_id, part, waiting"
+_JOB_COLUMN_NAMES = _JOB_COLUMNS.split(", ")
 
 
 def _job_row(job: Job) -> tuple[Any, ...]:
@@ -262,6 +263,18 @@ def _insert_job(tx: _Tx, job: Job, context: EventContext) -> None:
                         (job.id, *_job_row(job), job.model_dump_json(), context.model_dump_json()))
     except sqlite3.IntegrityError:
         raise Conflict(f"Job {job.id} already exists.", details={"jobId": job.id}) from None
+
+
+def _update_job(tx: _Tx, job_id: str, row: tuple[Any, ...], old: tuple[Any, ...] | None, doc: str) -> None:
+    """Write the job's new row, setting only the columns that changed from `old` (None: all of them).
+
+    SQLite rewrites the entries of every index on a column an UPDATE sets, changed or not. A progress
+    update changes only due_at (its lease): committed alone with its event, it wrote 7.6 WAL pages
+    with every column set and 5.7 with only its own (about 100 → 85 µs here).
+    """
+    changed = [i for i, value in enumerate(row) if old is None or value != old[i]]
+    sets = "".join(f"{_JOB_COLUMN_NAMES[i]} = ?, " for i in changed)
+    tx.conn.execute(f"UPDATE jobs SET {sets}doc = ? WHERE id = ?", (*(row[i] for i in changed), doc, job_id))
 
 
 class SqliteStore:
@@ -552,6 +565,9 @@ class SqliteStore:
 
     async def change_job(self, job_id: str, rule: JobRule) -> tuple[Job | None, list[Event]]:
         def change(tx: _Tx) -> Job | None:
+            # A job this writer wrote has exactly its _job_row in its row; one read from the file may not (a
+            # column added by a migration is filled in by the job's next update).
+            known = job_id in tx.jobs or job_id in self._jobs
             job, ctx = self._job(tx, job_id)
             outcome: JobChange = rule(job, ctx)
             if outcome.job is job and not outcome.events and not outcome.inserts:
@@ -566,8 +582,7 @@ class SqliteStore:
                 new = outcome.job
                 if occupies(new) and not occupies(job):
                     self._admit(tx, new)
-                tx.conn.execute(f"UPDATE jobs SET ({_JOB_COLUMNS}, doc) = ({', '.join('?' * 11)}) WHERE id = ?",
-                                (*_job_row(new), new.model_dump_json(), job_id))
+                _update_job(tx, job_id, _job_row(new), _job_row(job) if known else None, new.model_dump_json())
             if outcome.data:
                 tx.conn.executemany("INSERT INTO job_data (job_id, row) VALUES (?, ?)",
                                     [(job_id, json.dumps(row)) for row in outcome.data])
