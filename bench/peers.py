@@ -232,8 +232,10 @@ async def _dramatiq_client(mod: ModuleType) -> AsyncIterator[Enqueue]:
     async def enqueue(i: int) -> None:
         mod.noop.send(i)  # Dramatiq's client blocks, as Celery's does
 
-    yield enqueue
-    mod.dramatiq.get_broker().close()
+    try:
+        yield enqueue
+    finally:
+        mod.dramatiq.get_broker().close()
 
 
 PEERS: dict[str, Peer] = {p.key: p for p in [

@@ -389,14 +389,14 @@ def _pkg(name: str) -> str:
 
 
 def _loop() -> str:
-    from listener.process import event_loop
+    from listener.process import LOOP_ENV, event_loop
 
     loop = event_loop()
     if loop == "uvloop":
         return (f"every process on uvloop {_pkg('uvloop')} (the `fast` extra; Taskiq's worker picks it too), "
                 "LISTENER_LOOP=asyncio for the standard loop")
-    chosen = os.environ.get("LISTENER_LOOP", "").strip().lower() == "asyncio"
-    why = "LISTENER_LOOP=asyncio" if chosen else "uvloop is not installed"
+    chosen = os.environ.get(LOOP_ENV, "").strip().lower() == "asyncio"
+    why = f"{LOOP_ENV}=asyncio" if chosen else "uvloop is not installed"
     return f"every process on asyncio's standard loop ({why})"
 
 

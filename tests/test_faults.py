@@ -21,7 +21,7 @@ import pytest
 from listener import Event, JobStatus
 from listener.client import Client
 from tests.conftest import BACKENDS, postgres_schema
-from tests.test_processes import TOKEN, Lines, started, taken
+from tests.test_processes import TOKEN, Lines, started, stopped, taken
 
 pytestmark = pytest.mark.anyio
 
@@ -73,14 +73,10 @@ async def test_a_killed_worker_loses_its_lease_and_another_resumes_from_the_chec
             async with started(*args) as (second, second_out):
                 await second_out.wait_for("is listening")
                 done = await client.jobs.wait(job.id, timeout=30)
-                second.send_signal(signal.SIGTERM)
-                with anyio.fail_after(20):
-                    assert await second.wait() == 0
+                await stopped(second, second_out)
             trail = await client.events.list(after=0, limit=200, job_id=job.id)
             failures = [e for e in trail if e.topic == "job:failed"]
-        server.send_signal(signal.SIGTERM)
-        with anyio.fail_after(20):
-            assert await server.wait() == 0
+        await stopped(server, server_out)
     assert done.status is JobStatus.COMPLETE and done.attempt == 2
     assert [(e.payload["error"]["kind"], e.payload["willRetry"]) for e in failures] == [("lease_expired", True)]
     runs = [line.split() for line in log.read_text().splitlines()]
@@ -234,12 +230,8 @@ async def test_a_killed_server_restarts_with_no_job_or_event_lost(backend: str, 
                 head = await client.events.head()
                 log = await every_event(client)
                 cursor = await client.events.cursor("restarts")
-            worker.send_signal(signal.SIGTERM)
-            with anyio.fail_after(20):
-                assert await worker.wait() == 0, "\n".join(worker_out.seen[-40:])
-            second.send_signal(signal.SIGTERM)
-            with anyio.fail_after(20):
-                assert await second.wait() == 0, "\n".join(second_out.seen[-40:])
+            await stopped(worker, worker_out)
+            await stopped(second, second_out)
         drains.cancel_scope.cancel()
 
     assert {j: d.status for j, d in done.items()} == dict.fromkeys(done, JobStatus.COMPLETE)
@@ -408,12 +400,8 @@ async def test_sharing_workers_lose_no_job_when_one_dies_with_the_server(backend
             async with Client(url, token=TOKEN) as client:
                 finished = {job_id: await client.jobs.wait(job_id, timeout=45) for job_id in ids}
                 log = await every_event(client)
-            survivor.send_signal(signal.SIGTERM)
-            with anyio.fail_after(20):
-                assert await survivor.wait() == 0, "\n".join(survivor_out.seen[-40:])
-            second.send_signal(signal.SIGTERM)
-            with anyio.fail_after(20):
-                assert await second.wait() == 0, "\n".join(second_out.seen[-40:])
+            await stopped(survivor, survivor_out)
+            await stopped(second, second_out)
         drains.cancel_scope.cancel()
 
     assert {j: f.status for j, f in finished.items()} == dict.fromkeys(ids, JobStatus.COMPLETE)

@@ -74,6 +74,13 @@ async def taken(events: AsyncIterator[Any], n: int, timeout: float = 20) -> None
                 return
 
 
+async def stopped(process: Process, out: Lines) -> None:
+    """SIGTERM, as a supervisor stops a process: it must drain and exit 0 within 20 s."""
+    process.send_signal(signal.SIGTERM)
+    with anyio.fail_after(20):
+        assert await process.wait() == 0, "\n".join(out.seen[-40:])
+
+
 @asynccontextmanager
 async def started(*args: str) -> AsyncIterator[tuple[Process, Lines]]:
     env = {**os.environ, "LISTENER_ADMIN_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"}
@@ -103,12 +110,8 @@ async def test_serve_and_run_handle_a_triggered_action_end_to_end(tmp_path: Path
             assert job.status is JobStatus.COMPLETE and job.outcome is not None
             assert job.outcome.message == "Exported from another process."
             assert worker.with_suffix(".handled").read_text().split() == [job.id]
-            run.send_signal(signal.SIGTERM)
-            with anyio.fail_after(20):
-                assert await run.wait() == 0, "\n".join(out.seen)
-        server.send_signal(signal.SIGTERM)
-        with anyio.fail_after(20):
-            assert await server.wait() == 0, "\n".join(server_out.seen)
+            await stopped(run, out)
+        await stopped(server, server_out)
 
 
 async def test_a_killed_worker_resumes_and_no_job_is_skipped(tmp_path: Path) -> None:
@@ -133,9 +136,7 @@ async def test_a_killed_worker_resumes_and_no_job_is_skipped(tmp_path: Path) -> 
                 for job_id in ids:
                     if job_id not in stuck:
                         assert (await client.jobs.wait(job_id, timeout=30)).status is JobStatus.COMPLETE
-                run.send_signal(signal.SIGTERM)
-                with anyio.fail_after(20):
-                    assert await run.wait() == 0
+                await stopped(run, out)
         server.send_signal(signal.SIGTERM)
         await server.wait()
     assert len(stuck) <= 4, "at most `concurrency` jobs were in the killed worker's hands"
@@ -169,9 +170,7 @@ async def test_two_workers_share_the_jobs_and_a_killed_ones_ready_jobs_go_to_the
             for job_id in ids:
                 if job_id not in running:
                     assert (await client.jobs.wait(job_id, timeout=30)).status is JobStatus.COMPLETE
-            survivor.send_signal(signal.SIGTERM)
-            with anyio.fail_after(20):
-                assert await survivor.wait() == 0, "\n".join(survivor_out.seen)
+            await stopped(survivor, survivor_out)
             stuck = {j.id for j in (await client.jobs.list(status="executing", limit=100)).items}
             complete = {j.id for j in (await client.jobs.list(status="complete", limit=100)).items}
             ready = [e for e in await client.events.list(after=0, limit=1000) if e.topic == "job:ready"]
