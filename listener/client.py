@@ -219,6 +219,7 @@ class Client:
         topics: str | Sequence[str] = (),
         filter: Mapping[str, Any] | None = None,
         share: bool = False,
+        ready: Sequence[Sequence[Mapping[str, Any]]] | None = None,
         backoff_start: float = 0.1,
         backoff_factor: float = 2.0,
         backoff_max: float = 5.0,
@@ -236,13 +237,16 @@ class Client:
                 (the one with the fewest in hand), as `run_listener`'s workers do; every other event still
                 reaches each stream. Only for streams that handle the jobs and ack: a job handed to a
                 stream is the others' again only when that stream closes.
+            ready: this stream is a worker starting: for each of its job:ready handlers, the list of
+                its filters. Every job still ready that one of them takes is announced again (oldest
+                first), so jobs created before the worker started reach it; as `run_listener` sends.
             backoff_start, backoff_factor, backoff_max, backoff_jitter: the delay before reconnecting
                 after a dropped connection: start, multiplied by factor each failed try, capped at max,
                 less up to `jitter` of itself at random so that workers do not reconnect in step.
         """
         return EventStream(self, after=after, agent=agent, topics=[topics] if isinstance(topics, str) else topics,
-                           filter=filter, share=share, backoff_start=backoff_start, backoff_factor=backoff_factor,
-                           backoff_max=backoff_max, backoff_jitter=backoff_jitter)
+                           filter=filter, share=share, ready=ready, backoff_start=backoff_start,
+                           backoff_factor=backoff_factor, backoff_max=backoff_max, backoff_jitter=backoff_jitter)
 
     # -- transport ---------------------------------------------------------------
 

@@ -32,6 +32,7 @@ from listener.listener import Listener
 from listener.models import Event
 from listener.runner import Runner
 from listener.tasks import task_scope
+from listener.topics import JOB_READY
 
 if TYPE_CHECKING:
     from listener.client import Client
@@ -84,6 +85,7 @@ class EventStream:
         topics: Sequence[str] = (),
         filter: Mapping[str, Any] | None = None,
         share: bool = False,
+        ready: Sequence[Sequence[Mapping[str, Any]]] | None = None,
         backoff_start: float = 0.1,
         backoff_factor: float = 2.0,
         backoff_max: float = 5.0,
@@ -112,6 +114,8 @@ class EventStream:
             if agent is None:
                 raise ValueError("Only an agent's streams share its jobs: pass agent= with share=True.")
             self._query.append(("share", "true"))
+        # Sent on the first connection only: a worker that starts gets the jobs still ready for it.
+        self._ready = None if ready is None else json.dumps([[dict(f) for f in filters] for filters in ready])
         self._backoff = (backoff_start, backoff_factor, backoff_max, backoff_jitter)
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._index = 0
@@ -156,13 +160,15 @@ class EventStream:
         self._pump_scope.cancel()
         # Not shielded (the task group was entered before any shield here), but the pump ends at once:
         # its scope is cancelled. The body's exception propagates as itself, not in an ExceptionGroup.
-        await self._stack.aclose()
-        with anyio.CancelScope(shield=True):
-            if self._ws is not None and self._ws is not ws:
-                await self._ws.close()
-            for end in (self._events_in, self._events_out):
-                if end is not None:
-                    end.close()
+        try:
+            await self._stack.aclose()
+        finally:  # also when the caller's cancellation comes through the task group's exit
+            with anyio.CancelScope(shield=True):
+                if self._ws is not None and self._ws is not ws:
+                    await self._ws.close()
+                for end in (self._events_in, self._events_out):
+                    if end is not None:
+                        end.close()
 
     def __aiter__(self) -> EventStream:
         return self
@@ -208,6 +214,8 @@ class EventStream:
         query = list(self._query)
         if self.position is not None:
             query.append(("after", str(self.position)))
+        if self._ready is not None and self.connections == 0:
+            query.append(("ready", self._ready))
         ws = await self._client._ws_connect(index, query)
         try:
             with anyio.fail_after(self._client._timeout):
@@ -298,6 +306,12 @@ class EventStream:
                 log.warning("The event stream refused a message: %s", data.error)
 
 
+def ready_filters(listener: Listener) -> list[list[dict[str, Any]]]:
+    """The filters of each of `listener`'s handlers that job:ready reaches, as a worker sends them when it starts."""
+    return [[dict(f.spec) for f in registration.filters] for registration in listener.registrations()
+            if registration.topic(JOB_READY)]
+
+
 class _Source:
     """The stream as a Runner's source: a final stream error ends the source, so the runner drains first."""
 
@@ -337,11 +351,13 @@ async def run_listener(
 
     The server sends only the events on the topics the listener's handlers are subscribed to when
     it starts (most of a busy log is not for a given worker): a handler added later on another
-    topic gets its events after a restart. Workers run with one agent name share its job:ready
-    events: each goes to one of them (see `listener.platform.sharing`), every other event to all.
+    topic gets its events after a restart. When it starts, every job still ready for one of its
+    job:ready handlers is announced again for it (ready jobs are a queue). Workers run with one
+    agent name share its job:ready events: each goes to one of them (see
+    `listener.platform.sharing`), every other event to all.
     """
     topics = sorted({registration.topic.pattern for registration in listener.registrations()})
-    async with client.stream(agent=agent, topics=topics, share=True) as stream:
+    async with client.stream(agent=agent, topics=topics, share=True, ready=ready_filters(listener)) as stream:
         runner = Runner(listener, client, concurrency=concurrency, grace=grace, save_cursor=stream.ack,
                         agent=agent)
         source = _Source(stream)

@@ -26,6 +26,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from listener.api import Api
+from listener.errors import Conflict
 from listener.listener import Listener
 from listener.logs import LogContext, log_context
 from listener.models import Event
@@ -211,10 +212,22 @@ class Runner:
                 result = await anyio.to_thread.run_sync(fn, *args)
                 if inspect.isawaitable(result):
                     await result
+        except Conflict as exc:
+            if event.topic == JOB_READY and isinstance(exc.details, dict) and exc.details.get("move") == "ack" \
+                    and exc.details.get("jobId") == event.context.job_id:
+                # job:ready is at-least-once and the ack is the claim: another worker (or an earlier
+                # delivery of the same job:ready) got there first. Not this handler's failure.
+                log.info("Job %s was claimed by another worker first; %s leaves it.", event.context.job_id,
+                         getattr(fn, "__qualname__", fn))
+                return
+            self._failed(fn, event)
         except Exception:
-            self.failures += 1
-            log.exception("Handler %s failed on %s (seq %d, job %s)", getattr(fn, "__qualname__", fn),
-                          event.topic, event.seq, event.context.job_id)
+            self._failed(fn, event)
+
+    def _failed(self, fn: Callable[..., Any], event: Event) -> None:
+        self.failures += 1
+        log.exception("Handler %s failed on %s (seq %d, job %s)", getattr(fn, "__qualname__", fn),
+                      event.topic, event.seq, event.context.job_id)
 
     def _finish(self, seq: int, *, started: bool = False) -> None:
         if started:

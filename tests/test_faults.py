@@ -21,7 +21,7 @@ import pytest
 from listener import Event, JobStatus
 from listener.client import Client
 from tests.conftest import BACKENDS, postgres_schema
-from tests.test_processes import TOKEN, Lines, started, stopped, taken
+from tests.test_processes import TOKEN, WORKER, Lines, started, stopped, taken
 
 pytestmark = pytest.mark.anyio
 
@@ -407,3 +407,34 @@ async def test_sharing_workers_lose_no_job_when_one_dies_with_the_server(backend
     assert {j: f.status for j, f in finished.items()} == dict.fromkeys(ids, JobStatus.COMPLETE)
     for job_id in ids:
         assert_legal_trail(job_id, [e for e in log if e.context.job_id == job_id])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_jobs_ready_before_any_worker_started_reach_a_new_and_a_known_agent(backend: str, tmp_path: Path) -> None:
+    """Ready jobs are a queue: `listener run` started after the jobs were created still gets them, oldest first."""
+    worker = tmp_path / "worker.py"
+    worker.write_text(WORKER)
+    handled = worker.with_suffix(".handled")
+    async with database(backend, tmp_path) as db, started("serve", "--db", db, "--port", "0") as (server, server_out):
+        url = (await server_out.wait_for(SERVING)).group(1)
+        args = ("run", str(worker), "--url", url, "--token", TOKEN, "--concurrency", "1")
+        async with Client(url, token=TOKEN) as client:
+            early = [(await client.jobs.create(type="workbook", operation="export")).id for _ in range(3)]
+            async with started(*args, "--agent", "fresh") as (run, out):  # an agent the server has never seen
+                for job_id in early:
+                    assert (await client.jobs.wait(job_id, timeout=30)).status is JobStatus.COMPLETE
+                await stopped(run, out)
+            assert handled.read_text().split() == early, "each once, oldest first"
+            # A known agent: its cursor is past these jobs' job:ready events only once it handled them; stop it,
+            # create more, and the same agent (and a second worker joining it) finds them on starting.
+            later = [(await client.jobs.create(type="workbook", operation="export")).id for _ in range(2)]
+            async with started(*args, "--agent", "fresh") as (run, out), started(*args, "--agent", "fresh") as (
+                    other, other_out):
+                for job_id in later:
+                    assert (await client.jobs.wait(job_id, timeout=30)).status is JobStatus.COMPLETE
+                await out.wait_for("is listening")  # both started (one may have had nothing left to do)
+                await other_out.wait_for("is listening")
+                await stopped(run, out)
+                await stopped(other, other_out)
+        await stopped(server, server_out)
+    assert sorted(handled.read_text().split()) == sorted(early + later), "no job ran twice"

@@ -14,6 +14,7 @@ import enum
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -207,7 +208,9 @@ class Platform:
 
         The runner is an agent named `agent` (default: the listener's name, else
         "default") whose cursor is kept in the store: after a crash it resumes
-        after the last event it finished. A new agent starts at the newest event.
+        after the last event it finished. A new agent starts at the newest event,
+        but ready jobs are a queue: every job still ready for one of its handlers
+        is announced again for it as it starts (a new job:ready), oldest first.
         """
         if self.state is not PlatformState.OPEN:
             raise RuntimeError("The platform is closed.")
@@ -224,6 +227,8 @@ class Platform:
                         save_cursor=save, agent=name)
         async with self.eventlog.subscribe(start) as events, task_scope(cancel_on_exit=False) as tg:
             await tg.start(_run, runner, events, start)
+            tg.start_soon(partial(self.api.as_actor(f"agent:{name}").jobs.announce_waiting,
+                                  lambda event: bool(listener.handlers_for(event)), after=start))
             try:
                 yield runner
             finally:

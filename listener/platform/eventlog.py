@@ -9,6 +9,7 @@ store, so a slow reader gets the backlog rather than losing events.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -18,10 +19,38 @@ from pyee import EventEmitter
 
 from listener.models import Event
 from listener.platform.store.base import Store
+from listener.topics import JOB_READY
 
-__all__ = ["EventLog", "Subscription"]
+__all__ = ["EventLog", "Subscription", "ready_between"]
+
+log = logging.getLogger("listener.eventlog")
 
 _BATCH = "batch"
+
+SCAN_LIMIT = 10_000
+"""Events read at most by `ready_between`."""
+
+
+async def ready_between(store: Store, after: int, upto: int, wanted: Callable[[Event], bool]) -> dict[str, None]:
+    """The jobs with a job:ready that `wanted` takes in the log after `after` up to `upto`, in order.
+
+    Reads at most the first SCAN_LIMIT events of that stretch (and says so in the log when it stops short).
+    """
+    job_ids: dict[str, None] = {}
+    position, scanned = after, 0
+    while position < upto and scanned < SCAN_LIMIT:
+        events = await store.read_events(position, 500)
+        if not events:
+            break
+        for event in events:
+            if event.seq > upto:
+                break
+            if event.topic == JOB_READY and event.context.job_id is not None and wanted(event):
+                job_ids[event.context.job_id] = None
+        position, scanned = events[-1].seq, scanned + len(events)
+    if scanned >= SCAN_LIMIT and position < upto:
+        log.warning("Only the first %d events after position %d were checked for ready jobs.", SCAN_LIMIT, after)
+    return job_ids
 
 
 class EventLog:

@@ -51,7 +51,7 @@ from listener.models import (
     parse,
 )
 from listener.platform.csvs import csv_chunks
-from listener.platform.eventlog import EventLog
+from listener.platform.eventlog import EventLog, ready_between
 from listener.platform.store.base import (
     Idempotency,
     IdempotentReplay,
@@ -74,6 +74,9 @@ log = logging.getLogger("listener.jobs")
 
 # Retry jitter draws from its own generator: the scheduler runs beside whatever else uses `random`.
 _jitter = random.Random()
+
+_ANNOUNCE_PAGE = 500
+"""Ready jobs read at a time when a worker starts (see announce_waiting)."""
 
 S = JobStatus
 _ACTIVE = frozenset({S.CREATED, S.PLANNING, S.SCHEDULED, S.READY, S.EXECUTING})
@@ -566,6 +569,33 @@ class JobService:
         except (Conflict, NotFound):
             return False
         return True
+
+    async def announce_waiting(self, wanted: Callable[[Event], bool], *, after: int | None = None) -> int:
+        """Emit job:ready again, oldest first, for every job still ready whose job:ready `wanted` would take.
+
+        Ready jobs are a queue, not only a broadcast: a worker that starts gets the jobs that became
+        ready before it (no worker was listening, or they went to a busy worker of its agent).
+        `after` is where the worker's stream starts: the jobs whose job:ready lies past it reach the
+        worker anyway and are left alone. Returns how many were announced.
+        """
+        coming: dict[str, None] = {}
+        position, announced, scanned = 0, 0, after
+        while True:
+            page = await self._store.ready_jobs(position, _ANNOUNCE_PAGE)
+            if scanned is not None:
+                # Read after the page: a job:ready of any job in it that lies past `after` is in this stretch.
+                head = await self._store.head()
+                coming.update(await ready_between(self._store, scanned, head, wanted))
+                scanned = head
+            for _, job, ctx in page:
+                candidate = Event.trusted(id="", seq=0, topic=topics.JOB_READY, context=ctx,
+                                          payload=job_payload(job), created_at=job.updated_at)
+                # One at a time, so that the new job:ready events keep the jobs' order.
+                if job.id not in coming and wanted(candidate) and await self.announce(job.id):
+                    announced += 1
+            if len(page) < _ANNOUNCE_PAGE:
+                return announced
+            position = page[-1][0]
 
     async def retry(self, job_id: str) -> Job:
         """Run a failed job again by hand (the outcome's `retry` button): failed → ready, one more attempt allowed."""

@@ -14,12 +14,19 @@ after the last event it finished. A slow client gets the backlog from the store
 (see `Subscription`), never a dropped connection. An agent's sockets that connect
 with `?share=true` (run_listener's workers do) share its job:ready events, each to
 one of them (see `sharing`).
+
+Ready jobs are a queue, not only a broadcast: a worker that starts (run_listener's first
+connection) sends `?ready=[[filter, ...], ...]`, the filters of each of its job:ready handlers,
+and every job still ready that one of them takes is announced again for it, oldest first (a new
+job:ready; the ack still claims each job once). Other topics keep the broadcast's rule: a new agent
+sees them from the moment it connects. A reconnect sends no `ready`: it resumes after its position.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterable, Awaitable, Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -28,10 +35,11 @@ from pydantic import Field
 
 from listener.errors import Invalid
 from listener.models import MAX_INT64, Event, Model
+from listener.platform.eventlog import ready_between
 from listener.platform.routes import Call, Route, cursor_name, parse_json, visible_to
 from listener.platform.sharing import AgentGroup, Member
 from listener.tasks import task_scope
-from listener.topics import JOB_READY, compile_filter, compile_topic
+from listener.topics import compile_filter, compile_topic
 
 if TYPE_CHECKING:
     from listener.platform import Platform
@@ -65,6 +73,8 @@ class StreamQuery(Model):
     filter: str | None = None
     batch: bool = False
     share: bool = False
+    ready: str | None = Field(None, max_length=64 * 1024)
+    """A worker starting: JSON `[[filter, ...], ...]`, the filters of each of its job:ready handlers."""
 
 
 def _filter(raw: str | None) -> Any:
@@ -78,6 +88,20 @@ def _filter(raw: str | None) -> Any:
     return compile_filter(spec)
 
 
+def _ready_wants(raw: str) -> Callable[[Event], bool]:
+    """Whether a worker's job:ready handlers take an event: any one handler whose filters all match."""
+    details = [{"field": "ready", "message": "expected a JSON list of lists of filters"}]
+    try:
+        spec = parse_json(raw)
+    except ValueError as exc:
+        raise Invalid(f"ready: not valid JSON: {exc}.", details=details) from None
+    if not isinstance(spec, list) or not all(isinstance(h, list) for h in spec):
+        raise Invalid("ready: expected a list with, for each job:ready handler, the list of its filters.",
+                      details=details)
+    handlers = [[compile_filter(f) for f in filters] for filters in spec]
+    return lambda event: any(all(f(event) for f in filters) for filters in handlers)
+
+
 async def events_stream(call: Call) -> web.WebSocketResponse:
     """The event log as a websocket: backlog from `after` (or the agent's cursor), then live events."""
     from listener.platform.server import AGENTS, SOCKETS
@@ -88,6 +112,7 @@ async def events_stream(call: Call) -> web.WebSocketResponse:
     if q.share and q.agent is None:
         raise Invalid("share: only an agent's streams share its jobs; add agent=NAME.",
                       details=[{"field": "share", "message": "needs agent"}])
+    takes_ready = _ready_wants(q.ready) if q.ready is not None else None
     store = call.platform.store
     cursor = cursor_name(call.user, q.agent) if q.agent else None
     saved = await store.get_cursor(cursor) if cursor is not None else None
@@ -143,7 +168,10 @@ async def events_stream(call: Call) -> web.WebSocketResponse:
     try:
         async with task_scope() as tg:
             tg.start_soon(send)
-            if formed and saved is not None and start > saved:
+            if takes_ready is not None:
+                tg.start_soon(partial(call.platform.api.jobs.announce_waiting, lambda e: visible(e) and takes_ready(e),
+                                      after=start))
+            elif formed and saved is not None and start > saved:
                 tg.start_soon(_announce_ready, call.platform, saved, start, visible)
             async for message in ws:
                 if message.type is WSMsgType.TEXT:
@@ -164,32 +192,13 @@ async def events_stream(call: Call) -> web.WebSocketResponse:
     return ws
 
 
-_SCAN_LIMIT = 10_000
-"""Events read at most when a group forms past its agent's cursor."""
-
-
 async def _announce_ready(platform: Platform, after: int, upto: int, wanted: Callable[[Event], bool]) -> None:
     """Announce again the jobs still ready whose job:ready lies between the agent's cursor and a socket's start.
 
     The socket resumes past them, and the socket they went to may be gone with the server that
     knew about it (a restart); a job announced to a worker that still has it costs one refused ack.
     """
-    job_ids: dict[str, None] = {}
-    position, scanned = after, 0
-    while position < upto and scanned < _SCAN_LIMIT:
-        events = await platform.store.read_events(position, 500)
-        if not events:
-            break
-        for event in events:
-            if event.seq > upto:
-                break
-            if event.topic == JOB_READY and event.context.job_id is not None and wanted(event):
-                job_ids[event.context.job_id] = None
-        position, scanned = events[-1].seq, scanned + len(events)
-    if scanned >= _SCAN_LIMIT and position < upto:
-        log.warning("Agent stream: only the first %d events after the cursor were checked for ready jobs.",
-                    _SCAN_LIMIT)
-    for job_id in job_ids:
+    for job_id in await ready_between(platform.store, after, upto, wanted):
         await platform.api.jobs.announce(job_id)
 
 

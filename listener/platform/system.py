@@ -30,6 +30,7 @@ import math
 import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -38,11 +39,10 @@ from pydantic import Field
 from listener.api import Api
 from listener.errors import Invalid, NonRetryable, NotFound
 from listener.listener import Listener
-from listener.models import Event, File, Job, JobStatus, Model, Outcome, RetryPolicy, Sheet, SheetField
+from listener.models import Event, File, Job, Model, Outcome, RetryPolicy, Sheet, SheetField
 from listener.platform.csvs import csv_chunks, csv_rows
 from listener.runner import Runner
 from listener.tasks import task_scope
-from listener.topics import JOB_READY
 from plugins.job_handler import Tick, job_handler
 
 if TYPE_CHECKING:
@@ -137,16 +137,10 @@ async def running(platform: Platform, *, max_items: int = DEFAULT_MAX_ITEMS, con
                     agent=AGENT)
     start = await platform.store.head()
     async with platform.eventlog.subscribe(start) as live, task_scope(cancel_on_exit=False) as tg:
-        # Subscribed first: a job made ready from now on comes live; one ready before is found here.
-        waiting = await _ready_events(platform)
-
-        async def source() -> AsyncIterator[Event]:
-            for event in waiting:
-                yield event
-            async for event in live:
-                yield event
-
-        await tg.start(_run, runner, source(), start)
+        await tg.start(_run, runner, live, start)
+        # Subscribed first: a job made ready from now on comes live; one ready before is announced again.
+        tg.start_soon(partial(platform.api.as_actor(f"agent:{AGENT}").jobs.announce_waiting,
+                              lambda event: bool(listener.handlers_for(event)), after=start))
         try:
             yield runner
         finally:
@@ -156,31 +150,6 @@ async def running(platform: Platform, *, max_items: int = DEFAULT_MAX_ITEMS, con
 async def _run(runner: Runner, events: AsyncIterator[Event], start: int, *,
                task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
     await runner.run(events, task_status=task_status, start=start)
-
-
-async def _ready_events(platform: Platform) -> list[Event]:
-    """The latest job:ready event of each managed job that is ready now."""
-    found: list[Event] = []
-    offset = 0
-    while True:
-        page = await platform.api.jobs.list(status=JobStatus.READY, limit=100, offset=offset)
-        for job in page.items:
-            if job.managed:
-                ready = await _last_ready(platform, job.id)
-                if ready is not None:
-                    found.append(ready)
-        offset += len(page.items)
-        if not page.items or offset >= page.total:
-            return sorted(found, key=lambda e: e.seq)
-
-
-async def _last_ready(platform: Platform, job_id: str) -> Event | None:
-    last: Event | None = None
-    after = 0
-    while events := await platform.store.read_events(after, 500, job_id):
-        last = next((e for e in reversed(events) if e.topic == JOB_READY), last)
-        after = events[-1].seq
-    return last
 
 
 # -- the jobs ---------------------------------------------------------------------------

@@ -280,6 +280,13 @@ class Store(Protocol):
         """Ids of unfinished jobs whose `due_at` (see jobs.due_at) has come, oldest first."""
         ...
 
+    async def ready_jobs(self, after: int, limit: int) -> list[tuple[int, Job, EventContext]]:
+        """Up to `limit` ready jobs after position `after`, oldest first, each with its position and context.
+
+        Positions only grow, so paging by the last one seen neither skips nor repeats a job while others move.
+        """
+        ...
+
     async def list_jobs(self, query: JobQuery) -> tuple[list[Job], int]:
         """Jobs matching the query, newest first; a job's parts (`parent_id`) in part order."""
         ...

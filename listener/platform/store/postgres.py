@@ -792,6 +792,11 @@ class PostgresStore:
             "SELECT id FROM jobs WHERE due_at <= $1 ORDER BY due_at LIMIT $2", now, limit))
         return [r["id"] for r in rows]
 
+    async def ready_jobs(self, after: int, limit: int) -> list[tuple[int, Job, EventContext]]:
+        rows = await self._read(lambda conn: conn.fetch(
+            "SELECT pos, doc, ctx FROM jobs WHERE status = 'ready' AND pos > $1 ORDER BY pos LIMIT $2", after, limit))
+        return [(r["pos"], Job.model_validate_json(r["doc"]), EventContext.model_validate_json(r["ctx"])) for r in rows]
+
     async def get_job(self, job_id: str) -> Job:
         row = await self._read(lambda conn: conn.fetchval("SELECT doc FROM jobs WHERE id = $1", job_id))
         if row is None:

@@ -661,6 +661,14 @@ class SqliteStore:
 
         return await self._read(due)
 
+    async def ready_jobs(self, after: int, limit: int) -> list[tuple[int, Job, EventContext]]:
+        def ready(conn: sqlite3.Connection) -> list[tuple[int, Job, EventContext]]:
+            rows = conn.execute("SELECT rowid, doc, ctx FROM jobs WHERE status = 'ready' AND rowid > ?"
+                                " ORDER BY rowid LIMIT ?", (after, limit)).fetchall()
+            return [(r[0], Job.model_validate_json(r[1]), EventContext.model_validate_json(r[2])) for r in rows]
+
+        return await self._read(ready)
+
     async def add_job_errors(self, job_id: str, errors: list[JobItemError]) -> int:
         def add(tx: _Tx) -> int:
             if tx.conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() is None:
