@@ -63,6 +63,7 @@ class JobsApi(Protocol):
         retry: RetryPolicy | dict[str, Any] | None = None,
         timeout_seconds: int | None = None,
         lease_seconds: int | None = None,
+        max_lease_expirations: int | None = None,
         run_at: datetime | None = None,
         predecessor_ids: Sequence[str] | None = None,
     ) -> Job: ...
@@ -147,6 +148,7 @@ class JobsApi(Protocol):
         max_running: int | None = None,
         starts_per_second: float | None = None,
         timeout_seconds: int | None = None,
+        max_lease_expirations: int | None = None,
     ) -> JobSettings: ...
     async def settings(self) -> Sequence[JobSettings]: ...
     async def attach_file(self, job_id: str, file_id: str, *, role: str) -> Job: ...

@@ -124,6 +124,8 @@ def _parser() -> argparse.ArgumentParser:
     configure.add_argument("--max-running", type=int, help="at most this many running at once (1: one at a time)")
     configure.add_argument("--starts-per-second", type=float, help="at most this many starts a second")
     configure.add_argument("--timeout", type=int, metavar="SECONDS", help="timeout of jobs created without one")
+    configure.add_argument("--max-lease-expirations", type=int, metavar="N",
+                           help="how often a job goes back to ready when its worker dies, before it fails (default 3)")
     waiting = jobs_commands.add_parser("wait", help="wait until a job has ended and show it")
     waiting.add_argument("job_id")
     waiting.add_argument("--timeout", type=float, default=None)
@@ -307,7 +309,8 @@ async def _jobs(args: argparse.Namespace) -> None:
         if command == "configure":
             settings = await client.jobs.configure(args.job, max_running=args.max_running,
                                                    starts_per_second=args.starts_per_second,
-                                                   timeout_seconds=args.timeout)
+                                                   timeout_seconds=args.timeout,
+                                                   max_lease_expirations=args.max_lease_expirations)
             console.print_json(settings.model_dump_json()) if args.json else console.print(
                 f"{settings.job}: at most {settings.max_running or 'any number of'} running, "
                 f"{settings.starts_per_second or 'any number of'} starts a second, "

@@ -366,6 +366,7 @@ class ClientJobs(_Resource):
         retry: RetryPolicy | dict[str, Any] | None = None,
         timeout_seconds: int | None = None,
         lease_seconds: int | None = None,
+        max_lease_expirations: int | None = None,
         run_at: datetime | None = None,
         predecessor_ids: Sequence[str] | None = None,
     ) -> Job:
@@ -373,7 +374,8 @@ class ClientJobs(_Resource):
         return await self.create_from(job_spec(
             type=type, operation=operation, source=source, destination=destination, trigger=trigger, mode=mode,
             managed=managed, info=info, metadata=metadata, input=input, retry=retry, timeout_seconds=timeout_seconds,
-            lease_seconds=lease_seconds, run_at=run_at, predecessor_ids=predecessor_ids))
+            lease_seconds=lease_seconds, max_lease_expirations=max_lease_expirations, run_at=run_at,
+            predecessor_ids=predecessor_ids))
 
     async def create_from(self, spec: JobCreate) -> Job:
         """Create a job from a validated `JobCreate`."""
@@ -516,10 +518,12 @@ class ClientJobs(_Resource):
         max_running: int | None = None,
         starts_per_second: float | None = None,
         timeout_seconds: int | None = None,
+        max_lease_expirations: int | None = None,
     ) -> JobSettings:
         """Set the limits and default timeout of one type:operation (admins only)."""
         settings = parse(JobSettings, {"job": job, "max_running": max_running, "starts_per_second": starts_per_second,
-                                       "timeout_seconds": timeout_seconds}, what="job settings")
+                                       "timeout_seconds": timeout_seconds,
+                                       "max_lease_expirations": max_lease_expirations}, what="job settings")
         body = settings.model_dump(by_alias=True, exclude={"job"})
         return JobSettings.model_validate(
             await self._client.request("PUT", f"/job-settings/{_path(settings.job)}", body=body))

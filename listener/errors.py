@@ -10,7 +10,8 @@ ListenerError                      500 internal
 ├── Gone                           410 gone
 ├── TooLarge                       413 too_large
 ├── RateLimited                    429 rate_limited
-└── NonRetryable                   (raised by handlers: fail the job at once, never retry)
+└── JobFailed                      (raised by handlers: fail the job with this outcome; retried if retryable)
+    └── NonRetryable               (raised by handlers: fail the job at once, never retry)
 ```
 
 Each class carries an HTTP ``status`` and a stable ``code``; its docstring is the
@@ -27,6 +28,7 @@ __all__ = [
     "Forbidden",
     "Gone",
     "Invalid",
+    "JobFailed",
     "ListenerError",
     "NonRetryable",
     "NotFound",
@@ -108,8 +110,31 @@ class RateLimited(ListenerError):
     code = "rate_limited"
 
 
-class NonRetryable(ListenerError):
+class JobFailed(ListenerError):
+    """The job failed.
+
+    Raised by a handler that job_handler runs: the job fails with this message, and with `outcome`
+    as the person sees it (by default the message, to acknowledge, as Flatfile's `jobs.fail` does),
+    e.g. `raise JobFailed("The geocoder is down.", outcome={"message": ..., "next": {"type": "retry"}})`.
+    A `retryable` failure is retried under the job's retry policy while it has attempts left.
+    """
+
+    status = 422
+    code = "job_failed"
+    retryable: bool = True
+
+    def __init__(self, message: str | None = None, *, outcome: Any = None, retryable: bool | None = None,
+                 details: Any = None) -> None:
+        super().__init__(message, details=details)
+        self.outcome = outcome
+        """An `Outcome` or its dict; None: the message, to acknowledge."""
+        if retryable is not None:
+            self.retryable = retryable
+
+
+class NonRetryable(JobFailed):
     """The job failed in a way that retrying cannot fix."""
 
     status = 422
     code = "non_retryable"
+    retryable = False

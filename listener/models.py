@@ -278,6 +278,10 @@ class Outcome(Model):
     next: Next | None = None
 
 
+DEFAULT_MAX_LEASE_EXPIRATIONS = 3
+"""How often a job goes back to ready after its worker died, by default, before it fails."""
+
+
 class JobError(Model):
     """Why a job (or its last attempt) failed. `kind` separates a handler's error from a timeout or a lost worker."""
 
@@ -362,6 +366,10 @@ class Job(Model):
     next_attempt_at: datetime | None = None
     lease_seconds: int = 60
     lease_expires_at: datetime | None = None
+    lease_expirations: int = 0
+    """How often a worker died holding the job (its lease ran out) and the job went back to ready."""
+    max_lease_expirations: int = DEFAULT_MAX_LEASE_EXPIRATIONS
+    """How often it may: once more, and the job fails (kind `lease_expired`), so a job that kills its workers ends."""
     timeout_seconds: int = 86_400
     run_at: datetime | None = None
     predecessor_ids: list[str] = []
@@ -417,12 +425,24 @@ class Job(Model):
         return self
 
     async def refresh(self) -> Job:
-        """Fetch the job again and return the fresh copy (Fiddler's `job.refresh()`)."""
-        return await self._bound().jobs.get(self.id)
+        """Fetch the job again into this object, and return it (Fiddler's `job.refresh()`).
+
+        As in Fiddler, `job` itself changes, so `while job.status in (...): await job.refresh()` polls.
+        """
+        return self._take(await self._bound().jobs.get(self.id))
 
     async def wait(self, timeout: float | None = None) -> Job:
-        """Wait until the job is terminal and return it (Fiddler's `job.wait()`)."""
-        return await self._bound().jobs.wait(self.id, timeout=timeout)
+        """Wait until the job is terminal, update this object to its end, and return it (Fiddler's `job.wait()`).
+
+        `await job.wait()` then `job.status` is the end it came to; TimeoutError if `timeout` seconds pass first.
+        """
+        return self._take(await self._bound().jobs.wait(self.id, timeout=timeout))
+
+    def _take(self, fresh: Job) -> Job:
+        # The fresh copy was built by this transport from the same model: its fields replace ours as they are.
+        self.__dict__.update(fresh.__dict__)
+        object.__setattr__(self, "__pydantic_fields_set__", set(fresh.model_fields_set))
+        return self
 
     def _bound(self) -> Api:
         if self._api is None:
@@ -853,6 +873,7 @@ class JobCreate(Model):
     retry: RetryPolicy | None = None
     timeout_seconds: Annotated[int, Field(ge=1, le=365 * 86_400)] = 86_400
     lease_seconds: Annotated[int, Field(ge=1, le=86_400)] = 60
+    max_lease_expirations: Annotated[int, Field(ge=0, le=100)] = DEFAULT_MAX_LEASE_EXPIRATIONS
     run_at: datetime | None = None
     predecessor_ids: Annotated[list[NonEmpty], Field(max_length=100)] = []
 
@@ -987,11 +1008,14 @@ class JobLimits(Model):
     `max_running`: at most this many ready or executing at once (1: one at a time); the rest
     wait in `scheduled`. `starts_per_second`: at most this many start per second (a token bucket
     holding up to one second's worth). `timeout_seconds`: the timeout of jobs created without one.
+    `max_lease_expirations`: how often a job created without its own goes back to ready when its
+    worker dies, before it fails.
     """
 
     max_running: Annotated[int, Field(ge=1, le=100_000)] | None = None
     starts_per_second: Annotated[float, Field(gt=0, le=100_000)] | None = None
     timeout_seconds: Annotated[int, Field(ge=1, le=365 * 86_400)] | None = None
+    max_lease_expirations: Annotated[int, Field(ge=0, le=100)] | None = None
 
 
 class JobSettings(JobLimits):

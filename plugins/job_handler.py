@@ -28,7 +28,7 @@ import anyio
 from pydantic import BaseModel
 
 from listener.api import Api
-from listener.errors import Conflict, Invalid, NonRetryable, NotFound
+from listener.errors import Conflict, Invalid, JobFailed, NotFound
 from listener.listener import Listener
 from listener.models import Event, Job, JobStatus, Outcome, RetryPolicy, parse
 from listener.tasks import task_scope
@@ -97,6 +97,11 @@ def _outcome(result: Outcome | dict[str, Any] | None) -> Outcome:
     raise TypeError(f"A job handler returns an Outcome, a dict or None, not {type(result).__name__}.")
 
 
+def _failed(message: str) -> Outcome:
+    """What the person sees of a failure: its message, to acknowledge (as Flatfile's `jobs.fail` with an outcome)."""
+    return Outcome(message=message, acknowledge=True)
+
+
 async def _claim(api: Api, job_id: str, retry: RetryPolicy | None, lease: int) -> Job | None:
     """Ack the job; None if it is not ours to run.
 
@@ -137,7 +142,9 @@ def job_handler(
         input: a pydantic model that `job.input` must validate as before the handler runs; the validated
             model is in `event.cache["input"]`. Invalid input fails the job with the validation message.
         retry: the retry policy for these jobs (unless a job was created with its own): an exception
-            is retried with backoff while attempts are left; raise `NonRetryable` to fail at once.
+            is retried with backoff while attempts are left; raise `NonRetryable` to fail at once. A
+            failed job's outcome is the error's message, to acknowledge; raise `JobFailed(message,
+            outcome=...)` to give your own (a `retry` button, say), `retryable=False` to fail at once.
         lease_seconds: how long the job stays ours without news; a heartbeat renews it while the handler runs,
             so a worker that dies loses the job after at most this long and it is retried.
         watch_interval: how often the running job is checked; cancelled or taken away, the handler is cancelled.
@@ -181,7 +188,7 @@ def job_handler(
             try:
                 event.cache["input"] = parse(input, acked.input, what="input")
             except Invalid as exc:
-                await finish(error=exc.message, kind="invalid_input")
+                await finish(error=exc.message, kind="invalid_input", outcome=_failed(exc.message))
                 return
         taken = False
         returned = anyio.Event()
@@ -229,14 +236,24 @@ def job_handler(
                 return  # the parts do the work now; the parent is settled when they have finished
             outcome = _outcome(result)
         except TimeoutError:
-            await finish(error=f"Timed out after {timeout:g}s.", kind="timeout")
-        except NonRetryable as exc:
-            await finish(error=exc.message, retryable=False)
+            message = f"Timed out after {timeout:g}s."
+            await finish(error=message, kind="timeout", outcome=_failed(message))
+        except JobFailed as exc:
+            if taken:
+                return
+            try:
+                outcome = _failed(exc.message) if exc.outcome is None else _outcome(exc.outcome)
+            except (Invalid, TypeError) as bad:
+                log.error("Job %s: the outcome of the JobFailed raised is not valid (%s); failing with the message.",
+                          job_id, bad)
+                outcome = _failed(exc.message)
+            await finish(error=exc.message, retryable=exc.retryable, outcome=outcome)
         except Exception as exc:
             if taken:
                 return
             log.exception("Job %s (%s) failed on attempt %d", job_id, event.context.job, attempt)
-            await finish(error=str(exc) or type(exc).__name__, retryable=True)
+            message = str(exc) or type(exc).__name__
+            await finish(error=message, retryable=True, outcome=_failed(message))
         else:
             await finish(outcome=outcome)
 

@@ -292,3 +292,28 @@ async def test_the_error_log_survives_failure(api: Any) -> None:
         await api.jobs.log_error(job.id, message="")
     with pytest.raises(NotFound):
         await api.jobs.log_error("jb_missing", message="x")
+
+
+async def test_wait_and_refresh_update_the_job_in_place_as_fiddlers_code_expects(api: Api, platform: Platform) -> None:
+    job = await api.jobs.create(type="workbook", operation="export")
+    same = job
+    await platform.api.jobs.ack(job.id, progress=30)  # changed elsewhere: this object does not know yet
+    assert job.status is S.READY
+    assert await job.refresh() is same
+    assert (job.status, job.progress) == (S.EXECUTING, 30)
+    seen: list[int] = []
+    # Fiddler's polling loop, as its docs write it (with await).
+    while job.status in [S.READY, S.EXECUTING]:
+        seen.append(job.progress)
+        if job.progress < 90:
+            await platform.api.jobs.update(job.id, progress=job.progress + 30)
+        else:
+            await platform.api.jobs.complete(job.id, outcome={"message": "Published."})
+        await job.refresh()
+    assert seen == [30, 60, 90] and job.status is S.COMPLETE
+    other = await api.jobs.create(type="workbook", operation="export")
+    await platform.api.jobs.ack(other.id)
+    await platform.api.jobs.fail(other.id, error="The model is gone.")
+    assert await other.wait(timeout=5) is other
+    assert other.status is S.FAILED and other.error_message == "The model is gone."
+    assert other == await platform.api.jobs.get(other.id)

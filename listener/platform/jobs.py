@@ -147,6 +147,26 @@ def _failure(job: Job, error: JobError, now: datetime, rand: float) -> dict[str,
     return {**lease, "status": S.FAILED, "finished_at": now}
 
 
+def _lease_lost(job: Job, ctx: EventContext, now: datetime) -> JobChange:
+    """A worker died holding the job (its lease ran out): not the job's failure, so it goes back to ready,
+    resuming from its checkpoint, and keeps its attempts for real failures. Only a job whose workers keep
+    dying (`max_lease_expirations` times already) fails, so that a job that kills every worker still ends."""
+    lost = job.lease_expirations + 1
+    message = f"The worker running attempt {job.attempt} stopped renewing its lease"
+    if lost > job.max_lease_expirations:
+        error = JobError(message=f"{message}; {lost} workers died running this job, so it fails "
+                                 f"(max_lease_expirations is {job.max_lease_expirations}).",
+                         kind="lease_expired", attempt=job.attempt)
+        new = job.model_copy(update={"status": S.FAILED, "finished_at": now, "updated_at": now, "error": error,
+                                     "lease_expires_at": None, "lease_expirations": lost})
+        return JobChange(new, [NewEvent(topics.JOB_FAILED, ctx, {**job_payload(new), "willRetry": False}, now)])
+    error = JobError(message=f"{message}; the job is ready again ({lost} of {job.max_lease_expirations} "
+                             "lost workers allowed).", kind="lease_expired", retryable=True, attempt=job.attempt)
+    new = job.model_copy(update={"status": S.READY, "updated_at": now, "error": error, "lease_expires_at": None,
+                                 "lease_expirations": lost, "max_attempts": job.max_attempts + 1})
+    return JobChange(new, [NewEvent(topics.JOB_READY, ctx, job_payload(new), now)])
+
+
 def _lease_end(job: Job, now: datetime) -> datetime | None:
     """When the job's lease ends if renewed now; a job waiting on its parts holds no lease (no one runs it)."""
     return None if job.parts is not None else now + timedelta(seconds=job.lease_seconds)
@@ -301,6 +321,7 @@ class JobService:
         retry: RetryPolicy | dict[str, Any] | None = None,
         timeout_seconds: int | None = None,
         lease_seconds: int | None = None,
+        max_lease_expirations: int | None = None,
         run_at: datetime | None = None,
         predecessor_ids: Sequence[str] | None = None,
     ) -> Job:
@@ -308,7 +329,8 @@ class JobService:
         return await self.create_from(job_spec(
             type=type, operation=operation, source=source, destination=destination, trigger=trigger, mode=mode,
             managed=managed, info=info, metadata=metadata, input=input, retry=retry, timeout_seconds=timeout_seconds,
-            lease_seconds=lease_seconds, run_at=run_at, predecessor_ids=predecessor_ids))
+            lease_seconds=lease_seconds, max_lease_expirations=max_lease_expirations, run_at=run_at,
+            predecessor_ids=predecessor_ids))
 
     async def create_from(self, spec: JobCreate, *, idempotency_key: str | None = None) -> Job:
         """Create a job from a validated `JobCreate` (what `create` and actions use).
@@ -337,9 +359,12 @@ class JobService:
         if job.retry is not None:
             job = job.model_copy(update={"max_attempts": job.retry.max_attempts})
         settings = self._store.limits().get(job.job)
-        if settings is not None and settings.timeout_seconds is not None and "timeout_seconds" not in \
-                spec.model_fields_set:
-            job = job.model_copy(update={"timeout_seconds": settings.timeout_seconds})
+        if settings is not None:
+            # A type's defaults, for what the job did not say itself.
+            defaults = {name: value for name in ("timeout_seconds", "max_lease_expirations")
+                        if (value := getattr(settings, name)) is not None and name not in spec.model_fields_set}
+            if defaults:
+                job = job.model_copy(update=defaults)
         ctx = job_context(job, base)
         if self.actor:
             ctx = ctx.model_copy(update={"actor_id": self.actor})
@@ -754,7 +779,6 @@ class JobService:
     async def advance(self, job_id: str) -> bool:
         """Do what is due for the job now: start a scheduled retry, expire a lease, time it out. False if nothing."""
         now = self._clock.now()
-        rand = _jitter.random()
         actor = self.actor
 
         current = await self._store.get_job(job_id)
@@ -777,11 +801,7 @@ class JobService:
                 new = job.model_copy(update={"status": S.READY, "next_attempt_at": None, "updated_at": now})
                 return JobChange(new, [NewEvent(topics.JOB_READY, context, job_payload(new), now)])
             if job.status is S.EXECUTING and job.lease_expires_at is not None and now >= job.lease_expires_at:
-                error = JobError(message=f"The worker running attempt {job.attempt} stopped renewing its lease.",
-                                 kind="lease_expired", retryable=True)
-                new = job.model_copy(update={**_failure(job, error, now, rand), "updated_at": now})
-                payload = {**job_payload(new), "willRetry": new.status is S.SCHEDULED}
-                return JobChange(new, [NewEvent(topics.JOB_FAILED, context, payload, now)])
+                return _lease_lost(job, context, now)
             return JobChange(job, [])
 
         _, events = await self._change(job_id, rule)
@@ -799,15 +819,18 @@ class JobService:
         max_running: int | None = None,
         starts_per_second: float | None = None,
         timeout_seconds: int | None = None,
+        max_lease_expirations: int | None = None,
     ) -> JobSettings:
         """Set what the platform enforces for every `type:operation` job (replacing what was set before).
 
         `max_running`: at most this many ready or executing at once, the rest wait in `scheduled`
         (1: one at a time); `starts_per_second`: at most this many starts a second;
-        `timeout_seconds`: the timeout of jobs created without their own.
+        `timeout_seconds`: the timeout of jobs created without their own; `max_lease_expirations`:
+        how often a job created without its own goes back to ready when its worker dies (then it fails).
         """
         settings = parse(JobSettings, {"job": job, "max_running": max_running, "starts_per_second": starts_per_second,
-                                       "timeout_seconds": timeout_seconds}, what="job settings")
+                                       "timeout_seconds": timeout_seconds,
+                                       "max_lease_expirations": max_lease_expirations}, what="job settings")
         await self._store.set_job_settings(settings)
         await self._follow(await self._promote(settings.job))  # a raised limit lets waiting jobs start now
         return settings
@@ -887,7 +910,8 @@ class JobService:
                     id=new_id("jb"), type=job.type, operation=job.operation, source=job.source,
                     destination=job.destination, mode=job.mode, managed=job.managed, input=job.input,
                     retry=job.retry, max_attempts=job.max_attempts, lease_seconds=job.lease_seconds,
-                    timeout_seconds=job.timeout_seconds, created_by=job.created_by, created_at=now, updated_at=now,
+                    timeout_seconds=job.timeout_seconds, max_lease_expirations=job.max_lease_expirations,
+                    created_by=job.created_by, created_at=now, updated_at=now,
                     is_part=True, part=number, part_data=data, parent_id=job.id,
                     # Each part starts through the scheduler's path (so limits apply), at once or after the one before.
                     status=S.PLANNING if later else S.SCHEDULED, next_attempt_at=None if later else now,

@@ -33,6 +33,8 @@ POLICIES = {
     "workbook:geocode": RetryPolicy(max_attempts=3, base_seconds=5, factor=2, cap_seconds=60, jitter=0.5),
     "sheet:dedupe": RetryPolicy(max_attempts=5, base_seconds=1, factor=3, cap_seconds=300, jitter=0.2),
 }
+LOST_WORKERS = {"workbook:geocode": 3, "sheet:dedupe": 1}
+"""max_lease_expirations: the default for one type, set with jobs.configure for the other."""
 CREATORS = 8  # jobs are created by this many tasks at once
 FATES = ("ok", "retry", "fatal", "hang")
 WEIGHTS = (45, 33, 8, 14)
@@ -46,14 +48,19 @@ def plan_jobs(rng: random.Random) -> list[tuple[str, list[str]]]:
     plans = []
     for _ in range(JOBS):
         name = rng.choice(sorted(POLICIES))
-        plans.append((name, rng.choices(FATES, WEIGHTS, k=POLICIES[name].max_attempts)))
+        # Enough fates for every attempt it can make: its errors, its lost workers and the last one lost.
+        plans.append((name, rng.choices(FATES, WEIGHTS, k=POLICIES[name].max_attempts + LOST_WORKERS[name] + 1)))
     return plans
 
 
-def expected_trail(fates: Sequence[str]) -> list[Step]:
-    """The exact events a job with these fates emits, attempt by attempt, until it ends."""
+def expected_trail(name: str, fates: Sequence[str]) -> list[Step]:
+    """The exact events a job with these fates emits, attempt by attempt, until it ends.
+
+    An error uses up one of the policy's attempts; a hang (the worker lost) does not: the job goes back
+    to ready, until it has lost more workers than its type allows, and then it fails.
+    """
     steps: list[Step] = [("job:created", "created", 0, None, None)]
-    last = len(fates)
+    errors = lost = 0
     for attempt, fate in enumerate(fates, start=1):
         steps.append(("job:ready", "ready", attempt - 1, None, None))
         steps.append(("job:updated", "executing", attempt, None, None))  # the ack
@@ -63,10 +70,18 @@ def expected_trail(fates: Sequence[str]) -> list[Step]:
         if fate == "fatal":
             steps.append(("job:failed", "failed", attempt, "error", False))
             return steps
-        again = attempt < last
-        kind = "lease_expired" if fate == "hang" else "error"
-        steps.append(("job:failed", "scheduled" if again else "failed", attempt, kind, again))
-    return steps
+        if fate == "hang":
+            lost += 1
+            if lost > LOST_WORKERS[name]:
+                steps.append(("job:failed", "failed", attempt, "lease_expired", False))
+                return steps
+            continue  # back to ready: the next attempt's job:ready
+        errors += 1
+        again = errors < POLICIES[name].max_attempts
+        steps.append(("job:failed", "scheduled" if again else "failed", attempt, "error", again))
+        if not again:
+            return steps
+    raise AssertionError(f"fates {fates} ran out before the job ended")
 
 
 def step(event: Event) -> Step:
@@ -135,6 +150,7 @@ async def test_a_thousand_chaotic_jobs_all_end_as_their_fates_say(platform: Plat
     listener = Listener("chaos")
     for name, policy in POLICIES.items():
         listener.use(job_handler(name, chaotic, retry=policy, lease_seconds=LEASE, watch_interval=0.5))
+    await platform.api.jobs.configure("sheet:dedupe", max_lease_expirations=LOST_WORKERS["sheet:dedupe"])
     fates: dict[str, list[str]] = {}
     progress = Progress(fates)
     platform.eventlog.on_batch(progress)
@@ -159,7 +175,8 @@ async def test_a_thousand_chaotic_jobs_all_end_as_their_fates_say(platform: Plat
                     if progress.ended():
                         break
                     rounds += 1
-                    assert rounds <= 2 * max(p.max_attempts for p in POLICIES.values()) + 1, "jobs are stuck"
+                    most = max(p.max_attempts + LOST_WORKERS[name] + 1 for name, p in POLICIES.items())
+                    assert rounds <= 2 * most + 1, "jobs are stuck"
                     clock.advance(ROUND)
                     await platform.scheduler.sweep()
     finally:
@@ -182,12 +199,14 @@ async def test_a_thousand_chaotic_jobs_all_end_as_their_fates_say(platform: Plat
         policy = POLICIES[job.job]
         where = f"job {job_id} ({job.job}, fates {job_fates}): {[step(e) for e in trail]}"
         assert job.status in (S.COMPLETE, S.FAILED), where
-        assert job.max_attempts == policy.max_attempts and 1 <= job.attempt <= job.max_attempts, where
+        # Each worker lost (up to the type's limit) gave the job an attempt back.
+        requeued = min(job.lease_expirations, LOST_WORKERS[job.job])
+        assert job.max_attempts == policy.max_attempts + requeued and 1 <= job.attempt <= job.max_attempts, where
         if job.status is S.FAILED:
             assert job.error is not None, where
             assert job.attempt == job.max_attempts or not job.error.retryable, where
         # The trail, exactly as the fates say.
-        assert [step(e) for e in trail] == expected_trail(job_fates), where
+        assert [step(e) for e in trail] == expected_trail(job.job, job_fates), where
         seqs = [e.seq for e in trail]
         assert all(a < b for a, b in itertools.pairwise(seqs)), where
         readies = [e for e in trail if e.topic == "job:ready"]
@@ -195,7 +214,7 @@ async def test_a_thousand_chaotic_jobs_all_end_as_their_fates_say(platform: Plat
         assert len(readies) == job.attempt, where
         last = trail[-1]
         if job.status is S.COMPLETE:
-            assert len(retried) == job.attempt - 1 and last.topic == "job:completed", where
+            assert len(retried) + job.lease_expirations == job.attempt - 1 and last.topic == "job:completed", where
         else:
             assert last.topic == "job:failed" and last.payload["willRetry"] is False, where
             assert job.error is not None and job.error.kind == last.payload["error"]["kind"], where
@@ -203,10 +222,13 @@ async def test_a_thousand_chaotic_jobs_all_end_as_their_fates_say(platform: Plat
             f"each attempt's handler ran exactly once: {where}"
         ending = job_fates[job.attempt - 1]
         endings[f"{job.status.value}:{ending}" + (":retried" if job.attempt > 1 else "")] += 1
+        if job.status is S.COMPLETE and job.lease_expirations:
+            endings["complete:ok:requeued"] += 1  # a job whose worker died ran to its end on another
     assert sum(handled.values()) == sum(j.attempt for j in jobs.values()), "no handler ran for an attempt never made"
-    # The seed exercises every path: retried successes, fatal errors, attempts exhausted by errors and by hangs.
+    # The seed exercises every path: retried successes, fatal errors, attempts exhausted by errors, jobs failed
+    # for losing too many workers, and jobs that lost workers and still completed.
     for path in ("complete:ok", "complete:ok:retried", "failed:fatal", "failed:fatal:retried", "failed:retry:retried",
-                 "failed:hang:retried"):
+                 "failed:hang:retried", "complete:ok:requeued"):
         assert endings[path] > 0, f"no job took the path {path}: {endings}"
     print(f"{JOBS} chaotic jobs on {type(platform.store).__name__}: {elapsed:.1f}s, {rounds} rounds, {len(log)} "
           f"events, {dict(sorted(endings.items()))}")

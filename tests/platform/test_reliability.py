@@ -99,11 +99,12 @@ async def test_attempts_run_out_and_non_retryable_fails_at_once(platform: Platfo
     assert [e.payload["willRetry"] for e in await failed_events(platform, job.id)] == [True, False]
 
 
-async def test_an_expired_lease_fails_the_attempt_and_a_late_complete_is_refused(platform: Platform,
-                                                                                  clock: ManualClock) -> None:
-    job = await platform.api.jobs.create(type="workbook", operation="export",
-                                         retry={"max_attempts": 2, "base_seconds": 5, "jitter": 0})
+async def test_an_expired_lease_puts_the_job_back_to_ready_and_a_late_complete_is_refused(
+        platform: Platform, clock: ManualClock) -> None:
+    # No retry policy: a dead worker is not the job's failure, so it is not the end of the job either.
+    job = await platform.api.jobs.create(type="workbook", operation="export")
     job = await platform.api.jobs.ack(job.id, lease_seconds=60)
+    await platform.api.jobs.checkpoint(job.id, {"next_batch": 4}, attempt=1)
     assert job.lease_expires_at == clock.now() + timedelta(seconds=60)
     clock.advance(50)
     await platform.api.jobs.heartbeat(job.id, attempt=1)  # alive: the lease runs to t=110
@@ -112,17 +113,62 @@ async def test_an_expired_lease_fails_the_attempt_and_a_late_complete_is_refused
     clock.advance(11)
     assert await platform.scheduler.sweep() == 1
     lost = await platform.api.jobs.get(job.id)
-    assert lost.status is S.SCHEDULED and lost.error is not None
-    assert (lost.error.kind, lost.error.attempt) == ("lease_expired", 1)
-    with pytest.raises(Conflict, match="it is scheduled"):
+    assert lost.status is S.READY and lost.error is not None and lost.lease_expires_at is None
+    assert (lost.error.kind, lost.error.attempt, lost.error.retryable) == ("lease_expired", 1, True)
+    assert (lost.lease_expirations, lost.max_lease_expirations) == (1, 3)
+    assert (lost.attempt, lost.max_attempts) == (1, 2), "the lost attempt is given back"
+    assert lost.checkpoint == {"next_batch": 4}, "the next attempt resumes from the checkpoint"
+    trail = [e.topic for e in await platform.store.read_events(0, 500, job.id)]
+    assert trail == ["job:created", "job:ready", "job:updated", "job:ready"], "no job:failed (checkpoints are silent)"
+    with pytest.raises(Conflict, match="it is ready"):
         await platform.api.jobs.complete(job.id, attempt=1)
-    clock.advance(5)
-    await platform.scheduler.sweep()
     again = await platform.api.jobs.ack(job.id)
     assert again.attempt == 2
     with pytest.raises(Conflict, match="attempt 1 is over"):
         await platform.api.jobs.heartbeat(job.id, attempt=1)
     assert (await platform.api.jobs.complete(job.id, attempt=2)).status is S.COMPLETE
+
+
+async def lose_workers(platform: Platform, clock: ManualClock, job_id: str, times: int) -> Job:
+    """Ack the job and let its lease run out, `times` times over."""
+    for _ in range(times):
+        await platform.api.jobs.ack(job_id, lease_seconds=10)
+        clock.advance(11)
+        assert await platform.scheduler.sweep() == 1
+    return await platform.api.jobs.get(job_id)
+
+
+async def test_a_job_that_kills_every_worker_fails_once_it_has_lost_too_many(platform: Platform,
+                                                                           clock: ManualClock) -> None:
+    # Even with attempts left under its retry policy: a poison pill must end.
+    job = await platform.api.jobs.create(type="workbook", operation="export", max_lease_expirations=2,
+                                         retry={"max_attempts": 5, "base_seconds": 1, "jitter": 0})
+    kept = await lose_workers(platform, clock, job.id, 2)
+    assert (kept.status, kept.lease_expirations, kept.attempt, kept.max_attempts) == (S.READY, 2, 2, 7)
+    ended = await lose_workers(platform, clock, job.id, 1)
+    assert ended.status is S.FAILED and ended.error is not None and ended.finished_at == clock.now()
+    assert (ended.error.kind, ended.error.retryable, ended.error.attempt) == ("lease_expired", False, 3)
+    assert "3 workers died running this job" in ended.error.message
+    failed = await failed_events(platform, job.id)
+    assert [(e.payload["error"]["kind"], e.payload["willRetry"]) for e in failed] == [("lease_expired", False)]
+
+
+async def test_how_many_lost_workers_a_job_survives_is_set_per_job_and_per_type(platform: Platform,
+                                                                               clock: ManualClock) -> None:
+    default = await platform.api.jobs.create(type="workbook", operation="export")
+    assert default.max_lease_expirations == 3
+    settings = await platform.api.jobs.configure("workbook:export", max_lease_expirations=0)
+    assert settings.max_lease_expirations == 0
+    typed = await platform.api.jobs.create(type="workbook", operation="export")
+    own = await platform.api.jobs.create(type="workbook", operation="export", max_lease_expirations=1)
+    assert (typed.max_lease_expirations, own.max_lease_expirations) == (0, 1)
+    assert (await lose_workers(platform, clock, typed.id, 1)).status is S.FAILED, "0: the first lost worker ends it"
+    assert (await lose_workers(platform, clock, own.id, 1)).status is S.READY
+    for bad in (-1, 101):
+        with pytest.raises(Invalid, match=r"max_lease_expirations|maxLeaseExpirations"):
+            await platform.api.jobs.create(type="workbook", operation="export", max_lease_expirations=bad)
+        with pytest.raises(Invalid, match=r"max_lease_expirations|maxLeaseExpirations"):
+            await platform.api.jobs.configure("workbook:export", max_lease_expirations=bad)
 
 
 async def test_a_job_past_its_timeout_fails_with_kind_timeout(platform: Platform, clock: ManualClock) -> None:

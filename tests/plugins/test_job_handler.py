@@ -8,7 +8,8 @@ import anyio
 import pytest
 from pydantic import BaseModel
 
-from listener import Event, Job, JobStatus, Listener, Outcome, Platform
+from listener import Event, Job, JobFailed, JobStatus, Listener, Outcome, Platform
+from listener.models import RetryPolicy
 from plugins.job_handler import Tick, job_handler
 
 pytestmark = pytest.mark.anyio
@@ -64,6 +65,30 @@ async def test_an_exception_fails_the_job_with_its_message(platform: Platform) -
     job = await run_one(platform, handler)
     assert job.status is JobStatus.FAILED and job.error is not None
     assert (job.error.message, job.error.kind) == ("The CSV has no header row.", "error")
+    # As Flatfile's plugin: api.jobs.fail(jobId, {outcome: {message}}), for the person to acknowledge.
+    assert job.outcome == Outcome(message="The CSV has no header row.", acknowledge=True)
+
+
+async def test_a_handler_fails_with_an_outcome_of_its_own(platform: Platform) -> None:
+    async def handler(event: Event, tick: Tick) -> None:
+        raise JobFailed("No records were processed.", retryable=False, outcome={
+            "message": "Operation was not completed successfully.", "acknowledge": True,
+            "next": {"type": "retry", "label": "Try again"}})
+
+    job = await run_one(platform, handler, retry=RetryPolicy(max_attempts=3))
+    assert (job.status, job.attempt) == (JobStatus.FAILED, 1), "retryable=False: not retried"
+    assert job.error is not None and job.error.message == "No records were processed."
+    assert job.outcome is not None and job.outcome.message == "Operation was not completed successfully."
+    assert job.outcome.next is not None and job.outcome.next.type == "retry"
+
+
+async def test_a_job_failed_with_a_broken_outcome_still_fails_with_its_message(platform: Platform) -> None:
+    async def handler(event: Event, tick: Tick) -> None:
+        raise JobFailed("Upstream refused.", retryable=False, outcome={"next": {"type": "url", "url": "javascript:x"}})
+
+    job = await run_one(platform, handler)
+    assert job.status is JobStatus.FAILED
+    assert job.outcome == Outcome(message="Upstream refused.", acknowledge=True)
 
 
 async def test_a_timeout_fails_the_job_with_kind_timeout(platform: Platform) -> None:
@@ -79,6 +104,7 @@ async def test_a_timeout_fails_the_job_with_kind_timeout(platform: Platform) -> 
     assert cancelled.is_set(), "the handler was cancelled"
     assert job.status is JobStatus.FAILED and job.error is not None
     assert job.error.kind == "timeout" and "0.05" in job.error.message
+    assert job.outcome is not None and job.outcome.message == job.error.message and job.outcome.acknowledge
 
 
 class ExportInput(BaseModel):
