@@ -24,17 +24,22 @@ from listener.platform.csvs import safe_cell
 NAMESPACE = "export"
 """The namespace of this story's space (the demo scopes each story's listener to its own)."""
 
+
 async def export(event: Event) -> None:
-    """Export the workbook's Contacts sheet to CSV and offer it for download."""
+    """Export the workbook's first sheet to CSV and offer it for download."""
     job_id, workbook_id = event.context.job_id, event.context.workbook_id
-    assert job_id and workbook_id, "a workbook action's job names the job and its workbook"
+    assert job_id, "job:ready names its job"
     try:
         await event.api.jobs.ack(job_id, info="Starting submit job...", progress=10)
     except Conflict:
         return  # another worker took this job first, or it was cancelled: not ours to run
 
     try:
+        if workbook_id is None:
+            raise ValueError("There is no workbook to export: the job's source must be a workbook.")
         workbook = await event.api.workbooks.get(workbook_id)
+        if not workbook.sheets:
+            raise ValueError(f"The workbook {workbook.name} has no sheet to export.")
         sheet = workbook.sheets[0]
         records = await read_records(event.api, sheet.id)
         await event.api.jobs.update(job_id, progress=50, info=f"Read {len(records)} records")

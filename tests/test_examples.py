@@ -95,6 +95,18 @@ async def test_action_export_fails_the_job_with_the_seeds_outcome(db_url: str, c
     assert job.files == []
 
 
+async def test_action_export_fails_a_job_with_no_workbook_to_export(platform: Platform) -> None:
+    # As `curl -X POST /api/v1/jobs -d '{"type": "workbook", "operation": "export"}'` makes one.
+    async with platform.running(action_export.listener):
+        job = await platform.api.jobs.create(type="workbook", operation="export")
+        job = await platform.api.jobs.wait(job.id, timeout=10)
+
+    assert job.status == JobStatus.FAILED
+    assert job.outcome is not None and job.outcome.message == "This Job failed."
+    assert job.error is not None
+    assert job.error.message == "There is no workbook to export: the job's source must be a workbook."
+
+
 async def test_custom_job_is_started_by_a_commit_to_contacts_and_run(platform: Platform) -> None:
     async with platform.running(custom_job.listener):
         [job_id] = await custom_job.scenario(platform.api)
