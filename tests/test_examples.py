@@ -9,6 +9,7 @@ import re
 import sys
 from pathlib import Path
 
+import aiohttp
 import pytest
 from rich.console import Console
 
@@ -37,7 +38,6 @@ def _buttons_files(job: Job) -> list[str]:
     assert job.outcome is not None
     next = job.outcome.next
     if isinstance(next, NextDownload):
-        # A download of a platform file: the same path the web page turns into a signed link.
         match = re.fullmatch(r"/api/v1/files/([^/?]+)/content", next.url)
         assert match, f"{next.url} is not the download of a file stored on the platform"
         ids = [match.group(1)]
@@ -49,8 +49,16 @@ def _buttons_files(job: Job) -> list[str]:
 
 
 async def _downloaded(client: Client, job: Job) -> list[bytes]:
-    """What pressing the job's `download` or `files` button downloads, over HTTP as the client's user."""
-    return [await client.request("GET", f"/files/{file_id}/content", raw=True) for file_id in _buttons_files(job)]
+    """What pressing the job's `download` or `files` button downloads, as the web page does it: a signed link
+    to each file's content asked for as the client's user, then followed without the token."""
+    data = []
+    async with aiohttp.ClientSession() as browser:
+        for file_id in _buttons_files(job):
+            link = await client.request("POST", "/links", body={"path": f"/api/v1/files/{file_id}/content"})
+            async with browser.get(client.urls[0] + link["url"]) as response:
+                assert response.status == 200, await response.text()
+                data.append(await response.read())
+    return data
 
 
 async def test_action_export_uploads_the_csv_and_its_button_downloads_it(server: Server) -> None:
