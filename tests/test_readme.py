@@ -209,6 +209,8 @@ async def test_the_server_walkthrough_followed_line_by_line_ends_with_the_job_co
         for command, comment in steps:
             await shell.line(command, comment)
         url, token, job_id = shell.env["LISTENER_URL"], shell.env["LISTENER_TOKEN"], shell.variables["JOB"]
+        [(_, server_out), _] = shell.background
+        assert "Created the admin user. Its token, shown only this once:" in server_out.seen, "as its comment says"
         assert re.search(rf"{job_id}\s.*workbook:export\s.*complete\s", shell.output), shell.output
         assert "Exported 3 records." in shell.output
 
