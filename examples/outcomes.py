@@ -22,6 +22,7 @@ from plugins.job_handler import Tick, job_handler
 NAMESPACE = "outcomes"
 """The namespace of this story's space (the demo scopes each story's listener to its own)."""
 
+
 def _sheet_id(event: Event) -> str:
     assert event.context.sheet_id, "a sheet action's job names its sheet"
     return event.context.sheet_id
