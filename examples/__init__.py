@@ -11,7 +11,9 @@ block. Run one from the repository root:
     python -m examples.ticking_job     # a job that reports its progress as it goes
     python -m examples.import_contacts # a file action: import an uploaded CSV, with an error report
 
-`listener demo` runs them all at once with live progress.
+`listener demo` runs them all at once with live progress. With `--url URL --token TOKEN`
+an example only presses its buttons on that server and prints the ids of the jobs it
+started, for a worker (`listener run examples/<name>.py`) to handle.
 """
 
 STORIES = ("action_export", "custom_job", "outcomes", "failing_job", "ticking_job", "import_contacts")

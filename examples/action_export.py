@@ -3,50 +3,58 @@
 The workbook mounts an `export` action. Pressing it creates the job
 `workbook:export` and fires `job:ready`; this listener then walks the job
 through its whole lifecycle by hand: ack, update, and complete with a download
-button, or fail.
+button, or fail. The CSV is uploaded as a platform file and attached to the job
+as its output, so the button downloads it from the platform, wherever the
+listener ran.
+
+    python examples/action_export.py                   # in-process, on ./.listener/listener.db
+    python examples/action_export.py --url http://127.0.0.1:8080 --token $TOKEN   # press Export on a server
 """
 
 from __future__ import annotations
 
 import csv
-from pathlib import Path
-
-import anyio.to_thread
+import io
 
 from listener import Conflict, Event, Listener, Outcome
 from listener.api import Api
 from listener.models import Record
+from listener.platform.csvs import safe_cell
 
 NAMESPACE = "export"
 """The namespace of this story's space (the demo scopes each story's listener to its own)."""
 
-EXPORT_DIR = Path(".listener/exports")
-"""Where exports are written; a download's URL is the file's path."""
-
 
 async def export(event: Event) -> None:
-    """Export the workbook's Contacts sheet to CSV and offer it for download."""
+    """Export the workbook's first sheet to CSV and offer it for download."""
     job_id, workbook_id = event.context.job_id, event.context.workbook_id
-    assert job_id and workbook_id, "a workbook action's job names the job and its workbook"
+    assert job_id, "job:ready names its job"
     try:
         await event.api.jobs.ack(job_id, info="Starting submit job...", progress=10)
     except Conflict:
         return  # another worker took this job first, or it was cancelled: not ours to run
 
     try:
+        if workbook_id is None:
+            raise ValueError("There is no workbook to export: the job's source must be a workbook.")
         workbook = await event.api.workbooks.get(workbook_id)
+        if not workbook.sheets:
+            raise ValueError(f"The workbook {workbook.name} has no sheet to export.")
         sheet = workbook.sheets[0]
         records = await read_records(event.api, sheet.id)
         await event.api.jobs.update(job_id, progress=50, info=f"Read {len(records)} records")
 
-        path = EXPORT_DIR / f"{sheet.slug}-{job_id}.csv"
-        await anyio.to_thread.run_sync(write_csv, path, [f.key for f in sheet.fields], records)
-        await event.api.jobs.update(job_id, progress=90, info=f"Wrote {path.name}")
+        data = to_csv([f.key for f in sheet.fields], records)
+        file = await event.api.files.upload(data, name=f"{workbook.name} - {sheet.name}.csv", mime_type="text/csv",
+                                            space_id=workbook.space_id)
+        await event.api.jobs.update(job_id, progress=90, info=f"Uploaded {file.name}")
+        # Attached as the job's output: whoever pressed Export may download it.
+        await event.api.jobs.attach_file(job_id, file.id, role="output")
 
         await event.api.jobs.complete(job_id, outcome=Outcome(
             acknowledge=True,
             message=f"Exported {len(records)} records.",
-            next={"type": "download", "url": path.as_posix(), "file_name": f"{workbook.name} - {sheet.name}.csv",
+            next={"type": "download", "url": f"/api/v1/files/{file.id}/content", "file_name": file.name,
                   "label": "Download this file"},
         ))
     except Exception as exc:
@@ -65,13 +73,13 @@ async def read_records(api: Api, sheet_id: str) -> list[Record]:
             return records
 
 
-def write_csv(path: Path, columns: list[str], records: list[Record]) -> None:
-    """Write records as CSV with one column per field (blocking: run it in a thread)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as file:
-        writer = csv.DictWriter(file, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(record.values for record in records)
+def to_csv(columns: list[str], records: list[Record]) -> bytes:
+    """Records as CSV, one column per field; cells a spreadsheet would run as a formula are defused."""
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(columns)
+    writer.writerows([safe_cell(record.values.get(column)) for column in columns] for record in records)
+    return text.getvalue().encode()
 
 
 def register(listener: Listener) -> None:

@@ -8,20 +8,19 @@ with an outcome that offers to try again once there is something to publish.
 
 from __future__ import annotations
 
-from pathlib import Path
+import csv
+import io
+import json
 from typing import Any
-
-import anyio.to_thread
 
 from listener import Conflict, Event, Listener, Outcome
 from listener.api import Api
+from listener.models import File
+from listener.platform.csvs import safe_cell
 from plugins.job_handler import Tick, job_handler
 
 NAMESPACE = "outcomes"
 """The namespace of this story's space (the demo scopes each story's listener to its own)."""
-
-EXPORT_DIR = Path(".listener/exports")
-"""Where the template is written; the download's URL is the file's path."""
 
 
 def _sheet_id(event: Event) -> str:
@@ -48,32 +47,50 @@ async def open_guide(event: Event, tick: Tick) -> Outcome:
     )
 
 
+def _csv(columns: list[str], rows: list[dict[str, Any]]) -> bytes:
+    """Rows as CSV under a header of `columns`; cells a spreadsheet would run as a formula are defused."""
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(columns)
+    writer.writerows([safe_cell(row.get(column)) for column in columns] for row in rows)
+    return text.getvalue().encode()
+
+
+async def _output(event: Event, data: bytes, name: str, mime_type: str) -> File:
+    """Upload `data` as a platform file in the job's space and attach it as the job's output.
+
+    Attached, it may be downloaded by whoever started the job, wherever this listener runs.
+    """
+    assert event.context.job_id, "job:ready names its job"
+    file = await event.api.files.upload(data, name=name, mime_type=mime_type, space_id=event.context.space_id)
+    await event.api.jobs.attach_file(event.context.job_id, file.id, role="output")
+    return file
+
+
 async def download_template(event: Event, tick: Tick) -> Outcome:
-    """`download`: write an empty CSV with the sheet's columns and offer it for download."""
+    """`download`: an empty CSV with the sheet's columns, stored on the platform, offered for download."""
     sheet = await event.api.sheets.get(_sheet_id(event))
-    path = EXPORT_DIR / f"{sheet.slug}-template-{event.context.job_id}.csv"
-    columns = ",".join(field.key for field in sheet.fields)
-    await anyio.to_thread.run_sync(_write, path, columns + "\n")
+    template = await _output(event, _csv([field.key for field in sheet.fields], []), f"{sheet.name} template.csv",
+                             "text/csv")
     return Outcome(
         message=f"The template has {len(sheet.fields)} columns.",
         acknowledge=True,
-        next={"type": "download", "url": path.as_posix(), "file_name": f"{sheet.name} template.csv",
+        next={"type": "download", "url": f"/api/v1/files/{template.id}/content", "file_name": template.name,
               "label": "Download template"},
     )
 
 
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-
-
-# This platform stores no files or snapshots yet: a real handler would create them and use their ids.
 async def download_files(event: Event, tick: Tick) -> Outcome:
-    """`files`: a button that downloads several files stored on the platform."""
+    """`files`: a button that downloads several files stored on the platform: the contacts as CSV and as JSON."""
+    sheet = await event.api.sheets.get(_sheet_id(event))
+    contacts = [record.values for record in (await event.api.records.get(sheet.id)).items]
+    files = [
+        await _output(event, _csv([field.key for field in sheet.fields], contacts), f"{sheet.name}.csv", "text/csv"),
+        await _output(event, json.dumps(contacts, indent=2).encode(), f"{sheet.name}.json", "application/json"),
+    ]
     return Outcome(
-        message="The signed contracts should download automatically.",
-        next={"type": "files", "label": "Download files",
-              "files": [{"file_id": "us_fl_contracts_2026"}, {"file_id": "us_fl_addenda_2026"}]},
+        message=f"The {len(contacts)} contacts should download automatically, as CSV and as JSON.",
+        next={"type": "files", "label": "Download files", "files": [{"file_id": file.id} for file in files]},
     )
 
 
@@ -162,7 +179,7 @@ ACTIONS: list[dict[str, Any]] = [
     {"operation": "openDownloads", "label": "See downloads"},
     {"operation": "openGuide", "label": "Read about jobs"},
     {"operation": "downloadTemplate", "label": "Download a template"},
-    {"operation": "downloadFiles", "label": "Download contracts"},
+    {"operation": "downloadFiles", "label": "Download contacts"},
     {"operation": "openSnapshot", "label": "Compare with snapshot"},
     {"operation": "hideEmptyColumns", "label": "Hide empty columns"},
     {"operation": "finishReview", "label": "Finish review"},

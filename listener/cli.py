@@ -97,6 +97,8 @@ def _parser() -> argparse.ArgumentParser:
     create = users_commands.add_parser("create", help="create a user and print its token once")
     create.add_argument("name")
     create.add_argument("--role", choices=[r.value for r in Role], default="member")
+    create.add_argument("--token-only", action="store_true",
+                        help="print only the token, for a script: TOKEN=$(listener users create ... --token-only)")
     _db(create)
 
     prune = commands.add_parser("prune", help="delete finished jobs older than an age, with their events")
@@ -267,7 +269,10 @@ async def _prune(args: argparse.Namespace) -> None:
 async def _users(args: argparse.Namespace) -> None:
     async with Platform.open(args.db, system_jobs=False) as platform:
         user, token = await Users(platform.store, platform.clock).create(args.name, args.role)
-        print(f"Created {user.role.value} {user.name}. Its token, shown only this once:\n\n    {token}\n")
+        if args.token_only:
+            print(token)
+        else:
+            print(f"Created {user.role.value} {user.name}. Its token, shown only this once:\n\n    {token}\n")
 
 
 def _urls(value: str) -> list[str]:

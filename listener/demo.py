@@ -9,8 +9,10 @@ the event log shows each job move; at the end, each job's outcome is printed.
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -46,7 +48,7 @@ from listener.models import (
     NextView,
     NextWait,
 )
-from listener.platform import DEFAULT_DB, Platform, sqlite_path
+from listener.platform import DEFAULT_DB, Platform
 from listener.types import Plugin
 
 __all__ = ["JobBoard", "Scenario", "Story", "describe", "load_stories", "run_demo", "run_example"]
@@ -120,7 +122,7 @@ def _import_examples() -> ModuleType:
 
 @contextmanager
 def _overrides(stories: Sequence[Story], **values: Any) -> Iterator[None]:
-    """Set module constants (STEP_DELAY, EXPORT_DIR) of the stories that have them, for the block's duration."""
+    """Set module constants (STEP_DELAY) of the stories that have them, for the block's duration."""
     saved: list[tuple[ModuleType, str, Any]] = []
     for story in stories:
         for name, value in values.items():
@@ -362,7 +364,7 @@ async def run_demo(
     """Run every example story on the platform at `url` (default ./.listener/listener.db) with live progress.
 
     Args:
-        url: the database, as `Platform.open` takes it. Exports are written to `exports/` next to it.
+        url: the database, as `Platform.open` takes it.
         console: where to draw the table and the outcomes (default: the terminal).
         step_delay: seconds each step of a paced example takes (its STEP_DELAY); 0 runs at full speed.
 
@@ -374,9 +376,8 @@ async def run_demo(
     for story in stories:
         root.namespace(story.namespace).use(story.register)
     board = JobBoard({story.namespace: story.name.replace("_", " ") for story in stories})
-    exports = sqlite_path(url or DEFAULT_DB).parent / "exports"
 
-    with _overrides(stories, STEP_DELAY=step_delay, EXPORT_DIR=exports):
+    with _overrides(stories, STEP_DELAY=step_delay):
         async with Platform.open(url) as platform:
             console.print(Text.assemble(("Listener demo", "bold"), f" · {len(stories)} stories, every job live, "
                                         f"on {url or DEFAULT_DB}"))
@@ -391,14 +392,42 @@ def run_example(
     *,
     url: str | None = None,
     console: Console | None = None,
+    argv: Sequence[str] | None = None,
 ) -> list[Job]:
-    """Run one example's listener and scenario (as `python -m examples.<name>` does), showing its jobs live."""
+    """Run one example, as `python examples/<name>.py` does.
+
+    In-process by default: the example's listener and scenario on the platform at `url`
+    (default ./.listener/listener.db), its jobs shown live. With `--url` on the command line
+    (`argv`, default `sys.argv[1:]`), only the scenario runs, against that server, with
+    `--token` (or LISTENER_TOKEN): it presses the example's buttons and prints the id of each
+    job it started, one a line, for a listener run elsewhere (`listener run`) to handle.
+
+    Returns the jobs: as they ended in-process, as they were started against a server.
+    """
     title = _title(sys.modules.get(scenario.__module__))
+    parser = argparse.ArgumentParser(description=title)
+    parser.add_argument("--url", help="press the buttons on this server instead of running in-process")
+    parser.add_argument("--token", default=os.environ.get("LISTENER_TOKEN"),
+                        help="bearer token for --url (env LISTENER_TOKEN)")
+    options = parser.parse_args(sys.argv[1:] if argv is None else argv)
 
     async def main() -> list[Job]:
         async with Platform.open(url) as platform:
             sections = await _show(platform, listener, [(title, scenario)], console or Console(), JobBoard())
         return sections[0][1]
 
-    return anyio.run(main)
+    async def on_server() -> list[Job]:
+        from listener.client import Client
 
+        async with Client(options.url, token=options.token) as client:
+            ids = await scenario(client)
+            for job_id in ids:
+                print(job_id, flush=True)
+            return [await client.jobs.get(job_id) for job_id in ids]
+
+    if options.url is None:
+        return anyio.run(main)
+    try:
+        return anyio.run(on_server)
+    except (ListenerError, ConnectionError) as exc:
+        parser.exit(1, f"{parser.prog}: {exc}\n")

@@ -11,6 +11,7 @@ import pytest
 
 from listener import Platform
 from listener.cli import load_listener, main
+from listener.platform.auth import Role, Users
 from tests.conftest import Server
 
 LISTENER = [sys.executable, "-m", "listener.cli"]
@@ -88,6 +89,18 @@ def test_users_create_prints_a_token_once(db_path: Path, capsys: pytest.CaptureF
     assert "already exists" in capsys.readouterr().err
     assert main(["users", "create", "bad name", "--db", str(db_path)]) == 1
     assert "name" in capsys.readouterr().err
+
+
+@pytest.mark.anyio
+async def test_users_create_token_only_prints_a_token_a_script_can_use(db_path: Path) -> None:
+    # As TOKEN=$(listener users create ... --token-only) captures it.
+    result = await anyio.run_process([*LISTENER, "users", "create", "bot", "--role", "agent", "--token-only",
+                                      "--db", str(db_path)])
+    token = result.stdout.decode()
+    assert token.startswith("lst_") and token.endswith("\n") and len(token.split()) == 1
+    async with Platform.open(str(db_path), system_jobs=False) as platform:
+        user = await Users(platform.store, platform.clock).authenticate(token.strip())
+    assert (user.name, user.role) == ("bot", Role.AGENT)
 
 
 def test_load_listener_by_path_and_name(tmp_path: Path) -> None:

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import re
 import sys
 from pathlib import Path
 
+import aiohttp
 import pytest
 from rich.console import Console
 
 from examples import STORIES, action_export, custom_job, failing_job, import_contacts, outcomes, ticking_job
 from listener import Job, JobStatus, ListenerError, Platform
+from listener.client import Client
 from listener.demo import load_stories, run_demo
+from listener.models import NextDownload, NextFiles
 from listener.platform.domains import RecordService
-from tests.conftest import ManualClock
+from tests.conftest import ManualClock, Server
 from tests.platform.test_reliability import until
 
 pytestmark = pytest.mark.anyio
@@ -28,45 +33,86 @@ async def _updates(platform: Platform, job_id: str) -> list[tuple[int, str | Non
     return [(e.payload["progress"], e.payload["info"]) for e in events if e.topic == "job:updated"]
 
 
-async def test_action_export_writes_the_csv_and_offers_it_for_download(
-    platform: Platform, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(action_export, "EXPORT_DIR", tmp_path / "exports")
-    async with platform.running(action_export.listener):
-        [job_id] = await action_export.scenario(platform.api)
-        job = await platform.api.jobs.wait(job_id, timeout=10)
+def _buttons_files(job: Job) -> list[str]:
+    """The ids of the platform files a job's `download` or `files` button points at, each attached to the job."""
+    assert job.outcome is not None
+    next = job.outcome.next
+    if isinstance(next, NextDownload):
+        match = re.fullmatch(r"/api/v1/files/([^/?]+)/content", next.url)
+        assert match, f"{next.url} is not the download of a file stored on the platform"
+        ids = [match.group(1)]
+    else:
+        assert isinstance(next, NextFiles), next
+        ids = [ref.file_id for ref in next.files]
+    assert set(ids) <= {f.file_id for f in job.files}, "attached, so whoever pressed the button may download it"
+    return ids
+
+
+async def _downloaded(client: Client, job: Job) -> list[bytes]:
+    """What pressing the job's `download` or `files` button downloads, as the web page does it: a signed link
+    to each file's content asked for as the client's user, then followed without the token."""
+    data = []
+    async with aiohttp.ClientSession() as browser:
+        for file_id in _buttons_files(job):
+            link = await client.request("POST", "/links", body={"path": f"/api/v1/files/{file_id}/content"})
+            async with browser.get(client.urls[0] + link["url"]) as response:
+                assert response.status == 200, await response.text()
+                data.append(await response.read())
+    return data
+
+
+async def test_action_export_uploads_the_csv_and_its_button_downloads_it(server: Server) -> None:
+    platform = server.platform
+    async with platform.running(action_export.listener), \
+            Client(server.url, token=await server.token("pat")) as member:
+        [job_id] = await action_export.scenario(member)  # a member presses Export in the web page
+        job = await member.jobs.wait(job_id, timeout=10)
+        [csv_file] = await _downloaded(member, job)
 
     assert job.job == "workbook:export"
     assert job.status == JobStatus.COMPLETE
     assert job.progress == 100
     assert job.outcome is not None and job.outcome.acknowledge
     assert job.outcome.message == "Exported 3 records."
+    [output] = job.files
+    assert (output.role, output.name) == ("output", "October Report Workbook - Contacts.csv")
     assert job.outcome.next is not None
     assert job.outcome.next.model_dump(by_alias=False) == {
         "type": "download",
-        "url": (tmp_path / "exports" / f"contacts-{job.id}.csv").as_posix(),
+        "url": f"/api/v1/files/{output.file_id}/content",
         "file_name": "October Report Workbook - Contacts.csv",
         "label": "Download this file",
     }
-    with open(job.outcome.next.url, newline="", encoding="utf-8") as file:
-        assert list(csv.DictReader(file)) == action_export.CONTACTS
+    assert list(csv.DictReader(io.StringIO(csv_file.decode(), newline=""))) == action_export.CONTACTS
+    name = "October Report Workbook - Contacts.csv"
     assert await _updates(platform, job.id) == [
-        (10, "Starting submit job..."), (50, "Read 3 records"), (90, f"Wrote contacts-{job.id}.csv")]
+        (10, "Starting submit job..."), (50, "Read 3 records"), (90, f"Uploaded {name}"),
+        (90, f"Uploaded {name}")]  # the second: the file attached
 
 
-async def test_action_export_fails_the_job_with_the_seeds_outcome(
-    platform: Platform, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    blocker = tmp_path / "not-a-directory"
-    blocker.write_text("")
-    monkeypatch.setattr(action_export, "EXPORT_DIR", blocker / "exports")
-    async with platform.running(action_export.listener):
+async def test_action_export_fails_the_job_with_the_seeds_outcome(db_url: str, clock: ManualClock) -> None:
+    # The platform refuses the upload: the export is larger than its files may be.
+    async with Platform.open(db_url, clock=clock, sweep_interval=None, max_file_size=64) as platform, \
+            platform.running(action_export.listener):
         [job_id] = await action_export.scenario(platform.api)
         job = await platform.api.jobs.wait(job_id, timeout=10)
 
     assert job.status == JobStatus.FAILED
     assert job.outcome is not None and job.outcome.message == "This Job failed." and job.outcome.acknowledge
-    assert job.error is not None and "not-a-directory" in job.error.message
+    assert job.error is not None and job.error.message == "The file is larger than the limit of 64 bytes."
+    assert job.files == []
+
+
+async def test_action_export_fails_a_job_with_no_workbook_to_export(platform: Platform) -> None:
+    # As `curl -X POST /api/v1/jobs -d '{"type": "workbook", "operation": "export"}'` makes one.
+    async with platform.running(action_export.listener):
+        job = await platform.api.jobs.create(type="workbook", operation="export")
+        job = await platform.api.jobs.wait(job.id, timeout=10)
+
+    assert job.status == JobStatus.FAILED
+    assert job.outcome is not None and job.outcome.message == "This Job failed."
+    assert job.error is not None
+    assert job.error.message == "There is no workbook to export: the job's source must be a workbook."
 
 
 async def test_custom_job_is_started_by_a_commit_to_contacts_and_run(platform: Platform) -> None:
@@ -84,13 +130,14 @@ async def test_custom_job_is_started_by_a_commit_to_contacts_and_run(platform: P
     assert await _updates(platform, job.id) == [(10, "Starting my custom operation.")]
 
 
-async def test_outcomes_offer_every_kind_of_next_button(
-    platform: Platform, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(outcomes, "EXPORT_DIR", tmp_path)
-    async with platform.running(outcomes.listener):
-        ids = await outcomes.scenario(platform.api)
-        jobs = [await platform.api.jobs.wait(job_id, timeout=10) for job_id in ids]
+async def test_outcomes_offer_every_kind_of_next_button(server: Server) -> None:
+    platform = server.platform
+    async with platform.running(outcomes.listener), Client(server.url, token=await server.token("pat")) as member:
+        ids = await outcomes.scenario(member)
+        jobs = [await member.jobs.wait(job_id, timeout=10) for job_id in ids]
+        by_operation = {job.operation: job for job in jobs[1:]}
+        [template] = await _downloaded(member, by_operation["downloadTemplate"])
+        contacts_csv, contacts_json = await _downloaded(member, by_operation["downloadFiles"])
 
     first_try, *pressed = jobs
     sheet = await platform.api.sheets.get(first_try.source or "")
@@ -105,7 +152,6 @@ async def test_outcomes_offer_every_kind_of_next_button(
     assert first_try.outcome.next.model_dump(by_alias=False) == {"type": "retry", "label": "Try again"}
 
     assert [job.status for job in pressed] == [JobStatus.COMPLETE] * len(outcomes.ACTIONS)
-    by_operation = {job.operation: job for job in pressed}
     assert by_operation["publish"].outcome is not None
     assert by_operation["publish"].outcome.message == "Published 3 contacts."
     nexts = {op: job.outcome.next.model_dump(by_alias=False) for op, job in by_operation.items()
@@ -116,10 +162,21 @@ async def test_outcomes_offer_every_kind_of_next_button(
     assert nexts["openDownloads"] == {"type": "id", "id": workbook.space_id, "path": "files", "query": "mode=export",
                                       "label": "See all downloads"}
     assert nexts["openGuide"]["url"] == "https://flatfile.com/docs/core-concepts/jobs"
-    template = nexts["downloadTemplate"]
-    assert template["file_name"] == "Contacts template.csv"
-    assert Path(template["url"]).read_text() == "first_name,middle_name,last_name,email,phone\n"
-    assert [f["file_id"] for f in nexts["downloadFiles"]["files"]] == ["us_fl_contracts_2026", "us_fl_addenda_2026"]
+    assert nexts["downloadTemplate"]["file_name"] == "Contacts template.csv"
+    assert template == b"first_name,middle_name,last_name,email,phone\r\n"
+    assert by_operation["downloadFiles"].outcome is not None
+    assert by_operation["downloadFiles"].outcome.message == (
+        "The 3 contacts should download automatically, as CSV and as JSON.")
+    assert list(csv.DictReader(io.StringIO(contacts_csv.decode(), newline=""))) == [
+        {"first_name": "Ada", "middle_name": "", "last_name": "Lovelace", "email": "ada@example.com", "phone": ""},
+        {"first_name": "Alan", "middle_name": "", "last_name": "Turing", "email": "alan@example.com", "phone": ""},
+        {"first_name": "Grace", "middle_name": "", "last_name": "Hopper", "email": "grace@example.com", "phone": ""},
+    ]
+    assert json.loads(contacts_json) == [
+        {"first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com"},
+        {"first_name": "Alan", "last_name": "Turing", "email": "alan@example.com"},
+        {"first_name": "Grace", "last_name": "Hopper", "email": "grace@example.com"},
+    ]
     assert nexts["openSnapshot"]["sheet_id"] == sheet.id
     assert nexts["hideEmptyColumns"] == {"type": "view", "sheet_id": sheet.id,
                                          "hidden_columns": ["middle_name", "phone"], "label": "Hide columns"}
@@ -191,12 +248,15 @@ async def _voters(platform: Platform, job: Job) -> list[dict[str, object]]:
 
 
 async def test_import_contacts_imports_an_uploaded_file_and_reports_its_broken_rows(
-    platform: Platform, monkeypatch: pytest.MonkeyPatch
+    server: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    platform = server.platform
     monkeypatch.setattr(import_contacts, "BATCH_SIZE", 3)
-    async with platform.running(import_contacts.listener):
-        [job_id] = await import_contacts.scenario(platform.api)
-        job = await platform.api.jobs.wait(job_id, timeout=10)
+    async with platform.running(import_contacts.listener), \
+            Client(server.url, token=await server.token("pat")) as member:
+        [job_id] = await import_contacts.scenario(member)  # a member uploads the file and presses Import
+        job = await member.jobs.wait(job_id, timeout=10)
+        downloads = await _downloaded(member, job)
 
     assert job.job == "file:import" and job.status == JobStatus.COMPLETE, job.error
     assert await _voters(platform, job) == IMPORTED_VOTERS
@@ -219,6 +279,7 @@ async def test_import_contacts_imports_an_uploaded_file_and_reports_its_broken_r
     assert job.outcome.next.model_dump(by_alias=False) == {
         "type": "files", "files": [{"file_id": report_id}, {"file_id": job.source}],
         "label": "Download the error report"}
+    assert downloads == [await platform.api.files.read(report_id), import_contacts.VOTERS_CSV.encode()]
     # One progress report per batch of three rows (and the two attachments, which keep the last one).
     assert await _updates(platform, job.id) == [
         (0, "Accepted"), (0, "Accepted"), (37, "Imported 2 of 8 voters"), (75, "Imported 3 of 8 voters"),
@@ -275,6 +336,7 @@ def _mentions_outcome(output: str, job: Job) -> bool:
 async def test_demo_runs_every_story_twice_on_one_database(tmp_path: Path) -> None:
     db = tmp_path / "demo.db"
     seen: set[str] = set()
+    exports: list[Job] = []
     for _ in range(2):
         out = io.StringIO()
         jobs = await run_demo(str(db), console=Console(file=out, width=120), step_delay=0)
@@ -288,11 +350,16 @@ async def test_demo_runs_every_story_twice_on_one_database(tmp_path: Path) -> No
             assert _mentions_outcome(output, job), f"{job.job}: {job.outcome} {job.error} not in output"
         assert "Progress" in output and "Geocoded 8 offices." in output
         assert "[Download this file]" in output and "[Try again]" in output
-        assert (tmp_path / "exports" / f"contacts-{jobs[0].id}.csv").exists()
+        exports.append(jobs[0])
 
     # Each story's handlers see only its own space: only the custom-job story's commits start custom jobs.
     async with Platform.open(str(db)) as platform:
         assert (await platform.api.jobs.list(operation="myCustomOperation")).total == 2
+        # Each run's Export button downloads that run's export, from the platform.
+        for export in exports:
+            [file_id] = _buttons_files(export)
+            data = await platform.api.files.read(file_id)
+            assert list(csv.DictReader(io.StringIO(data.decode(), newline=""))) == action_export.CONTACTS
 
 
 async def test_the_demo_names_each_story() -> None:
