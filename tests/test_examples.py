@@ -121,6 +121,8 @@ async def test_outcomes_offer_every_kind_of_next_button(
     assert Path(template["url"]).read_text() == "first_name,middle_name,last_name,email,phone\n"
     assert [f["file_id"] for f in nexts["downloadFiles"]["files"]] == ["us_fl_contracts_2026", "us_fl_addenda_2026"]
     assert nexts["openSnapshot"]["sheet_id"] == sheet.id
+    snapshot = await platform.api.snapshots.get(nexts["openSnapshot"]["snapshot_id"])  # a real one
+    assert (snapshot.sheet_id, snapshot.label, snapshot.summary.records) == (sheet.id, "Before review", 3)
     assert nexts["hideEmptyColumns"] == {"type": "view", "sheet_id": sheet.id,
                                          "hidden_columns": ["middle_name", "phone"], "label": "Hide columns"}
     assert nexts["finishReview"] == {"type": "wait", "fade": False, "confetti": True, "label": None}
