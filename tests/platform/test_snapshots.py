@@ -11,9 +11,10 @@ import pytest
 
 from listener import Event, Invalid, Listener, NotFound, Platform
 from listener.api import Api
-from listener.client import Client
+from listener.client import Client, ClientSnapshots
 from listener.models import Record, Workbook
-from listener.snapshots import RecordChange
+from listener.platform.snapshots import SnapshotService
+from listener.snapshots import RecordChange, SnapshotsApi
 from tests.conftest import ManualClock, Server
 from tests.conftest import snapshot as database_rows
 from tests.platform.test_server import API, assert_error, call
@@ -44,6 +45,12 @@ async def contacts(api: Api, names: list[str]) -> tuple[Workbook, list[Record]]:
                                                                "fields": FIELDS}])
     rows = await api.records.insert(workbook.sheets[0].id, [{"name": n} for n in names])
     return workbook, rows
+
+
+def test_each_call_is_written_once_for_both_transports() -> None:
+    """STYLE rule 15: the transports implement the validated calls; neither redefines a public signature."""
+    for name in ("create", "list", "get", "records", "restore", "delete"):
+        assert getattr(SnapshotService, name) is getattr(ClientSnapshots, name) is getattr(SnapshotsApi, name)
 
 
 async def test_create_list_get_and_snapshot_created(api: Api, platform: Platform) -> None:
@@ -147,6 +154,19 @@ async def test_delete_leaves_the_sheet_and_deleting_the_workbook_takes_its_snaps
     with pytest.raises(NotFound):
         await api.snapshots.get(kept.id)
     assert (await database_rows(platform))["snapshot_records"] == [], "no copy outlives its sheet"
+
+
+async def test_a_snapshot_of_an_empty_sheet_restores_it_to_empty(api: Api) -> None:
+    workbook, _ = await contacts(api, [])
+    sheet = workbook.sheets[0]
+    snapshot = await api.snapshots.create(sheet.id, label="Empty")
+    assert snapshot.summary.records == 0
+    await api.records.insert(sheet.id, [{"name": "Ada"}, {"name": "Alan"}])
+    page = await api.snapshots.records(snapshot.id)
+    assert [r.change for r in page.items] == [C.ADDED, C.ADDED] and page.changes.added == 2
+    commit = await api.snapshots.restore(snapshot.id)
+    assert (commit.inserted, commit.updated, commit.deleted) == (0, 0, 2)
+    assert (await api.records.get(sheet.id)).total == 0
 
 
 async def test_a_snapshot_survives_a_restart(db_url: str) -> None:
