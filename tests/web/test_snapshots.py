@@ -52,8 +52,11 @@ async def test_the_snapshot_button_opens_it_marked_and_restore_asks_first(web: W
     rows = page.locator("table.snapshot-records tbody tr")
     await expect(rows).to_have_count(4)
     await expect(rows.nth(0)).to_have_attribute("data-change", "changed")
-    await expect(rows.nth(0).locator("td.differs")).to_have_text("ann@example.com")  # the snapshot's value
-    await expect(rows.nth(0).locator("td.differs")).to_have_attribute("title", "Now: ANN@EXAMPLE.COM")
+    changed = rows.nth(0).locator("td.differs")  # only the value that changed, with the snapshot's and today's
+    await expect(changed.locator(".then")).to_have_text("ann@example.com")
+    await expect(changed.locator(".now")).to_have_text("→ ANN@EXAMPLE.COM")
+    await expect(changed).to_have_attribute("title", "Now: ANN@EXAMPLE.COM")
+    await expect(rows.nth(0).locator("td").nth(1)).to_have_text("Ann")
     await expect(rows.nth(1)).to_have_attribute("data-change", "removed")
     await expect(rows.nth(1)).to_contain_text("Removed since")
     await expect(rows.nth(1)).to_contain_text("Bo")
@@ -67,6 +70,7 @@ async def test_the_snapshot_button_opens_it_marked_and_restore_asks_first(web: W
     confirm = page.get_by_role("dialog")
     await expect(confirm).to_contain_text("1 record added since will be deleted")
     await expect(confirm).to_contain_text("1 record removed since will come back")
+    await expect(confirm).to_contain_text("1 record changed since will get its values back")
     await confirm.get_by_role("button", name="Cancel").click()  # asked first: cancelling changes nothing
     await expect(confirm).to_have_count(0)
     assert (await api.records.get(sheet.id)).total == 3

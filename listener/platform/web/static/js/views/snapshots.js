@@ -27,7 +27,9 @@ function restoreText(changes) {
   const parts = [];
   if (changes.added) parts.push(`${plural(changes.added, "record")} added since will be deleted`);
   if (changes.removed) parts.push(`${plural(changes.removed, "record")} removed since will come back`);
-  if (changes.changed) parts.push(`${plural(changes.changed, "record")} changed since will get their values back`);
+  if (changes.changed) {
+    parts.push(`${plural(changes.changed, "record")} changed since will get ${changes.changed === 1 ? "its" : "their"} values back`);
+  }
   return parts.length ? `The sheet's records go back to this snapshot: ${parts.join("; ")}.`
     : "The sheet already matches this snapshot; restoring it changes nothing.";
 }
@@ -91,8 +93,9 @@ export async function snapshotView(main, { id }, query, ctx) {
         const then = cell(r.values[k]);
         const now = r.current ? cell(r.current[k]) : then;
         const differs = r.change === "changed" && now !== then;
-        return h("td", { class: differs ? "differs" : null, title: differs ? `Now: ${now || "(empty)"}` : then || null,
-          dataset: differs ? { now } : {} }, then);
+        if (!differs) return h("td", { title: then || null }, then);
+        return h("td", { class: "differs", title: `Now: ${now || "(empty)"}` },
+          h("span", { class: "then" }, then), " ", h("span", { class: "now" }, `→ ${now || "(empty)"}`));
       }))));
     if (!result.items.length) {
       tbody.append(h("tr", {}, h("td", { colspan: keys.length + 1, class: "empty" }, "This snapshot holds no records.")));
