@@ -95,12 +95,17 @@ async def download_files(event: Event, tick: Tick) -> Outcome:
 
 
 async def open_snapshot(event: Event, tick: Tick) -> Outcome:
-    """`snapshot`: a button to a saved snapshot of the sheet."""
+    """`snapshot`: save the sheet as it is now and offer a button to that snapshot.
+
+    Its page shows what changes in the sheet from then on, and can restore it.
+    """
+    sheet_id = _sheet_id(event)
+    snapshot = await event.api.snapshots.create(sheet_id, label="Before review")
     return Outcome(
-        message="Compare the contacts with how they were before today's import.",
+        message=f"Saved the {snapshot.summary.records} contacts as they are: compare them with the sheet later, "
+                "or restore them.",
         acknowledge=True,
-        next={"type": "snapshot", "label": "Go to Snapshot", "snapshot_id": "us_ss_before_import",
-              "sheet_id": event.context.sheet_id},
+        next={"type": "snapshot", "label": "Go to Snapshot", "snapshot_id": snapshot.id, "sheet_id": sheet_id},
     )
 
 

@@ -31,6 +31,7 @@ from listener.models import (
     Space,
     Workbook,
 )
+from listener.snapshots import SnapshotsApi
 
 __all__ = [
     "ActionsApi",
@@ -255,6 +256,10 @@ class Api(Protocol):
     def sheets(self) -> SheetsApi: ...
     @property
     def records(self) -> RecordsApi: ...
+    @property
+    def snapshots(self) -> SnapshotsApi:
+        """Sheet snapshots: create, list, get, records, restore, delete (listener/snapshots.py)."""
+        ...
     @property
     def documents(self) -> DocumentsApi: ...
     @property

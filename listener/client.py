@@ -83,6 +83,14 @@ from listener.models import (
     refuse_nul,
 )
 from listener.remote import EventStream, run_listener
+from listener.snapshots import (
+    Snapshot,
+    SnapshotCreate,
+    SnapshotQuery,
+    SnapshotRecords,
+    SnapshotRecordsQuery,
+    SnapshotsApi,
+)
 from listener.types import UNSET
 
 __all__ = ["Client", "ClientState", "EventStream", "ServerUnavailable", "error_from_body", "run_listener"]
@@ -176,6 +184,7 @@ class Client:
         self.workbooks = ClientWorkbooks(self)
         self.sheets = ClientSheets(self)
         self.records = ClientRecords(self)
+        self.snapshots = ClientSnapshots(self)
         self.documents = ClientDocuments(self)
         self.actions = ClientActions(self)
         self.events = ClientEvents(self)
@@ -696,6 +705,31 @@ class ClientRecords(_Resource):
         data = await self._client.request("GET", f"/sheets/{_path(sheet_id)}/records",
                                           params=[("limit", str(limit)), ("offset", str(offset))])
         return Page[Record].model_validate(data)
+
+
+class ClientSnapshots(_Resource, SnapshotsApi):
+    """snapshots.create / list / get / records / restore / delete over HTTP (the signatures are SnapshotsApi's)."""
+
+    async def _create(self, spec: SnapshotCreate) -> Snapshot:
+        return Snapshot.model_validate(await self._client.request("POST", "/snapshots", body=_dump(spec)))
+
+    async def _list(self, query: SnapshotQuery) -> list[Snapshot]:
+        data = await self._client.request("GET", "/snapshots", params=[("sheetId", query.sheet_id)])
+        return [Snapshot.model_validate(item) for item in data["items"]]
+
+    async def _get(self, snapshot_id: str) -> Snapshot:
+        return Snapshot.model_validate(await self._client.request("GET", f"/snapshots/{_path(snapshot_id)}"))
+
+    async def _records(self, snapshot_id: str, query: SnapshotRecordsQuery) -> SnapshotRecords:
+        data = await self._client.request("GET", f"/snapshots/{_path(snapshot_id)}/records",
+                                          params=[("limit", str(query.limit)), ("offset", str(query.offset))])
+        return SnapshotRecords.model_validate(data)
+
+    async def _restore(self, snapshot_id: str) -> Commit:
+        return Commit.model_validate(await self._client.request("POST", f"/snapshots/{_path(snapshot_id)}/restore"))
+
+    async def _delete(self, snapshot_id: str) -> None:
+        await self._client.request("DELETE", f"/snapshots/{_path(snapshot_id)}")
 
 
 def _listed(value: Any) -> Any:

@@ -257,7 +257,7 @@ def _next_detail(next: Next) -> str:
         case NextFiles():
             return ", ".join(ref.file_id for ref in next.files)
         case NextSnapshot():
-            return f"snapshot {next.snapshot_id} of sheet {next.sheet_id}"
+            return f"snapshot {next.snapshot_id}" + (f" of sheet {next.sheet_id}" if next.sheet_id else "")
         case NextView():
             hidden = ", ".join(next.hidden_columns) or "nothing"
             return f"sheet {next.sheet_id}, hiding {hidden}"

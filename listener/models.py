@@ -213,11 +213,11 @@ class NextFiles(Model):
 
 
 class NextSnapshot(Model):
-    """Go to a snapshot of a sheet."""
+    """Go to a snapshot of a sheet (`api.snapshots.create`); `sheet_id` may be left out: the snapshot knows it."""
 
     type: Literal["snapshot"]
     snapshot_id: NonEmpty
-    sheet_id: NonEmpty
+    sheet_id: NonEmpty | None = None
     label: str | None = None
 
 
@@ -674,6 +674,7 @@ class EventContext(Model):
     file_id: str | None = None
     document_id: str | None = None
     commit_id: str | None = None
+    snapshot_id: str | None = None
     actor_id: str | None = None
     namespace: str | None = None
 

@@ -22,7 +22,8 @@ __all__ = [
     "FILE_DELETED", "FILTER_KEYS", "JOB_CANCELLED", "JOB_COMPLETED", "JOB_CREATED", "JOB_DELETED",
     "JOB_FAILED", "JOB_OUTCOME_ACKNOWLEDGED", "JOB_PARTS_COMPLETED", "JOB_READY", "JOB_UPDATED", "RECORDS_CREATED",
     "RECORDS_DELETED", "RECORDS_UPDATED", "SHEET_CREATED", "SHEET_DELETED", "SHEET_UPDATED",
-    "SPACE_CREATED", "SPACE_DELETED", "TOPICS", "WORKBOOK_CREATED", "WORKBOOK_DELETED",
+    "SNAPSHOT_CREATED", "SNAPSHOT_DELETED", "SNAPSHOT_RESTORED", "SPACE_CREATED", "SPACE_DELETED", "TOPICS",
+    "WORKBOOK_CREATED", "WORKBOOK_DELETED",
     "WORKBOOK_UPDATED", "EventFilter", "TopicMatcher", "compile_filter", "compile_topic", "matches",
 ]  # fmt: skip
 
@@ -53,6 +54,9 @@ FILE_DELETED = "file:deleted"
 DOCUMENT_CREATED = "document:created"
 DOCUMENT_UPDATED = "document:updated"
 DOCUMENT_DELETED = "document:deleted"
+SNAPSHOT_CREATED = "snapshot:created"
+SNAPSHOT_RESTORED = "snapshot:restored"
+SNAPSHOT_DELETED = "snapshot:deleted"
 
 TOPICS: frozenset[str] = frozenset({
     JOB_CREATED, JOB_READY, JOB_UPDATED, JOB_COMPLETED, JOB_FAILED, JOB_CANCELLED,
@@ -60,6 +64,7 @@ TOPICS: frozenset[str] = frozenset({
     WORKBOOK_CREATED, WORKBOOK_UPDATED, WORKBOOK_DELETED, SHEET_CREATED, SHEET_UPDATED,
     SHEET_DELETED, RECORDS_CREATED, RECORDS_UPDATED, RECORDS_DELETED, ACTION_TRIGGERED,
     FILE_CREATED, FILE_DELETED, DOCUMENT_CREATED, DOCUMENT_UPDATED, DOCUMENT_DELETED,
+    SNAPSHOT_CREATED, SNAPSHOT_RESTORED, SNAPSHOT_DELETED,
 })  # fmt: skip
 
 # camelCase wire name -> snake_case attribute of EventContext.
@@ -77,11 +82,13 @@ FILTER_KEYS: dict[str, str] = {
     "space": "context.spaceId",
     "file": "context.fileId",
     "document": "context.documentId",
+    "snapshot": "context.snapshotId",
     "actorId": "context.actorId",
     "namespace": "context.namespace",
     **{
         camel: f"context.{camel}"
-        for camel in ("jobId", "spaceId", "workbookId", "sheetId", "sheetSlug", "fileId", "documentId", "commitId")
+        for camel in ("jobId", "spaceId", "workbookId", "sheetId", "sheetSlug", "fileId", "documentId", "commitId",
+                      "snapshotId")
     },
 }
 

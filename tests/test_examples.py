@@ -178,6 +178,8 @@ async def test_outcomes_offer_every_kind_of_next_button(server: Server) -> None:
         {"first_name": "Grace", "last_name": "Hopper", "email": "grace@example.com"},
     ]
     assert nexts["openSnapshot"]["sheet_id"] == sheet.id
+    snapshot = await platform.api.snapshots.get(nexts["openSnapshot"]["snapshot_id"])  # a real one
+    assert (snapshot.sheet_id, snapshot.label, snapshot.summary.records) == (sheet.id, "Before review", 3)
     assert nexts["hideEmptyColumns"] == {"type": "view", "sheet_id": sheet.id,
                                          "hidden_columns": ["middle_name", "phone"], "label": "Hide columns"}
     assert nexts["finishReview"] == {"type": "wait", "fade": False, "confetti": True, "label": None}

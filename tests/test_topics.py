@@ -52,7 +52,9 @@ EXPORT = make_event(
 
 
 def test_catalog_has_every_documented_topic() -> None:
-    assert len(TOPICS) == 27
+    assert len(TOPICS) == 30
+    assert {topics.SNAPSHOT_CREATED, topics.SNAPSHOT_RESTORED, topics.SNAPSHOT_DELETED} == {
+        "snapshot:created", "snapshot:restored", "snapshot:deleted"} <= TOPICS
     assert topics.JOB_PARTS_COMPLETED == "job:parts-completed" and topics.JOB_PARTS_COMPLETED in TOPICS
     assert JOB_OUTCOME_ACKNOWLEDGED == "job:outcome-acknowledged" and JOB_OUTCOME_ACKNOWLEDGED in TOPICS
     assert topics.JOB_CREATED == "job:created" and topics.COMMIT_CREATED == "commit:created"

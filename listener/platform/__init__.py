@@ -39,6 +39,7 @@ from listener.platform.eventlog import EventLog
 from listener.platform.files import DEFAULT_MAX_FILE_SIZE, FileService
 from listener.platform.jobs import DEFAULT_DATA_TTL, JobService
 from listener.platform.scheduler import Scheduler
+from listener.platform.snapshots import SnapshotService
 from listener.platform.store.base import Store
 from listener.platform.store.sqlite import SqliteStore, Synchronous
 from listener.runner import Runner
@@ -78,6 +79,7 @@ class PlatformApi:
         self.workbooks = WorkbookService(domains)
         self.sheets = SheetService(domains)
         self.records = RecordService(domains, self.sheets)
+        self.snapshots = SnapshotService(domains, self.sheets)
         self.documents = DocumentService(domains)
         self.actions = ActionService(domains, self.jobs)
         self.events = EventService(store)

@@ -56,6 +56,7 @@ from listener.models import (
 )
 from listener.platform.auth import Role, User, UserCreate, Users
 from listener.platform.files import receive_upload, send_file
+from listener.snapshots import Snapshot, SnapshotCreate, SnapshotQuery, SnapshotRecords, SnapshotRecordsQuery
 
 if TYPE_CHECKING:
     from listener.platform import Platform, PlatformApi
@@ -609,6 +610,48 @@ async def update_records(call: Call) -> Commit:
 async def delete_records(call: Call) -> Commit:
     """Delete records by id in one commit."""
     return await call.api.records.delete(call.param("sheetId"), call.body.ids)
+
+
+# -- snapshots: members read them; restoring one rewrites a sheet, so it is the operators' --------------
+
+
+@route("POST", "/snapshots", tag="snapshots", body=SnapshotCreate, response=Snapshot, status=201, roles=OPERATORS)
+async def create_snapshot(call: Call) -> Reply:
+    """Save a copy of a sheet's records as they are now (snapshot:created)."""
+    snapshot = await call.api.snapshots.create(call.body.sheet_id, label=call.body.label)
+    return Reply(snapshot, status=201, headers={"Location": f"/api/v1/snapshots/{snapshot.id}"})
+
+
+@route("GET", "/snapshots", tag="snapshots", query=SnapshotQuery, response=Items[Snapshot])
+async def list_snapshots(call: Call) -> Items[Snapshot]:
+    """The snapshots of a sheet, oldest first."""
+    return Items[Snapshot](items=await call.api.snapshots.list(sheet_id=call.query.sheet_id))
+
+
+@route("GET", "/snapshots/{snapshotId}", tag="snapshots", response=Snapshot)
+async def get_snapshot(call: Call) -> Snapshot:
+    """One snapshot: its sheet, label, how many records it holds, who took it and when."""
+    return await call.api.snapshots.get(call.param("snapshotId"))
+
+
+@route("GET", "/snapshots/{snapshotId}/records", tag="snapshots", query=SnapshotRecordsQuery,
+       response=SnapshotRecords)
+async def snapshot_records(call: Call) -> SnapshotRecords:
+    """A page of a snapshot's records marked unchanged, changed or removed against the sheet now, then those added."""
+    q: SnapshotRecordsQuery = call.query
+    return await call.api.snapshots.records(call.param("snapshotId"), limit=q.limit, offset=q.offset)
+
+
+@route("POST", "/snapshots/{snapshotId}/restore", tag="snapshots", response=Commit, roles=OPERATORS)
+async def restore_snapshot(call: Call) -> Commit:
+    """Put a sheet's records back as the snapshot has them, in one commit (commit:created, snapshot:restored)."""
+    return await call.api.snapshots.restore(call.param("snapshotId"))
+
+
+@route("DELETE", "/snapshots/{snapshotId}", tag="snapshots", status=204, roles=OPERATORS)
+async def delete_snapshot(call: Call) -> None:
+    """Delete a snapshot (snapshot:deleted); its sheet is not touched."""
+    await call.api.snapshots.delete(call.param("snapshotId"))
 
 
 @route("POST", "/documents", tag="documents", body=DocumentCreate, response=Document, status=201, roles=OPERATORS)

@@ -10,7 +10,7 @@ and, when it takes a body or a query, negative ones (invalid by it). Every answe
 
 Random ids only ever reach 404s, so most examples point their path (and, for positive cases,
 their body and query) at real objects made for that example: a space, a workbook with two
-sheets, records and an `export` action with an input form, and a job in the state the
+sheets, records, a snapshot and an `export` action with an input form, and a job in the state the
 operation needs, or in a state it refuses (409). The rest keep their generated ids.
 
 Left out: GET /events/stream, the websocket. It answers 101 and then speaks websocket frames,
@@ -129,6 +129,7 @@ async def make_objects(api: PlatformApi, job_state: str | None) -> dict[str, Any
     document = await api.documents.create(title="Fuzz", body="# Fuzz\n\n<b>bold</b>", space_id=space.id,
                                           actions=[EXPORT])
     ids["documentId"] = document.id
+    ids["snapshotId"] = (await api.snapshots.create(contacts.id, label="Fuzz")).id
     file = await api.files.upload(b"email\na@example.com\n", name="fuzz.csv", space_id=space.id, actions=[EXPORT])
     ids["fileId"] = file.id
     if "fileId" not in ids:  # a file to attach to jobs, if no upload made one above
@@ -166,7 +167,7 @@ def point_at(case: Any, ids: dict[str, Any], positive: bool) -> None:
     body = case.body
     if not isinstance(body, dict):
         return
-    for name in ("sourceId", "spaceId", "source", "fileId"):
+    for name in ("sourceId", "spaceId", "source", "fileId", "sheetId"):
         if isinstance(body.get(name), str) and name in ids:
             body[name] = ids[name]
     if isinstance(body.get("path"), str) and "jobId" in ids:

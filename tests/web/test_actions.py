@@ -103,8 +103,12 @@ def listener_for(stage: Stage) -> Listener:
                                                       "label": "Read the report"})))
     listener.use(job_handler("workbook:bundle", simple({"type": "files", "files": [{"file_id": f} for f in stage.files],
                                                         "label": "Download both"})))
-    listener.use(job_handler("workbook:snap", simple({"type": "snapshot", "snapshot_id": "sn_before_import",
-                                                      "sheet_id": sheet_id, "label": "See the snapshot"})))
+    async def snap(event: Event, tick: Any) -> Outcome:
+        snapshot = await event.api.snapshots.create(sheet_id, label="Before import")
+        return Outcome(message="Done: snapshot.", acknowledge=True, next={
+            "type": "snapshot", "snapshot_id": snapshot.id, "sheet_id": sheet_id, "label": "See the snapshot"})
+
+    listener.use(job_handler("workbook:snap", snap))
     listener.use(job_handler("workbook:hide", simple({"type": "view", "sheet_id": sheet_id, "hidden_columns": ["email"],
                                                       "label": "Show without emails"})))
     listener.use(job_handler("workbook:tidy", tidy))
@@ -204,8 +208,11 @@ async def test_next_id_snapshot_and_view_navigate_inside_the_app(stage: Stage) -
 
     await stage.press("Snapshot")
     await acknowledged(stage, stage.outcome().get_by_role("button", name="See the snapshot").click)
-    await expect(page.locator('[data-banner="snapshot"]')).to_contain_text("sn_before_import")
-    await expect(page.locator("table.records thead th")).to_have_count(2)
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Before import")
+    (snapshot,) = await stage.web.server.platform.api.snapshots.list(sheet_id=stage.sheet_id)
+    assert page.url.endswith(f"#/snapshots/{snapshot.id}")
+    await expect(page.locator("table.snapshot-records thead th")).to_have_text(["Since", "name", "email"])
+    await expect(page.locator("table.snapshot-records tbody")).to_contain_text("Ann")
 
     await stage.press("Hide emails")
     await acknowledged(stage, stage.outcome().get_by_role("button", name="Show without emails").click)

@@ -27,12 +27,14 @@ async def seed(web: Web) -> dict[str, str]:
         actions=[{"operation": "export", "label": XSS, "tooltip": XSS, "confirm": True, "description": XSS}])
     sheet = wb.sheets[0]
     await admin.records.insert(sheet.id, [{"name": XSS, "email": "<script>alert(2)</script>"}])
+    snapshot = await admin.snapshots.create(sheet.id, label=XSS)
+    await admin.records.insert(sheet.id, [{"name": XSS, "email": XSS}])  # so the snapshot marks an added row too
     file = await admin.files.upload(b"a,b\n", name=f"{XSS}.csv", mime_type="text/csv", space_id=space.id)
     doc = await admin.documents.create(
         title=XSS, space_id=space.id,
         body=f"# {XSS}\n\n<script>alert(2)</script> [click me](javascript:alert(3)) **{XSS}** [docs](https://example.com/)")
     return {"space": space.id, "ready": ready.id, "failed": failed.id, "wb": wb.id, "sheet": sheet.id, "file": file.id,
-            "doc": doc.id}
+            "doc": doc.id, "snapshot": snapshot.id}
 
 
 async def assert_inert(web: Web) -> None:
@@ -49,8 +51,8 @@ async def test_markup_written_by_listeners_and_users_is_shown_as_text(web: Web) 
     await expect(web.row(ids["ready"]).locator("td.info")).to_have_text(XSS)
     await assert_inert(web)
     for route in [f"/jobs/{ids['ready']}", f"/jobs/{ids['failed']}", "/workbooks", f"/workbooks/{ids['wb']}",
-                  f"/sheets/{ids['sheet']}", "/files", f"/files/{ids['file']}", "/documents",
-                  f"/documents/{ids['doc']}", f"/spaces/{ids['space']}"]:
+                  f"/sheets/{ids['sheet']}", f"/snapshots/{ids['snapshot']}", "/files", f"/files/{ids['file']}",
+                  "/documents", f"/documents/{ids['doc']}", f"/spaces/{ids['space']}"]:
         await web.goto(route)
         await expect(web.page.locator("main")).not_to_have_attribute("aria-busy", "true")
         await assert_inert(web)
@@ -94,8 +96,9 @@ async def test_every_page_loads_with_the_csp_and_no_console_errors(web: Web) -> 
     assert await response.header_value("x-content-type-options") == "nosniff"
     await web.sign_in(web.server.admin_token)
     routes = ["/jobs", f"/jobs/{ids['failed']}", "/workbooks", f"/workbooks/{ids['wb']}", f"/sheets/{ids['sheet']}",
-              f"/sheets/{ids['sheet']}?hidden=email&snapshot=sn_1", "/files", f"/files/{ids['file']}", "/documents",
-              f"/documents/{ids['doc']}", f"/spaces/{ids['space']}", f"/spaces/{ids['space']}/files", "/nowhere"]
+              f"/sheets/{ids['sheet']}?hidden=email", f"/snapshots/{ids['snapshot']}", "/files",
+              f"/files/{ids['file']}", "/documents", f"/documents/{ids['doc']}", f"/spaces/{ids['space']}",
+              f"/spaces/{ids['space']}/files", "/nowhere"]
     for route in routes:
         await web.goto(route)
         await expect(web.page.locator("main h1").first).to_be_visible()

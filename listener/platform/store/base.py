@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import anyio
 
@@ -29,6 +29,9 @@ __all__ = [
     "PartStats",
     "Publisher",
     "RecordChanges",
+    "RecordCounts",
+    "RestoreMake",
+    "SnapshotMake",
     "Store",
     "StoredObject",
     "StoredUser",
@@ -36,6 +39,7 @@ __all__ = [
     "deadline",
     "due_at",
     "occupies",
+    "plan_restore",
     "settled",
 ]
 
@@ -236,6 +240,50 @@ class RecordChanges:
     updated_at: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class RecordCounts:
+    """How many records one commit inserted, updated and deleted."""
+
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+
+
+SnapshotMake = Callable[[int], tuple[dict[str, Any], list[NewEvent]]]
+"""Given how many records a new snapshot holds, its document and the events that report it."""
+
+RestoreMake = Callable[[RecordCounts], list[NewEvent]]
+"""Given what a restore changed, the events that report it (its commit's among them)."""
+
+_Stamp = TypeVar("_Stamp")
+SavedRow = tuple[str, dict[str, Any], _Stamp, _Stamp]
+"""A record as a store reads it for a restore: id, values, created and updated (in the store's own time type)."""
+
+
+def plan_restore(saved: Sequence[SavedRow[_Stamp]], current: dict[str, tuple[dict[str, Any], _Stamp]],
+                 now: _Stamp) -> tuple[list[SavedRow[_Stamp]], RecordCounts]:
+    """The rows a sheet holds once restored to `saved` (a snapshot's records in order), and what that changes.
+
+    `current` is the sheet's records now, by id: values and updated time. A record the restore leaves as
+    it is keeps its updated time; one it brings back or changes is updated `now`; every record keeps
+    the id and creation time the snapshot saw. What is not in `saved` is deleted.
+    """
+    rows: list[SavedRow[_Stamp]] = []
+    inserted = updated = 0
+    for record_id, values, created_at, _ in saved:
+        now_ = current.get(record_id)
+        if now_ is None:
+            inserted += 1
+            rows.append((record_id, values, created_at, now))
+        elif now_[0] != values:
+            updated += 1
+            rows.append((record_id, values, created_at, now))
+        else:
+            rows.append((record_id, values, created_at, now_[1]))
+    kept = len(saved) - inserted
+    return rows, RecordCounts(inserted=inserted, updated=updated, deleted=len(current) - kept)
+
+
 class Store(Protocol):
     """A transactional home for jobs, domain objects, records and the event log."""
 
@@ -310,7 +358,9 @@ class Store(Protocol):
     async def put_objects(self, objects: list[StoredObject], events: list[NewEvent]) -> list[Event]: ...
     async def get_object(self, object_id: str, kind: str | None = None) -> StoredObject: ...
     async def list_objects(self, kind: str, parent_id: str | None = None) -> list[StoredObject]: ...
-    async def delete_objects(self, object_ids: list[str], events: list[NewEvent]) -> list[Event]: ...
+    async def delete_objects(self, object_ids: list[str], events: list[NewEvent]) -> list[Event]:
+        """Delete objects; a sheet's records and snapshots go with it."""
+        ...
     async def change_object(self, object_id: str, kind: str,
                             change: ObjectChange) -> tuple[StoredObject | None, list[Event]]:
         """Read-modify-write one object of `kind` in one transaction (NotFound if there is none): its new state
@@ -320,6 +370,25 @@ class Store(Protocol):
     # records
     async def change_records(self, changes: RecordChanges, events: list[NewEvent]) -> list[Event]: ...
     async def list_records(self, sheet_id: str, limit: int, offset: int) -> tuple[list[Record], int]: ...
+
+    # snapshots: objects of kind "snapshot" (parent: their sheet) with a copy of the sheet's records
+    async def create_snapshot(self, snapshot_id: str, sheet_id: str,
+                              make: SnapshotMake) -> tuple[StoredObject, list[Event]]:
+        """In one transaction, copy the sheet's records as they are now (NotFound for an unknown sheet) and
+        add the snapshot whose document `make(count)` returns, with its events. `make` may run more than once."""
+        ...
+    async def list_snapshot_records(self, snapshot_id: str, sheet_id: str, limit: int,
+                                    offset: int) -> tuple[list[Record], int]:
+        """A page of a snapshot's records in the sheet's order when it was taken, and how many it holds."""
+        ...
+    async def restore_snapshot(self, snapshot_id: str, sheet_id: str, now: datetime,
+                               make: RestoreMake) -> tuple[RecordCounts, list[Event]]:
+        """In one transaction, make the sheet's records the snapshot's again (see `plan_restore`), with the
+        events `make(counts)` returns. NotFound if the snapshot is gone. `make` may run more than once."""
+        ...
+    async def delete_snapshot(self, snapshot_id: str, events: list[NewEvent]) -> list[Event]:
+        """Delete a snapshot and its records (NotFound if there is none), with its events."""
+        ...
 
     # event log
     async def append_events(self, events: list[NewEvent]) -> list[Event]: ...

@@ -44,11 +44,15 @@ from listener.platform.store.base import (
     PartStats,
     Publisher,
     RecordChanges,
+    RecordCounts,
+    RestoreMake,
+    SnapshotMake,
     StoredObject,
     StoredUser,
     admission,
     due_at,
     occupies,
+    plan_restore,
     settled,
 )
 from listener.tasks import task_scope
@@ -187,6 +191,19 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX jobs_status_type ON jobs (status, type, pos);
     CREATE INDEX jobs_status_type_count ON jobs (status, type);
+    """,
+    # 10: the records of sheet snapshots (the snapshots themselves are objects of kind "snapshot"), in the
+    # sheet's order when each was taken
+    """
+    CREATE TABLE snapshot_records (
+        snapshot_id text NOT NULL,
+        pos bigint NOT NULL,
+        id text NOT NULL,
+        vals jsonb NOT NULL,
+        created_at timestamptz NOT NULL,
+        updated_at timestamptz NOT NULL,
+        PRIMARY KEY (snapshot_id, pos)
+    );
     """,
 ]
 
@@ -867,7 +884,10 @@ class PostgresStore:
 
     async def delete_objects(self, object_ids: list[str], events: list[NewEvent]) -> list[Event]:
         async def delete(conn: asyncpg.Connection) -> tuple[None, list[NewEvent]]:
-            await conn.execute("DELETE FROM objects WHERE id = ANY($1::text[])", object_ids)
+            await conn.execute("DELETE FROM snapshot_records WHERE snapshot_id IN (SELECT id FROM objects"
+                               " WHERE kind = 'snapshot' AND parent_id = ANY($1::text[]))", object_ids)
+            await conn.execute("DELETE FROM objects WHERE id = ANY($1::text[])"
+                               " OR (kind = 'snapshot' AND parent_id = ANY($1::text[]))", object_ids)
             await conn.execute("DELETE FROM records WHERE sheet_id = ANY($1::text[])", object_ids)
             return None, events
 
@@ -925,6 +945,70 @@ class PostgresStore:
                            updated_at=r["updated_at"]) for r in rows], int(total)
 
         return await self._read(list_)
+
+    # -- snapshots ----------------------------------------------------------------
+
+    async def create_snapshot(self, snapshot_id: str, sheet_id: str,
+                              make: SnapshotMake) -> tuple[StoredObject, list[Event]]:
+        async def create(conn: asyncpg.Connection) -> tuple[StoredObject, list[NewEvent]]:
+            if await conn.fetchval("SELECT 1 FROM objects WHERE id = $1 AND kind = 'sheet'", sheet_id) is None:
+                raise NotFound(f"Sheet {sheet_id} not found.", details={"id": sheet_id})
+            status = await conn.execute(
+                "INSERT INTO snapshot_records (snapshot_id, pos, id, vals, created_at, updated_at)"
+                " SELECT $1, row_number() OVER (ORDER BY pos), id, vals, created_at, updated_at"
+                " FROM records WHERE sheet_id = $2", snapshot_id, sheet_id)
+            doc, events = make(int(status.rsplit(" ", 1)[1]))  # "INSERT 0 <rows>"
+            await conn.execute("INSERT INTO objects (id, kind, parent_id, doc) VALUES ($1, 'snapshot', $2, $3)",
+                               snapshot_id, sheet_id, json.dumps(doc))
+            return StoredObject(snapshot_id, "snapshot", sheet_id, doc), events
+
+        return await self._write(create)
+
+    async def list_snapshot_records(self, snapshot_id: str, sheet_id: str, limit: int,
+                                    offset: int) -> tuple[list[Record], int]:
+        async def list_(conn: asyncpg.Connection) -> tuple[list[Record], int]:
+            total = await conn.fetchval("SELECT count(*) FROM snapshot_records WHERE snapshot_id = $1", snapshot_id)
+            rows = await conn.fetch("SELECT id, vals, created_at, updated_at FROM snapshot_records"
+                                    " WHERE snapshot_id = $1 ORDER BY pos LIMIT $2 OFFSET $3", snapshot_id, limit,
+                                    offset)
+            return [Record(id=r["id"], sheet_id=sheet_id, values=json.loads(r["vals"]), created_at=r["created_at"],
+                           updated_at=r["updated_at"]) for r in rows], int(total)
+
+        return await self._read(list_)
+
+    async def restore_snapshot(self, snapshot_id: str, sheet_id: str, now: datetime,
+                               make: RestoreMake) -> tuple[RecordCounts, list[Event]]:
+        async def restore(conn: asyncpg.Connection) -> tuple[RecordCounts, list[NewEvent]]:
+            # The snapshot's row is locked, so a concurrent delete of it waits until the restore has committed;
+            # the sheet's rows too, so a concurrent update of one of them comes before the restore or after it.
+            if await conn.fetchval("SELECT 1 FROM objects WHERE id = $1 AND kind = 'snapshot' FOR SHARE",
+                                   snapshot_id) is None:
+                raise NotFound(f"Snapshot {snapshot_id} not found.", details={"id": snapshot_id})
+            saved = [(r["id"], json.loads(r["vals"]), r["created_at"], r["updated_at"]) for r in await conn.fetch(
+                "SELECT id, vals, created_at, updated_at FROM snapshot_records WHERE snapshot_id = $1 ORDER BY pos",
+                snapshot_id)]
+            current = {r["id"]: (json.loads(r["vals"]), r["updated_at"]) for r in await conn.fetch(
+                "SELECT id, vals, updated_at FROM records WHERE sheet_id = $1 FOR UPDATE", sheet_id)}
+            rows, counts = plan_restore(saved, current, now)
+            # Every row again, in the snapshot's order: the sheet reads back as it did when it was taken.
+            await conn.execute("DELETE FROM records WHERE sheet_id = $1", sheet_id)
+            await conn.executemany(
+                "INSERT INTO records (id, sheet_id, vals, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)",
+                [(i, sheet_id, json.dumps(v), c, u) for i, v, c, u in rows])
+            return counts, make(counts)
+
+        return await self._write(restore)
+
+    async def delete_snapshot(self, snapshot_id: str, events: list[NewEvent]) -> list[Event]:
+        async def delete(conn: asyncpg.Connection) -> tuple[None, list[NewEvent]]:
+            if await conn.fetchval("DELETE FROM objects WHERE id = $1 AND kind = 'snapshot' RETURNING 1",
+                                   snapshot_id) is None:
+                raise NotFound(f"Snapshot {snapshot_id} not found.", details={"id": snapshot_id})
+            await conn.execute("DELETE FROM snapshot_records WHERE snapshot_id = $1", snapshot_id)
+            return None, events
+
+        _, added = await self._write(delete)
+        return added
 
     # -- the event log ------------------------------------------------------------
 

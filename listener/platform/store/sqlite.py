@@ -50,11 +50,15 @@ from listener.platform.store.base import (
     PartStats,
     Publisher,
     RecordChanges,
+    RecordCounts,
+    RestoreMake,
+    SnapshotMake,
     StoredObject,
     StoredUser,
     admission,
     due_at,
     occupies,
+    plan_restore,
     settled,
 )
 from listener.tasks import task_scope
@@ -183,6 +187,19 @@ MIGRATIONS: list[str] = [
     # read newest first (the page, no sort) and its count reads that range of the index alone
     """
     CREATE INDEX jobs_status_type ON jobs (status, type);
+    """,
+    # 10: the records of sheet snapshots (the snapshots themselves are objects of kind "snapshot"), in the
+    # sheet's order when each was taken
+    """
+    CREATE TABLE snapshot_records (
+        snapshot_id TEXT NOT NULL,
+        pos INTEGER NOT NULL,
+        id TEXT NOT NULL,
+        vals TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (snapshot_id, pos)
+    );
     """,
 ]
 
@@ -816,8 +833,12 @@ class SqliteStore:
 
     async def delete_objects(self, object_ids: list[str], events: list[NewEvent]) -> list[Event]:
         def delete(tx: _Tx) -> None:
-            tx.conn.executemany("DELETE FROM objects WHERE id = ?", [(i,) for i in object_ids])
-            tx.conn.executemany("DELETE FROM records WHERE sheet_id = ?", [(i,) for i in object_ids])
+            ids = [(i,) for i in object_ids]
+            tx.conn.executemany("DELETE FROM snapshot_records WHERE snapshot_id IN"
+                                " (SELECT id FROM objects WHERE kind = 'snapshot' AND parent_id = ?)", ids)
+            tx.conn.executemany("DELETE FROM objects WHERE kind = 'snapshot' AND parent_id = ?", ids)
+            tx.conn.executemany("DELETE FROM objects WHERE id = ?", ids)
+            tx.conn.executemany("DELETE FROM records WHERE sheet_id = ?", ids)
             tx.append(events)
 
         _, added = await self._write(delete)
@@ -886,6 +907,71 @@ class SqliteStore:
             ], total
 
         return await self._read(list_)
+
+    # -- snapshots ------------------------------------------------------------
+
+    async def create_snapshot(self, snapshot_id: str, sheet_id: str,
+                              make: SnapshotMake) -> tuple[StoredObject, list[Event]]:
+        def create(tx: _Tx) -> StoredObject:
+            conn = tx.conn
+            if conn.execute("SELECT 1 FROM objects WHERE id = ? AND kind = 'sheet'", (sheet_id,)).fetchone() is None:
+                raise NotFound(f"Sheet {sheet_id} not found.", details={"id": sheet_id})
+            count = conn.execute(
+                "INSERT INTO snapshot_records (snapshot_id, pos, id, vals, created_at, updated_at)"
+                " SELECT ?, row_number() OVER (ORDER BY pos), id, vals, created_at, updated_at"
+                " FROM records WHERE sheet_id = ?", (snapshot_id, sheet_id)).rowcount
+            doc, events = make(count)
+            conn.execute("INSERT INTO objects (id, kind, parent_id, doc) VALUES (?, 'snapshot', ?, ?)",
+                         (snapshot_id, sheet_id, json.dumps(doc)))
+            tx.append(events)
+            return StoredObject(snapshot_id, "snapshot", sheet_id, doc)
+
+        return await self._write(create)
+
+    async def list_snapshot_records(self, snapshot_id: str, sheet_id: str, limit: int,
+                                    offset: int) -> tuple[list[Record], int]:
+        def list_(conn: sqlite3.Connection) -> tuple[list[Record], int]:
+            total = conn.execute("SELECT count(*) FROM snapshot_records WHERE snapshot_id = ?",
+                                 (snapshot_id,)).fetchone()[0]
+            rows = conn.execute(
+                "SELECT id, vals, created_at, updated_at FROM snapshot_records WHERE snapshot_id = ?"
+                " ORDER BY pos LIMIT ? OFFSET ?", (snapshot_id, limit, offset)).fetchall()
+            return [Record(id=r[0], sheet_id=sheet_id, values=json.loads(r[1]), created_at=r[2], updated_at=r[3])
+                    for r in rows], total
+
+        return await self._read(list_)
+
+    async def restore_snapshot(self, snapshot_id: str, sheet_id: str, now: datetime,
+                               make: RestoreMake) -> tuple[RecordCounts, list[Event]]:
+        def restore(tx: _Tx) -> RecordCounts:
+            conn = tx.conn
+            if conn.execute("SELECT 1 FROM objects WHERE id = ? AND kind = 'snapshot'",
+                            (snapshot_id,)).fetchone() is None:
+                raise NotFound(f"Snapshot {snapshot_id} not found.", details={"id": snapshot_id})
+            saved = [(r[0], json.loads(r[1]), r[2], r[3]) for r in conn.execute(
+                "SELECT id, vals, created_at, updated_at FROM snapshot_records WHERE snapshot_id = ? ORDER BY pos",
+                (snapshot_id,))]
+            current = {r[0]: (json.loads(r[1]), r[2]) for r in conn.execute(
+                "SELECT id, vals, updated_at FROM records WHERE sheet_id = ?", (sheet_id,))}
+            rows, counts = plan_restore(saved, current, now.isoformat())
+            # Every row again, in the snapshot's order: the sheet reads back as it did when it was taken.
+            conn.execute("DELETE FROM records WHERE sheet_id = ?", (sheet_id,))
+            conn.executemany("INSERT INTO records (id, sheet_id, vals, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+                             [(i, sheet_id, json.dumps(v), c, u) for i, v, c, u in rows])
+            tx.append(make(counts))
+            return counts
+
+        return await self._write(restore)
+
+    async def delete_snapshot(self, snapshot_id: str, events: list[NewEvent]) -> list[Event]:
+        def delete(tx: _Tx) -> None:
+            if tx.conn.execute("DELETE FROM objects WHERE id = ? AND kind = 'snapshot'", (snapshot_id,)).rowcount == 0:
+                raise NotFound(f"Snapshot {snapshot_id} not found.", details={"id": snapshot_id})
+            tx.conn.execute("DELETE FROM snapshot_records WHERE snapshot_id = ?", (snapshot_id,))
+            tx.append(events)
+
+        _, added = await self._write(delete)
+        return added
 
     # -- the event log --------------------------------------------------------
 

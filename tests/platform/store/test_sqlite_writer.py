@@ -60,7 +60,7 @@ async def test_checkpoints_copy_the_wal_into_the_database_off_the_event_loop(db_
         store._checkpoint = traced  # type: ignore[attr-defined]
         store._checkpoint_due.set()  # type: ignore[attr-defined]
         with anyio.fail_after(5):
-            while not threads:
+            while not results:  # the checkpoint has returned (it starts, in `threads`, before that)
                 await anyio.sleep(0.01)
         assert threads[0] != threading.main_thread().name
         busy, frames, copied = results[0]

@@ -319,7 +319,7 @@ export async function performNext(job, next) {
         for (const file of next.files) await download(`/api/v1/files/${encodeURIComponent(file.fileId)}/content`);
         break;
       case "snapshot":
-        navigate(`/sheets/${encodeURIComponent(next.sheetId)}?snapshot=${encodeURIComponent(next.snapshotId)}`);
+        navigate(`/snapshots/${encodeURIComponent(next.snapshotId)}`);
         break;
       case "view": {
         const hidden = (next.hiddenColumns || []).map(encodeURIComponent).join(",");

@@ -9,6 +9,7 @@ import { documentView, documentsView } from "./views/documents.js";
 import { fileView, filesView } from "./views/files.js";
 import { jobView } from "./views/job.js";
 import { jobsView } from "./views/jobs.js";
+import { snapshotView } from "./views/snapshots.js";
 import { spaceView } from "./views/spaces.js";
 import { sheetView, workbookView, workbooksView } from "./views/workbooks.js";
 
@@ -17,6 +18,7 @@ router.route("/jobs/:id", jobView, "jobs");
 router.route("/workbooks", workbooksView, "workbooks");
 router.route("/workbooks/:id", workbookView, "workbooks");
 router.route("/sheets/:id", sheetView, "workbooks");
+router.route("/snapshots/:id", snapshotView, "workbooks");
 router.route("/files", filesView, "files");
 router.route("/files/:id", fileView, "files");
 router.route("/documents", documentsView, "documents");

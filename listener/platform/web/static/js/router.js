@@ -40,7 +40,7 @@ export function setQuery(params) {
   window.history.replaceState(null, "", `#${current().path}${text ? `?${text}` : ""}`);
 }
 
-const KINDS = { jb: "jobs", wb: "workbooks", sh: "sheets", fl: "files", dc: "documents", sp: "spaces" };
+const KINDS = { jb: "jobs", wb: "workbooks", sh: "sheets", fl: "files", dc: "documents", sp: "spaces", ss: "snapshots" };
 
 /** The in-app link to an object by its id (`next: {type: "id"}`), with an optional sub-path and query. */
 export function hrefFor(id, path = null, query = null) {

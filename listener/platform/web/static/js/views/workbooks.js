@@ -6,6 +6,7 @@ import { append, field, fill, h } from "../dom.js";
 import { timeEl } from "../format.js";
 import { navigate } from "../router.js";
 import { stream, throttle } from "../stream.js";
+import { snapshotList } from "./snapshots.js";
 
 /** The workbooks (of one space, when given) as a table, kept live. */
 export async function workbookList(container, ctx, { spaceId = null } = {}) {
@@ -65,16 +66,16 @@ export async function workbookView(main, { id }, query, ctx) {
 const PAGE_SIZE = 50;
 
 /**
- * A sheet's records. `?hidden=a,b` hides columns (an outcome's `view`), `?snapshot=` says which
- * snapshot the person came to see, `?q=` filters the rows shown (an outcome's `clear_filters` drops it).
+ * A sheet's records and its snapshots. `?hidden=a,b` hides columns (an outcome's `view`), `?q=` filters
+ * the rows shown (an outcome's `clear_filters` drops it).
  */
 export async function sheetView(main, { id }, query, ctx) {
   const sheet = await get(`/sheets/${encodeURIComponent(id)}`);
   const wb = await get(`/workbooks/${encodeURIComponent(sheet.workbookId)}`).catch(() => null);
+  const snapshots = await snapshotList(sheet.id, ctx).catch(() => null);
   if (!ctx.active) return;
   document.title = `${sheet.name} · Listener`;
   const hidden = new Set((query.get("hidden") || "").split(",").map((s) => s.trim()).filter(Boolean));
-  const snapshot = query.get("snapshot");
   let filter = query.get("q") || "";
   let page = 1;
   const columns = sheet.fields.filter((f) => !hidden.has(f.key));
@@ -85,11 +86,6 @@ export async function sheetView(main, { id }, query, ctx) {
   const prev = h("button", { type: "button", class: "btn small" }, "‹ Previous");
   const next = h("button", { type: "button", class: "btn small" }, "Next ›");
   const banners = [];
-  if (snapshot) {
-    banners.push(h("div", { class: "banner", role: "status", "data-banner": "snapshot" },
-      h("span", {}, "Snapshot ", h("code", {}, snapshot), " of this sheet."),
-      h("button", { type: "button", class: "btn small", onclick: () => navigate(`/sheets/${sheet.id}`) }, "Back to live data")));
-  }
   if (hidden.size) {
     banners.push(h("div", { class: "banner", role: "status", "data-banner": "hidden" },
       h("span", {}, `Hidden columns: ${[...hidden].join(", ")}`),
@@ -111,7 +107,8 @@ export async function sheetView(main, { id }, query, ctx) {
       h("div", { class: "toolbar" }, field("Filter", filterInput, "field inline-field"), summary),
       h("div", { class: "table-wrap" }, h("table", { class: "records" },
         h("thead", {}, h("tr", {}, columns.map((f) => h("th", { scope: "col", dataset: { key: f.key } }, f.label || f.key)))), tbody)),
-      h("div", { class: "pager" }, h("span"), h("div", { class: "buttons" }, prev, next))));
+      h("div", { class: "pager" }, h("span"), h("div", { class: "buttons" }, prev, next))),
+    snapshots);
 
   let records = [];
   let total = 0;
