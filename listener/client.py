@@ -399,7 +399,7 @@ class ClientJobs(_Resource):
                                      "operation": _as_list(operation), "created_by": created_by,
                                      "parent_id": parent_id, "is_part": is_part,
                                      "limit": limit, "offset": offset}, what="job query")
-        params = [("status", s.value) for s in query.status] + [("type", k.value) for k in query.type]
+        params = [("status", s) for s in query.status] + [("type", k) for k in query.type]
         params += [("operation", o) for o in query.operation]
         if query.created_by is not None:
             params.append(("createdBy", query.created_by))
