@@ -318,7 +318,8 @@ BAD: dict[str, Bad] = {
     # unknown and mistyped fields
     "create: unknown field": Bad("POST", "/jobs", 422, "invalid", ("colour",), json={**J, "colour": "red"}),
     "create: snake_case field": Bad("POST", "/jobs", 422, "invalid", ("created_by",), json={**J, "created_by": "x"}),
-    "create: mistyped enum": Bad("POST", "/jobs", 422, "invalid", ("type",), json={**J, "type": "spreadsheet"}),
+    "create: mistyped enum": Bad("POST", "/jobs", 422, "invalid", ("trigger",), json={**J, "trigger": "later"}),
+    "create: type not an identifier": Bad("POST", "/jobs", 422, "invalid", ("type",), json={**J, "type": "A b"}),
     "create: mistyped bool": Bad("POST", "/jobs", 422, "invalid", ("managed",), json={**J, "managed": "maybe"}),
     "create: mistyped object": Bad("POST", "/jobs", 422, "invalid", ("input",), json={**J, "input": [1]}),
     "create: missing field": Bad("POST", "/jobs", 422, "invalid", ("operation",), json={"type": "workbook"}),
