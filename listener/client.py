@@ -393,6 +393,8 @@ class ClientJobs(_Resource):
     ) -> Page[Job]:
         """Jobs, newest first, filtered by status, type, operation and creator.
 
+        `status` takes our statuses and Cocoa Canvas's, Fiddler's and Zoltar's words, in any case
+        (`SUCCESS`, `pending`, `RETRY`, `TIMEOUT`: listener.status_words); `type` any job type.
         `parent_id` lists a split job's parts, in part order; `is_part=False` leaves parts out.
         """
         query = parse(JobListQuery, {"status": _as_list(status), "type": _as_list(type),

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["DETAILS", "FIDDLER_STATUSES", "WORDS", "StatusFilter", "Word", "accepted", "fiddler_status",
+__all__ = ["DETAILS", "WORDS", "StatusFilter", "Word", "accepted", "fiddler_status",
            "resolve", "status_detail", "word"]
 
 RETRY = "retry"
@@ -64,7 +64,6 @@ WORDS: dict[str, Word] = {}
 for _w in _WORDS:
     WORDS.setdefault(_w.word.lower(), _w)
 
-FIDDLER_STATUSES = ("PENDING", "STARTED", "SUCCESS", "FAILURE", "RETRY", "REVOKED")
 _FIDDLER = {"created": "PENDING", "planning": "PENDING", "scheduled": "PENDING", "ready": "PENDING",
             "executing": "STARTED", "complete": "SUCCESS", "failed": "FAILURE", "cancelled": "REVOKED"}
 
