@@ -109,15 +109,19 @@ def _parser() -> argparse.ArgumentParser:
     jobs = commands.add_parser("jobs", help="look at and manage jobs on a server")
     jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True)
     listing = jobs_commands.add_parser("list", help="list jobs, newest first")
-    listing.add_argument("--status", action="append", help="only jobs in this status (repeatable)")
-    listing.add_argument("--type", action="append", help="only jobs of this type, e.g. workbook (repeatable)")
+    listing.add_argument("--status", action="append",
+                         help="only jobs in this status, or another system's word for it, in any case: Fiddler's "
+                              "PENDING, STARTED, SUCCESS, FAILURE, RETRY, REVOKED, Cocoa Canvas's pending, "
+                              "processing, completed, failed, Zoltar's TIMEOUT (repeatable, or comma-separated)")
+    listing.add_argument("--type", action="append",
+                         help="only jobs of this type, e.g. workbook or voters (repeatable, or comma-separated)")
     listing.add_argument("--operation", action="append", help="only jobs of this operation (repeatable)")
     listing.add_argument("--parent", metavar="JOB_ID", help="the parts of this split job, in part order")
     listing.add_argument("--top-level", action="store_true", help="leave the parts of split jobs out")
     listing.add_argument("--limit", type=int, default=50)
     listing.add_argument("--offset", type=int, default=0)
     created = jobs_commands.add_parser("create", help="create a job")
-    created.add_argument("job", help="domain:operation, e.g. workbook:export")
+    created.add_argument("job", help="type:operation, e.g. workbook:export or voters:geocode")
     created.add_argument("--source", help="the id of the object the job works on")
     created.add_argument("--manual", action="store_true", help="wait for `execute` instead of starting at once")
     created.add_argument("--input", type=json.loads, default=None, help="the job's input as a JSON object")
@@ -296,6 +300,11 @@ def _show(console: Console, jobs: Sequence[Job], as_json: bool, total: int | Non
         console.print(f"{len(jobs)} of {total} job(s)")
 
 
+def _split(values: list[str] | None) -> list[str] | None:
+    """Repeated options and comma-separated values, as `?status=failed,RETRY` reads them."""
+    return None if values is None else [part for value in values for part in value.split(",")]
+
+
 async def _jobs(args: argparse.Namespace) -> None:
     from listener.client import Client
 
@@ -306,7 +315,7 @@ async def _jobs(args: argparse.Namespace) -> None:
     async with Client(_urls(args.url), token=args.token) as client:
         command = args.jobs_command
         if command == "list":
-            page = await client.jobs.list(status=args.status, type=args.type, operation=args.operation,
+            page = await client.jobs.list(status=_split(args.status), type=_split(args.type), operation=args.operation,
                                           parent_id=args.parent, is_part=False if args.top_level else None,
                                           limit=args.limit, offset=args.offset)
             _show(console, page.items, args.json, page.total)

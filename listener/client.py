@@ -408,13 +408,15 @@ class ClientJobs(_Resource):
     ) -> Page[Job]:
         """Jobs, newest first, filtered by status, type, operation and creator.
 
+        `status` takes our statuses and Cocoa Canvas's, Fiddler's and Zoltar's words, in any case
+        (`SUCCESS`, `pending`, `RETRY`, `TIMEOUT`: listener.status_words); `type` any job type.
         `parent_id` lists a split job's parts, in part order; `is_part=False` leaves parts out.
         """
         query = parse(JobListQuery, {"status": _as_list(status), "type": _as_list(type),
                                      "operation": _as_list(operation), "created_by": created_by,
                                      "parent_id": parent_id, "is_part": is_part,
                                      "limit": limit, "offset": offset}, what="job query")
-        params = [("status", s.value) for s in query.status] + [("type", k.value) for k in query.type]
+        params = [("status", s) for s in query.status] + [("type", k) for k in query.type]
         params += [("operation", o) for o in query.operation]
         if query.created_by is not None:
             params.append(("createdBy", query.created_by))

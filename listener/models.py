@@ -24,11 +24,14 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    WithJsonSchema,
     computed_field,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
+from listener import status_words
 from listener.errors import Invalid
 
 if TYPE_CHECKING:
@@ -130,7 +133,7 @@ _TERMINAL = frozenset({JobStatus.COMPLETE, JobStatus.FAILED, JobStatus.CANCELLED
 
 
 class JobType(enum.StrEnum):
-    """The domain a job works on; with the operation it names the job (`workbook:export`)."""
+    """The five domains a job can work on. A job's type is one of these or any name of its own (JobTypeName)."""
 
     SPACE = "space"
     WORKBOOK = "workbook"
@@ -171,6 +174,28 @@ def _safe_url(url: str) -> str:
 SafeUrl = Annotated[str, AfterValidator(_safe_url)]
 NonEmpty = Annotated[str, Field(min_length=1)]
 Operation = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.\-]+$")]
+JobTypeName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]
+"""A job's type: a domain (JobType) or a lowercase identifier of its own, such as `voters` or `import_voters`."""
+
+
+def _status_word(value: str) -> str:
+    try:
+        return status_words.word(value)
+    except ValueError as exc:
+        raise PydanticCustomError("status_word", str(exc)) from None
+
+
+def _any_case(word: str) -> str:
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in word)
+
+
+StatusWord = Annotated[str, AfterValidator(_status_word), WithJsonSchema({
+    "type": "string",
+    "pattern": f"^({'|'.join(_any_case(w.word) for w in status_words.WORDS.values())})$",
+    "description": f"A status, or another system's word for one (DESIGN.md §2): {status_words.accepted()}.",
+    "examples": ["failed", "SUCCESS", "pending", "TIMEOUT"],
+})]
+"""A status word of `jobs.list`, any case, read as its lowercased form (listener.status_words)."""
 
 
 class NextId(Model):
@@ -334,6 +359,9 @@ class JobParts(Model):
         return self.completed + self.failed + self.cancelled
 
 
+_COMPUTED = frozenset({"job", "fiddlerStatus"})
+
+
 class Job(Model):
     """A unit of long work and everything known about it.
 
@@ -343,7 +371,7 @@ class Job(Model):
     """
 
     id: str
-    type: JobType
+    type: str
     operation: str
     source: str | None = None
     destination: str | None = None
@@ -395,9 +423,9 @@ class Job(Model):
     @model_validator(mode="before")
     @classmethod
     def _drop_computed(cls, data: Any) -> Any:
-        # `job` is derived from type and operation; accept it back from our own JSON.
-        if isinstance(data, dict) and "job" in data:
-            data = {k: v for k, v in data.items() if k != "job"}
+        # `job` and `fiddlerStatus` are derived from other fields; accept them back from our own JSON.
+        if isinstance(data, dict) and ("job" in data or "fiddlerStatus" in data):
+            data = {k: v for k, v in data.items() if k not in _COMPUTED}
         return data
 
     @computed_field  # type: ignore[prop-decorator]
@@ -405,6 +433,12 @@ class Job(Model):
     def job(self) -> str:
         """The job's name, `type:operation`, as listeners filter on it."""
         return f"{self.type}:{self.operation}"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def fiddler_status(self) -> Literal["PENDING", "STARTED", "SUCCESS", "FAILURE", "RETRY", "REVOKED"]:
+        """The status in Fiddler's words (DESIGN.md §2); `jobs.list(status=...)` takes it back."""
+        return status_words.fiddler_status(self.status.value, self.attempt)  # type: ignore[return-value]
 
     @property
     def error_message(self) -> str | None:
@@ -861,7 +895,7 @@ MAX_INT64 = 2**63 - 1
 class JobCreate(Model):
     """The body of `jobs.create`."""
 
-    type: JobType
+    type: JobTypeName
     operation: Operation
     source: NonEmpty | None = None
     destination: str | None = None
@@ -967,10 +1001,13 @@ class JobFail(Model):
 
 
 class JobListQuery(Model):
-    """The filters of `jobs.list`; `is_part=False` leaves parts out, `parent_id` lists one job's parts."""
+    """The filters of `jobs.list`; `is_part=False` leaves parts out, `parent_id` lists one job's parts.
 
-    status: list[JobStatus] = []
-    type: list[JobType] = []
+    `status` takes our statuses and other systems' words for them, in any case (listener.status_words).
+    """
+
+    status: list[StatusWord] = []
+    type: list[JobTypeName] = []
     operation: list[str] = []
     created_by: str | None = None
     parent_id: NonEmpty | None = None
@@ -998,8 +1035,9 @@ class JobSplit(Model):
 
 def _job_name(value: str) -> str:
     kind, _, operation = value.partition(":")
-    if kind not in JobType.__members__.values() or not re.fullmatch(r"[A-Za-z0-9_.\-]{1,100}", operation):
-        raise ValueError(f"must be type:operation with a type among {', '.join(JobType)}, as 'workbook:export'")
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", kind) or not re.fullmatch(r"[A-Za-z0-9_.\-]{1,100}", operation):
+        raise ValueError("must be type:operation, the type a lowercase identifier such as 'workbook' or 'voters', "
+                         "as 'workbook:export'")
     return value
 
 

@@ -72,6 +72,41 @@ async def test_jobs_configure_and_list_parts(server: Server) -> None:
 
 
 @pytest.mark.anyio
+async def test_jobs_list_takes_other_systems_status_words_and_types_of_their_own(server: Server) -> None:
+    api = server.platform.api.as_actor("admin")
+    done = await api.jobs.complete((await api.jobs.ack((await api.jobs.create(type="voters",
+                                                                                operation="geocode")).id)).id)
+    flaky = await api.jobs.ack((await api.jobs.create(type="workbook", operation="export",
+                                                      retry={"max_attempts": 2, "base_seconds": 3600})).id)
+    await api.jobs.fail(flaky.id, error="busy", retryable=True)
+    slow = await api.jobs.fail((await api.jobs.ack((await api.jobs.create(type="import_voters",
+                                                                          operation="run")).id)).id,
+                               error="too long", kind="timeout")
+    waiting = await api.jobs.create(type="voters", operation="geocode")
+
+    async def listed(*args: str) -> list[str]:
+        code, out, err = await cli(server, "jobs", "list", *args, "--json")
+        assert code == 0, err
+        return [j["id"] for j in json.loads(out)["items"]]
+
+    assert await listed("--status", "SUCCESS") == await listed("--status", "completed") == [done.id]
+    assert await listed("--status", "retry") == [flaky.id]
+    assert await listed("--status", "TIMEOUT") == [slow.id]
+    assert await listed("--status", "PENDING,RETRY") == await listed("--status", "pending", "--status", "RETRY") \
+        == [waiting.id, flaky.id]
+    assert await listed("--type", "voters") == [waiting.id, done.id]
+    assert await listed("--type", "voters,import_voters", "--status", "FAILURE") == [slow.id]
+    code, out, _ = await cli(server, "jobs", "get", flaky.id, "--json")
+    assert (json.loads(out)["status"], json.loads(out)["fiddlerStatus"]) == ("scheduled", "RETRY")
+    code, out, _ = await cli(server, "jobs", "create", "import_voters:csv", "--json")
+    assert code == 0 and json.loads(out)["job"] == "import_voters:csv"
+    code, _, err = await cli(server, "jobs", "list", "--status", "SUCCEEDED")
+    assert code == 1 and "status" in err and "SUCCESS" in err and "pending" in err and "TIMEOUT" in err
+    code, out, _ = await cli(server, "jobs", "list", "--help")
+    assert "SUCCESS" in out and "TIMEOUT" in out
+
+
+@pytest.mark.anyio
 async def test_errors_are_one_clear_line(server: Server) -> None:
     code, _, err = await cli(server, "jobs", "get", "jb_missing")
     assert code == 1 and err.splitlines()[0] == "listener: Job jb_missing not found."

@@ -121,7 +121,7 @@ BAD_INPUT: list[Any] = [
                  lambda api, i: api.jobs.fail(i, outcome={"next": {"type": "url", "url": "javascript:x"}}),
                  id="javascript-url"),
     pytest.param("kind", lambda api, i: api.jobs.fail(i, kind="oops"), id="bad-kind"),
-    pytest.param("type", lambda api, i: api.jobs.create(type="spreadsheet", operation="export"), id="bad-type"),
+    pytest.param("type", lambda api, i: api.jobs.create(type="Spread sheet", operation="export"), id="bad-type"),
     pytest.param("operation", lambda api, i: api.jobs.create(type="workbook", operation="has spaces"),
                  id="bad-operation"),
     pytest.param("source", lambda api, i: api.jobs.create(type="workbook", operation="x", source="wb_nope"),

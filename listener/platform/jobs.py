@@ -16,7 +16,7 @@ from typing import Any
 
 import anyio
 
-from listener import topics
+from listener import status_words, topics
 from listener.errors import Conflict, Gone, Invalid, NotFound
 from listener.models import (
     Event,
@@ -95,7 +95,7 @@ def job_context(job: Job, base: EventContext | None = None) -> EventContext:
     """The context every event about `job` carries."""
     base = base or EventContext()
     return base.model_copy(
-        update={"job_id": job.id, "job": job.job, "domain": job.type.value, "operation": job.operation}
+        update={"job_id": job.id, "job": job.job, "domain": job.type, "operation": job.operation}
     )
 
 
@@ -426,6 +426,8 @@ class JobService:
     ) -> Page[Job]:
         """Jobs, newest first, filtered by status, type, operation and creator.
 
+        `status` takes our statuses and Cocoa Canvas's, Fiddler's and Zoltar's words, in any case
+        (`SUCCESS`, `pending`, `RETRY`, `TIMEOUT`: listener.status_words); `type` any job type.
         `parent_id` lists a split job's parts, in part order; `is_part=False` leaves parts out.
         """
         query = parse(
@@ -434,9 +436,10 @@ class JobService:
              "created_by": created_by, "parent_id": parent_id, "is_part": is_part, "limit": limit, "offset": offset},
             what="job query",
         )
+        words = status_words.resolve(query.status)
         items, total = await self._store.list_jobs(
-            JobQuery(query.status, query.type, query.operation, query.created_by, query.parent_id, query.is_part,
-                     query.limit, query.offset)
+            JobQuery([S(s) for s in words.statuses], query.type, query.operation, query.created_by, query.parent_id,
+                     query.is_part, query.limit, query.offset, words.details, [S(s) for s in words.undetailed])
         )
         return Page[Job](items=[self._bind(j) for j in items], total=total, limit=query.limit, offset=query.offset)
 

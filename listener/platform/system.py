@@ -344,7 +344,7 @@ def _job(event: Event) -> Job:
 
 def _source(job: Job) -> str:
     if not job.source:
-        raise NonRetryable(f"source: a {job.job} job needs the {job.type.value} it works on as its source.")
+        raise NonRetryable(f"source: a {job.job} job needs the {job.type} it works on as its source.")
     return job.source
 
 

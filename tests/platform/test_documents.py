@@ -113,7 +113,7 @@ async def test_an_action_on_a_document_runs_a_job_sourced_from_it(platform: Plat
 
     async with platform.running(listener):
         job = await platform.api.actions.trigger(doc.id, "summarize")
-        assert (job.job, job.type.value, job.source, job.mode.value) == ("document:summarize", "document", doc.id,
+        assert (job.job, job.type, job.source, job.mode.value) == ("document:summarize", "document", doc.id,
                                                                          "background")
         assert job.input == {"words": 50}  # the form's default
         job = await platform.api.jobs.wait(job.id, timeout=5)

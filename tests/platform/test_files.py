@@ -465,7 +465,7 @@ async def test_an_action_on_a_file_runs_a_file_job_sourced_from_it(platform: Pla
 
     async with platform.running(listener):
         job = await api.actions.trigger(file.id, "extract")
-        assert (job.job, job.type.value, job.operation, job.source) == ("file:extract", "file", "extract", file.id)
+        assert (job.job, job.type, job.operation, job.source) == ("file:extract", "file", "extract", file.id)
         job = await api.jobs.wait(job.id, timeout=5)
     assert job.status is JobStatus.COMPLETE and job.outcome is not None and job.outcome.message == "2 rows"
     assert (handled[0].context.file_id, handled[0].context.space_id) == (file.id, space.id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 import anyio
@@ -150,8 +151,9 @@ async def test_bad_input_is_refused_and_changes_nothing(platform: Platform, call
 
 
 async def test_create_refuses_bad_fields(platform: Platform) -> None:
-    with pytest.raises(Invalid, match="type"):
-        await platform.api.jobs.create(type="spreadsheet", operation="export")
+    for kind in ("Spreadsheet", "spread sheet", "9lives", "", "x" * 65):  # a type is a lowercase identifier
+        with pytest.raises(Invalid, match="type"):
+            await platform.api.jobs.create(type=kind, operation="export")
     with pytest.raises(Invalid, match="operation"):
         await platform.api.jobs.create(type="workbook", operation="has spaces")
     with pytest.raises(Invalid, match="source"):
@@ -288,3 +290,145 @@ async def test_concurrent_creations_with_one_idempotency_key_make_one_job(platfo
             tg.start_soon(create)
     assert len(set(ids)) == 1 and len(ids) == 20
     assert (await platform.api.jobs.list()).total == 1
+
+
+async def every_kind_of_job(api: PlatformApi, clock: ManualClock, type: str = "workbook") -> dict[str, Job]:
+    """A job in each state other systems have a word for, by a name that says which."""
+    jobs: dict[str, Job] = {}
+
+    async def running(**kw: Any) -> Job:
+        return await api.jobs.ack((await api.jobs.create(type=type, operation="export", **kw)).id)
+
+    jobs["created"] = await api.jobs.create(type=type, operation="export", trigger="manual")
+    jobs["planning"] = await api.jobs.create(type=type, operation="export", predecessor_ids=[jobs["created"].id])
+    jobs["scheduled"] = await api.jobs.create(type=type, operation="export", run_at=clock.now() + timedelta(hours=1))
+    jobs["ready"] = await api.jobs.create(type=type, operation="export")
+    jobs["executing"] = await running()
+    jobs["complete"] = await api.jobs.complete((await running()).id)
+    jobs["failed"] = await api.jobs.fail((await running()).id, error="boom")
+    jobs["timeout"] = await api.jobs.fail((await running()).id, error="too long", kind="timeout")
+    flaky = await running(retry={"max_attempts": 3, "base_seconds": 3600})
+    jobs["retry"] = await api.jobs.fail(flaky.id, error="flaky", retryable=True)
+    jobs["cancelled"] = await api.jobs.cancel((await api.jobs.create(type=type, operation="export")).id)
+    assert {n: j.status.value for n, j in jobs.items()} == {**{n: n for n in jobs}, "timeout": "failed",
+                                                            "retry": "scheduled"}
+    return jobs
+
+
+NOT_STARTED = {"created", "planning", "scheduled", "ready"}
+# Each word (any case) and the jobs of every_kind_of_job it lists (DESIGN.md §2).
+WORD_LISTS: dict[str, set[str]] = {
+    # Cocoa Canvas
+    "pending": NOT_STARTED, "processing": {"executing"}, "completed": {"complete"}, "failed": {"failed", "timeout"},
+    # Fiddler: PENDING and RETRY split the jobs not started, as Fiddler's statuses do
+    "PENDING": NOT_STARTED, "STARTED": {"executing"}, "SUCCESS": {"complete"}, "FAILURE": {"failed", "timeout"},
+    "RETRY": {"retry"}, "REVOKED": {"cancelled"},
+    # Zoltar
+    "TIMEOUT": {"timeout"},
+    # ours, as before
+    "created": {"created"}, "planning": {"planning"}, "scheduled": {"scheduled", "retry"}, "ready": {"ready"},
+    "executing": {"executing"}, "complete": {"complete"}, "cancelled": {"cancelled"},
+    # any case
+    "Success": {"complete"}, "retry": {"retry"}, "timeout": {"timeout"}, "Pending": NOT_STARTED,
+}
+FIDDLER = {"created": "PENDING", "planning": "PENDING", "scheduled": "PENDING", "ready": "PENDING",
+           "executing": "STARTED", "complete": "SUCCESS", "failed": "FAILURE", "timeout": "FAILURE",
+           "retry": "RETRY", "cancelled": "REVOKED"}
+
+
+async def test_list_takes_cocoa_canvas_fiddler_and_zoltar_status_words(platform: Platform, clock: ManualClock) -> None:
+    api = platform.api
+    jobs = await every_kind_of_job(api, clock)
+    others = await every_kind_of_job(api, clock, type="voters")  # another type: filtered out by type below
+    names = {j.id: n for n, j in jobs.items()}
+
+    async def listed(status: str | list[str], **kw: Any) -> set[str]:
+        page = await api.jobs.list(status=status, type="workbook", **kw)
+        assert page.total == len(page.items)
+        return {names[j.id] for j in page.items}
+
+    for word, want in WORD_LISTS.items():
+        assert await listed(word) == want, word
+        page = await api.jobs.list(status=word, type="workbook", limit=1)  # newest first, and counted
+        newest = max(want, key=lambda n: (jobs[n].created_at, list(jobs).index(n)))
+        assert ([names[j.id] for j in page.items], page.total) == ([newest], len(want)), word
+        assert (await api.jobs.list(status=word)).total == 2 * len(want), word  # without a type
+    # Several words at once: any of them.
+    assert await listed(["pending", "RETRY"]) == NOT_STARTED | {"retry"}
+    assert await listed(["TIMEOUT", "RETRY"]) == {"timeout", "retry"}
+    assert await listed(["FAILURE", "timeout"]) == {"failed", "timeout"}
+    assert await listed(["PENDING", "STARTED"]) == NOT_STARTED | {"executing"}
+    assert await listed(["scheduled", "RETRY", "SUCCESS"]) == {"scheduled", "retry", "complete"}
+    assert await listed(["retry", "REVOKED", "ready"]) == {"retry", "cancelled", "ready"}
+    # A job's fiddlerStatus is Fiddler's word, and listing by it finds the job.
+    for name, job in jobs.items():
+        fresh = await api.jobs.get(job.id)
+        assert fresh.fiddler_status == FIDDLER[name], name
+        assert fresh.model_dump(mode="json")["fiddlerStatus"] == FIDDLER[name]
+        assert name in await listed(fresh.fiddler_status)
+        assert Job.model_validate_json(fresh.model_dump_json()) == fresh, "its own JSON reads back"
+    assert {others[n].fiddler_status for n in ("retry", "timeout")} == {"RETRY", "FAILURE"}
+
+
+async def test_a_retry_that_runs_is_pending_then_started_and_a_timeout_stays_one(platform: Platform,
+                                                                                   clock: ManualClock) -> None:
+    """The detail follows the job: a retry's backoff ends (ready: PENDING), it runs (STARTED), it times out."""
+    api = platform.api
+    job = await api.jobs.create(type="workbook", operation="export", retry={"max_attempts": 3, "base_seconds": 10,
+                                                                            "jitter": 0})
+    await api.jobs.ack(job.id)
+    await api.jobs.fail(job.id, error="flaky", retryable=True)
+    assert [j.id for j in (await api.jobs.list(status="RETRY")).items] == [job.id]
+    clock.advance(11)
+    await platform.scheduler.sweep()
+    assert (await api.jobs.get(job.id)).status is S.READY
+    assert (await api.jobs.list(status="RETRY")).total == 0
+    assert [j.id for j in (await api.jobs.list(status="PENDING")).items] == [job.id]
+    started = await api.jobs.ack(job.id)
+    assert (started.attempt, started.fiddler_status) == (2, "STARTED")
+    assert [j.id for j in (await api.jobs.list(status="STARTED")).items] == [job.id]
+    failed = await api.jobs.fail(job.id, error="took too long", kind="timeout")
+    assert (failed.status, failed.fiddler_status) == (S.FAILED, "FAILURE")
+    assert [j.id for j in (await api.jobs.list(status="TIMEOUT")).items] == [job.id]
+    again = await api.jobs.retry(job.id)  # by hand: no longer a timeout
+    assert (await api.jobs.list(status="TIMEOUT")).total == 0
+    assert [j.id for j in (await api.jobs.list(status="pending")).items] == [again.id]
+
+
+async def test_an_unknown_status_word_is_refused_naming_the_accepted_ones(platform: Platform) -> None:
+    for bad in ("done", "SUCCEEDED", "", "pending ", "REVO\u212aED"):  # the last with the Kelvin sign for K
+        with pytest.raises(Invalid) as raised:
+            await platform.api.jobs.list(status=["failed", bad])
+        assert raised.value.code == "invalid"
+        assert raised.value.details[0]["field"] == "status.1"
+        for word in ("status", "created", "pending", "processing", "completed", "SUCCESS", "RETRY", "REVOKED",
+                     "TIMEOUT", "any case"):
+            assert word in raised.value.message, (bad, word)
+
+
+async def test_a_type_of_its_own_is_listed_filtered_and_named_like_the_domains(platform: Platform) -> None:
+    """Cocoa Canvas's import_voters, a `voters:geocode` job: any lowercase identifier is a type."""
+    api = platform.api
+    imported = await api.jobs.create(type="import_voters", operation="run")
+    geocode = await api.jobs.create(type="voters", operation="geocode", input={"households": 100})
+    await api.jobs.create(type="workbook", operation="export")
+    assert (geocode.type, geocode.job) == ("voters", "voters:geocode")
+    assert [j.id for j in (await api.jobs.list(type="voters")).items] == [geocode.id]
+    both = await api.jobs.list(type=["import_voters", "voters"], status="pending")
+    assert [j.id for j in both.items] == [geocode.id, imported.id]
+    assert (await api.jobs.list(type="geocode_households")).total == 0
+    events = [e for e in await platform.store.read_events(0, 100) if e.context.job_id == geocode.id]
+    assert [(e.topic, e.context.job, e.context.domain, e.context.operation) for e in events] == [
+        ("job:created", "voters:geocode", "voters", "geocode"), ("job:ready", "voters:geocode", "voters", "geocode")]
+    for bad in ("Voters", "voters-2", "_voters"):
+        with pytest.raises(Invalid, match="type"):
+            await api.jobs.list(type=bad)
+    # The domains' check on source holds for every type: a source is an object that exists.
+    with pytest.raises(Invalid, match="source"):
+        await api.jobs.create(type="voters", operation="geocode", source="wb_nope")
+    space = await api.spaces.create(name="Campaign")
+    sourced = await api.jobs.create(type="voters", operation="geocode", source=space.id)
+    assert (await api.jobs.get(sourced.id)).source == space.id
+    # Limits are set per type:operation for these types too.
+    settings = await api.jobs.configure("voters:geocode", max_running=1)
+    assert settings.job == "voters:geocode"

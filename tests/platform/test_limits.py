@@ -108,7 +108,7 @@ async def test_a_type_timeout_applies_to_jobs_created_without_their_own(platform
 
 async def test_bad_settings_are_refused_naming_the_field(platform: Platform) -> None:
     with pytest.raises(Invalid, match="job"):
-        await platform.api.jobs.configure("nope:export", max_running=1)
+        await platform.api.jobs.configure("No pe:export", max_running=1)  # a type is a lowercase identifier
     with pytest.raises(Invalid, match="max_running"):
         await platform.api.jobs.configure("workbook:export", max_running=0)
     with pytest.raises(Invalid, match="starts_per_second"):

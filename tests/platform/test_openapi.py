@@ -122,6 +122,27 @@ async def test_the_list_and_stream_parameters_are_documented(server: Server) -> 
     assert "202" in create["responses"]
 
 
+async def test_the_document_describes_the_status_words_and_job_types(server: Server) -> None:
+    """`?status=` takes other systems' words in any case and nothing else; a type is any lowercase identifier."""
+    doc = await document(server)
+    params = {p["name"]: p["schema"] for p in doc["paths"][f"{API}/jobs"]["get"]["parameters"]}
+    word = params["status"]["items"]
+    for name in ("SUCCESS", "pending", "RETRY", "TIMEOUT", "REVOKED", "processing", "completed", "cancelled"):
+        assert name in word["description"]
+    pattern = re.compile(word["pattern"])
+    for ok in ("SUCCESS", "success", "Success", "pending", "PENDING", "RETRY", "timeout", "created", "STARTED"):
+        assert pattern.search(ok), ok
+    for bad in ("done", "", "success ", "SUCCEEDED", "pendingx", "REVO\u212aED"):
+        assert not pattern.search(bad), bad
+    kind = re.compile(params["type"]["items"]["pattern"])
+    assert all(kind.search(t) for t in ("workbook", "voters", "import_voters", "geocode_households"))
+    assert not any(kind.search(t) for t in ("Voters", "import-voters", "_x", "9x", ""))
+    job = doc["components"]["schemas"]["Job"]
+    assert job["properties"]["fiddlerStatus"]["enum"] == ["PENDING", "STARTED", "SUCCESS", "FAILURE", "RETRY",
+                                                          "REVOKED"]
+    assert job["properties"]["fiddlerStatus"]["readOnly"] is True
+
+
 def validator(doc: dict[str, Any], schema: dict[str, Any]) -> OAS31Validator:
     return OAS31Validator({**schema, "components": doc["components"]}, format_checker=oas31_format_checker)
 

@@ -116,6 +116,60 @@ async def test_list_filters_pages_and_counts(server: Server) -> None:
     assert await ids("limit=2&offset=10") == ([], 5)
 
 
+async def test_other_systems_status_words_and_types_of_their_own_over_rest(server: Server) -> None:
+    """Fiddler's, Cocoa Canvas's and Zoltar's words in `?status=`, any case, one or several; `?type=voters`."""
+    api = server.platform.api.as_actor("admin")
+    done = await api.jobs.complete((await api.jobs.ack((await api.jobs.create(type="voters",
+                                                                                operation="geocode")).id)).id)
+    slow = await api.jobs.ack((await api.jobs.create(type="import_voters", operation="run")).id)
+    slow = await api.jobs.fail(slow.id, error="ran too long", kind="timeout")
+    flaky = await api.jobs.ack((await api.jobs.create(type="voters", operation="geocode",
+                                                      retry={"max_attempts": 2, "base_seconds": 3600})).id)
+    flaky = await api.jobs.fail(flaky.id, error="geocoder busy", retryable=True)
+    waiting = await api.jobs.create(type="voters", operation="geocode")
+    t = server.admin_token
+
+    async def ids(query: str) -> list[str]:
+        status, page = await call(server, "GET", f"{API}/jobs?{query}", t)
+        assert status == 200, page
+        assert page["total"] == len(page["items"])
+        return [j["id"] for j in page["items"]]
+
+    assert await ids("status=SUCCESS") == await ids("status=completed") == await ids("status=success") == [done.id]
+    assert await ids("status=TIMEOUT") == await ids("status=Timeout&type=import_voters") == [slow.id]
+    assert await ids("status=FAILURE") == await ids("status=failed") == [slow.id]
+    assert await ids("status=RETRY") == [flaky.id]
+    assert await ids("status=PENDING") == await ids("status=pending&type=voters") == [waiting.id]
+    assert await ids("status=PENDING,RETRY") == await ids("status=pending&status=retry") == [waiting.id, flaky.id]
+    assert await ids("status=SUCCESS,TIMEOUT&type=voters") == [done.id]
+    assert await ids("type=voters") == [waiting.id, flaky.id, done.id]
+    assert await ids("type=import_voters,voters&status=processing") == []
+    # A job's JSON says its status in Fiddler's words too, beside ours.
+    for job, ours, fiddler in ((done, "complete", "SUCCESS"), (slow, "failed", "FAILURE"),
+                               (flaky, "scheduled", "RETRY"), (waiting, "ready", "PENDING")):
+        status, body = await call(server, "GET", f"{API}/jobs/{job.id}", t)
+        assert (status, body["status"], body["fiddlerStatus"], body["type"]) == (200, ours, fiddler, job.type)
+    # Created over REST: Cocoa Canvas's types, a 202 like any other.
+    status, body = await call(server, "POST", f"{API}/jobs", t, json={"type": "import_voters", "operation": "csv"})
+    assert (status, body["job"], body["fiddlerStatus"]) == (202, "import_voters:csv", "PENDING")
+    before = await snapshot(server)
+    status, body = await call(server, "POST", f"{API}/jobs", t, json={"type": "Import Voters", "operation": "csv"})
+    assert "type" in assert_error(status, body, 422, "invalid")
+    assert await snapshot(server) == before, "nothing written"
+
+
+async def test_an_unknown_status_word_is_a_422_listing_the_accepted_ones(server: Server) -> None:
+    for query in ("status=done", "status=failed,SUCCEEDED", "status=", "status=REVO%E2%84%AAED"):
+        status, body = await call(server, "GET", f"{API}/jobs?{query}", server.admin_token)
+        message = assert_error(status, body, 422, "invalid")
+        assert "status" in message and body["error"]["details"][0]["field"].startswith("status.")
+        for word in ("created", "cancelled", "pending", "processing", "completed", "PENDING", "STARTED", "SUCCESS",
+                     "FAILURE", "RETRY", "REVOKED", "TIMEOUT"):
+            assert word in message, (query, word)
+    status, body = await call(server, "GET", f"{API}/jobs?type=Voters", server.admin_token)
+    assert "type" in assert_error(status, body, 422, "invalid")
+
+
 async def test_a_job_through_its_life_over_rest(server: Server) -> None:
     agent = await server.token("worker", "agent")
     member = await server.token("carol", "member")
@@ -264,7 +318,8 @@ BAD: dict[str, Bad] = {
     # unknown and mistyped fields
     "create: unknown field": Bad("POST", "/jobs", 422, "invalid", ("colour",), json={**J, "colour": "red"}),
     "create: snake_case field": Bad("POST", "/jobs", 422, "invalid", ("created_by",), json={**J, "created_by": "x"}),
-    "create: mistyped enum": Bad("POST", "/jobs", 422, "invalid", ("type",), json={**J, "type": "spreadsheet"}),
+    "create: mistyped enum": Bad("POST", "/jobs", 422, "invalid", ("trigger",), json={**J, "trigger": "later"}),
+    "create: type not an identifier": Bad("POST", "/jobs", 422, "invalid", ("type",), json={**J, "type": "A b"}),
     "create: mistyped bool": Bad("POST", "/jobs", 422, "invalid", ("managed",), json={**J, "managed": "maybe"}),
     "create: mistyped object": Bad("POST", "/jobs", 422, "invalid", ("input",), json={**J, "input": [1]}),
     "create: missing field": Bad("POST", "/jobs", 422, "invalid", ("operation",), json={"type": "workbook"}),

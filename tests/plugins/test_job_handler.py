@@ -166,3 +166,24 @@ async def test_a_job_claimed_elsewhere_is_left_alone(platform: Platform) -> None
 def test_timeout_must_be_positive() -> None:
     with pytest.raises(ValueError, match="timeout"):
         job_handler("workbook:x", lambda e, t: None, timeout=0)
+
+
+async def test_a_type_of_its_own_is_handled_and_filtered_like_a_domain(platform: Platform) -> None:
+    """Cocoa Canvas's jobs: job_handler("voters:geocode"), and `job` / `domain` filters, on a custom type."""
+    seen: list[tuple[str, str | None]] = []
+
+    def geocode(event: Event, tick: Tick) -> Outcome:
+        return Outcome(message=f"Geocoded {event.cache['job'].input['households']} households.")
+
+    listener = Listener().use(job_handler("voters:geocode", geocode))
+    listener.on("job:completed", {"domain": "voters"}, lambda event: seen.append(("domain", event.context.job)))
+    listener.on("job:*", {"job": "voters:geocode", "status": "complete"},
+                lambda event: seen.append(("job", event.context.job)))
+    listener.on("job:completed", {"domain": "workbook"}, lambda event: seen.append(("workbook", event.context.job)))
+    async with platform.running(listener):
+        job = await platform.api.jobs.create(type="voters", operation="geocode", input={"households": 100})
+        other = await platform.api.jobs.create(type="import_voters", operation="run")  # nobody handles it
+        done = await platform.api.jobs.wait(job.id, timeout=5)
+    assert (done.status, done.outcome and done.outcome.message) == (JobStatus.COMPLETE, "Geocoded 100 households.")
+    assert sorted(seen) == [("domain", "voters:geocode"), ("job", "voters:geocode")]
+    assert (await platform.api.jobs.get(other.id)).status is JobStatus.READY

@@ -252,3 +252,61 @@ async def test_a_job_page_shows_failures_retries_and_subtasks(web: Web) -> None:
     await jobs.ack(parts[0].id)
     await jobs.complete(parts[0].id)  # the subtask's status changes live
     await expect(first).to_have_attribute("data-status", "complete")
+
+
+async def test_the_filter_takes_other_systems_status_words_and_a_job_page_says_fiddlers(web: Web) -> None:
+    """`#/jobs?status=SUCCESS` as typed, the select's Fiddler / Cocoa Canvas / Zoltar words, `?type=voters`,
+    and a job's page showing Fiddler's word beside ours, live."""
+    server = web.server
+    admin = server.platform.api.as_actor("admin")
+    jobs = server.platform.api.jobs
+    done = await jobs.complete((await jobs.ack((await admin.jobs.create(type="voters", operation="geocode")).id)).id)
+    flaky = await admin.jobs.create(type="sheet", operation="geocode", retry={"max_attempts": 3, "base_seconds": 60})
+    await jobs.ack(flaky.id)
+    await jobs.fail(flaky.id, error="Geocoder unavailable", retryable=True)
+    slow = await jobs.ack((await admin.jobs.create(type="import_voters", operation="run")).id)
+    await jobs.fail(slow.id, error="Gave up after 60 s", kind="timeout")
+    waiting = await admin.jobs.create(type="voters", operation="geocode")
+    rows = web.page.locator("table.jobs tbody tr")
+
+    async def shows(*expected: object) -> None:
+        await expect(rows).to_have_count(len(expected))
+        for job in expected:
+            await expect(web.row(job.id)).to_be_visible()  # type: ignore[attr-defined]
+
+    await web.sign_in(server.admin_token, "/jobs?status=SUCCESS")  # typed in the address, as Fiddler writes it
+    await shows(done)
+    await expect(web.page.get_by_label("Status")).to_have_value("SUCCESS")
+    await web.goto("/jobs?status=timeout")  # any case
+    await shows(slow)
+    await expect(web.page.get_by_label("Status")).to_have_value("TIMEOUT")
+    status = web.page.get_by_label("Status")
+    await status.select_option("RETRY")
+    await shows(flaky)
+    assert "status=RETRY" in web.page.url
+    await status.select_option("pending")  # Cocoa Canvas's
+    await shows(waiting)
+    await status.select_option("processing")
+    await expect(web.page.get_by_text("No jobs match these filters.")).to_be_visible()
+    await status.select_option("FAILURE")
+    await shows(slow)
+    await web.goto("/jobs?status=PENDING,RETRY&type=sheet")  # several words, and a type in the address
+    await shows(flaky)
+    await web.goto("/jobs?type=voters")  # a type of its own, offered beside the five domains
+    await shows(waiting, done)
+    await expect(web.page.get_by_label("Type")).to_have_value("voters")
+
+    for job, ours, fiddler in ((done, "Complete", "SUCCESS"), (flaky, "Retrying", "RETRY"),
+                               (slow, "Timed out", "FAILURE"), (waiting, "Ready", "PENDING")):
+        await web.goto(f"/jobs/{job.id}")
+        heading = web.page.get_by_role("heading", level=1)
+        await expect(heading).to_contain_text(ours)
+        await expect(heading.locator(".fiddler-status")).to_have_text(fiddler)
+        await expect(web.page.locator('dd[data-field="fiddlerStatus"]')).to_have_text(fiddler)
+    await jobs.ack(waiting.id)  # the page follows the job
+    await expect(web.page.get_by_role("heading", level=1).locator(".fiddler-status")).to_have_text("STARTED")
+
+    web.allow("422")
+    await web.goto("/jobs?status=SUCCEEDED")
+    await expect(web.page.locator(".banner.error")).to_contain_text("'SUCCEEDED' is not a status; use one of")
+    await expect(web.page.locator(".banner.error")).to_contain_text("SUCCESS")

@@ -15,7 +15,8 @@ from typing import Any, Protocol, TypeVar
 
 import anyio
 
-from listener.models import Event, EventContext, Job, JobItemError, JobSettings, JobStatus, JobType, Record
+from listener import status_words
+from listener.models import Event, EventContext, Job, JobItemError, JobSettings, JobStatus, Record
 
 __all__ = [
     "Idempotency",
@@ -41,6 +42,8 @@ __all__ = [
     "occupies",
     "plan_restore",
     "settled",
+    "status_detail",
+    "status_terms",
 ]
 
 
@@ -84,6 +87,32 @@ class NoSlot(Exception):
         self.reason = reason
         self.message = message
         self.retry_at = retry_at
+
+
+def status_detail(job: Job) -> str | None:
+    """The detail kept beside the job's status, so that `RETRY` and `TIMEOUT` are indexed too (status_words)."""
+    return status_words.status_detail(job.status.value, job.attempt, job.error.kind if job.error else None)
+
+
+StatusTerm = tuple[str, list[str]]
+"""("status", s): status IN s; ("status_detail", d): status_detail IN d; ("undetailed", s): status IN s, no detail."""
+
+
+def status_terms(query: JobQuery) -> tuple[list[str], list[StatusTerm]]:
+    """How a store reads a query's status filter: `status IN (the first)` (if any), and the OR of the second's terms.
+
+    Details alone (RETRY, TIMEOUT) are `status_detail IN (...)`, a range of the partial index. Any other filter is
+    a range of jobs_status_type per status, and a row's detail is read only for a status that needs it.
+    """
+    plain, undetailed = [s.value for s in query.status], [s.value for s in query.undetailed]
+    details = list(query.status_details)
+    if not plain and not undetailed:
+        return [], [("status_detail", details)] if details else []
+    if not details and not undetailed:
+        return plain, []
+    statuses = list(dict.fromkeys([*plain, *undetailed, *(status_words.DETAILS[d] for d in details)]))
+    terms = [(c, v) for c, v in (("status", plain), ("undetailed", undetailed), ("status_detail", details)) if v]
+    return statuses, terms
 
 
 def occupies(job: Job | None) -> bool:
@@ -219,14 +248,19 @@ class StoredUser:
 
 @dataclass(frozen=True, slots=True)
 class JobQuery:
+    """A listing's filters. A job matches the status filter if it is in `status`, has one of `status_details`
+    (the `status_detail` column) or is in `undetailed` with no detail; with all three empty, any job does."""
+
     status: Sequence[JobStatus] = ()
-    type: Sequence[JobType] = ()
+    type: Sequence[str] = ()
     operation: Sequence[str] = ()
     created_by: str | None = None
     parent_id: str | None = None
     is_part: bool | None = None
     limit: int = 50
     offset: int = 0
+    status_details: Sequence[str] = ()
+    undetailed: Sequence[JobStatus] = ()
 
 
 @dataclass(slots=True)

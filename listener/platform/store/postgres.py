@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -54,6 +54,8 @@ from listener.platform.store.base import (
     occupies,
     plan_restore,
     settled,
+    status_detail,
+    status_terms,
 )
 from listener.tasks import task_scope
 
@@ -204,6 +206,15 @@ MIGRATIONS: list[str] = [
         updated_at timestamptz NOT NULL,
         PRIMARY KEY (snapshot_id, pos)
     );
+    """,
+    # 11: what other systems' status words need beside the status (status_words): `retry` (scheduled after an
+    # attempt failed, Fiddler's RETRY) or `timeout` (failed by its timeout, Zoltar's TIMEOUT); only those rows
+    # are in the index, so RETRY or TIMEOUT with one type is a range read in pos order, like a status
+    """
+    ALTER TABLE jobs ADD COLUMN status_detail text;
+    UPDATE jobs SET status_detail = 'retry' WHERE status = 'scheduled' AND (doc->>'attempt')::int >= 1;
+    UPDATE jobs SET status_detail = 'timeout' WHERE status = 'failed' AND doc->'error'->>'kind' = 'timeout';
+    CREATE INDEX jobs_status_detail ON jobs (status_detail, type, pos) WHERE status_detail IS NOT NULL;
     """,
 ]
 
@@ -480,28 +491,29 @@ class PostgresStore:
         if inserted:
             await conn.execute(
                 "INSERT INTO jobs (id, status, type, operation, created_by, created_at, due_at, finished_at, parent_id,"
-                " part, waiting, doc, ctx)"
+                " part, waiting, doc, ctx, status_detail)"
                 " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
                 " $6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::text[], $10::int[], $11::bool[],"
-                " $12::jsonb[], $13::jsonb[])",
-                [j.id for j, _ in inserted], [j.status.value for j, _ in inserted], [j.type.value for j, _ in inserted],
+                " $12::jsonb[], $13::jsonb[], $14::text[])",
+                [j.id for j, _ in inserted], [j.status.value for j, _ in inserted], [j.type for j, _ in inserted],
                 [j.operation for j, _ in inserted], [j.created_by for j, _ in inserted],
                 [j.created_at for j, _ in inserted], [due_at(j) for j, _ in inserted],
                 [j.finished_at for j, _ in inserted], [j.parent_id for j, _ in inserted],
                 [j.part for j, _ in inserted], [_waiting(j) for j, _ in inserted],
-                [j.model_dump_json() for j, _ in inserted], [c.model_dump_json() for _, c in inserted])
+                [j.model_dump_json() for j, _ in inserted], [c.model_dump_json() for _, c in inserted],
+                [status_detail(j) for j, _ in inserted])
         changed = {i: job for i, job in self._changed.items() if i not in self._inserted}
         updated = [(i, job) for i, job in changed.items() if job is not None]
         deleted = [i for i, job in changed.items() if job is None]
         if updated:
             await conn.execute(
                 "UPDATE jobs SET status = u.status, due_at = u.due_at, finished_at = u.finished_at,"
-                " waiting = u.waiting, doc = u.doc"
-                " FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::bool[], $6::jsonb[])"
-                " AS u(id, status, due_at, finished_at, waiting, doc) WHERE jobs.id = u.id",
+                " waiting = u.waiting, doc = u.doc, status_detail = u.status_detail"
+                " FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::bool[], $6::jsonb[],"
+                " $7::text[]) AS u(id, status, due_at, finished_at, waiting, doc, status_detail) WHERE jobs.id = u.id",
                 [i for i, _ in updated], [j.status.value for _, j in updated], [due_at(j) for _, j in updated],
                 [j.finished_at for _, j in updated], [_waiting(j) for _, j in updated],
-                [j.model_dump_json() for _, j in updated])
+                [j.model_dump_json() for _, j in updated], [status_detail(j) for _, j in updated])
         if deleted:
             await conn.execute("DELETE FROM jobs WHERE id = ANY($1::text[])", deleted)
 
@@ -690,7 +702,7 @@ class PostgresStore:
             staged = [*self._jobs, *self._changed]
             running = await conn.fetchval(
                 "SELECT count(*) FROM jobs WHERE type = $1 AND operation = $2 AND status IN ('ready', 'executing')"
-                " AND NOT (id = ANY($3::text[]))", job.type.value, job.operation, staged)
+                " AND NOT (id = ANY($3::text[]))", job.type, job.operation, staged)
             running += sum(1 for other, _ in self._jobs.values() if other.id != job.id and other.job == job.job
                            and occupies(other))
         now = job.updated_at.timestamp()
@@ -823,13 +835,23 @@ class PostgresStore:
     async def list_jobs(self, query: JobQuery) -> tuple[list[Job], int]:
         where: list[str] = []
         params: list[Any] = []
-        for column, values in (("status", query.status), ("type", query.type), ("operation", query.operation)):
+
+        def any_of(column: str, values: Sequence[str]) -> str:
             if len(values) == 1:  # `=`, not `= ANY`: before 17, PostgreSQL reads an index in order only for `=`
                 params.append(str(values[0]))
-                where.append(f"{column} = ${len(params)}")
-            elif values:
-                params.append([str(v) for v in values])
-                where.append(f"{column} = ANY(${len(params)}::text[])")
+                return f"{column} = ${len(params)}"
+            params.append([str(v) for v in values])
+            return f"{column} = ANY(${len(params)}::text[])"
+
+        statuses, terms = status_terms(query)
+        if statuses:
+            where.append(any_of("status", statuses))
+        if terms:
+            ors = [f"{any_of('status', v)} AND status_detail IS NULL" if column == "undetailed" else any_of(column, v)
+                   for column, v in terms]
+            where.append(ors[0] if len(ors) == 1 else f"({' OR '.join(f'({o})' for o in ors)})")
+        where += [any_of(column, values) for column, values in (("type", query.type), ("operation", query.operation))
+                  if values]
         if query.created_by is not None:
             params.append(query.created_by)
             where.append(f"created_by = ${len(params)}")

@@ -60,6 +60,8 @@ from listener.platform.store.base import (
     occupies,
     plan_restore,
     settled,
+    status_detail,
+    status_terms,
 )
 from listener.tasks import task_scope
 
@@ -201,6 +203,15 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (snapshot_id, pos)
     );
     """,
+    # 11: what other systems' status words need beside the status (status_words): `retry` (scheduled after an
+    # attempt failed, Fiddler's RETRY) or `timeout` (failed by its timeout, Zoltar's TIMEOUT); only those rows
+    # are in the index, so RETRY or TIMEOUT with one type is a range read newest first, like a status
+    """
+    ALTER TABLE jobs ADD COLUMN status_detail TEXT;
+    UPDATE jobs SET status_detail = 'retry' WHERE status = 'scheduled' AND json_extract(doc, '$.attempt') >= 1;
+    UPDATE jobs SET status_detail = 'timeout' WHERE status = 'failed' AND json_extract(doc, '$.error.kind') = 'timeout';
+    CREATE INDEX jobs_status_detail ON jobs (status_detail, type) WHERE status_detail IS NOT NULL;
+    """,
 ]
 
 Synchronous = Literal["NORMAL", "FULL"]
@@ -262,21 +273,23 @@ class _Tx:
         return added
 
 
-_JOB_COLUMNS = "status, type, operation, created_by, created_at, due_at, finished_at, parent_id, part, waiting"
+_JOB_COLUMNS = ("status, type, operation, created_by, created_at, due_at, finished_at, parent_id, part, waiting,"
+                " status_detail")
 _JOB_COLUMN_NAMES = _JOB_COLUMNS.split(", ")
+_JOB_MARKS = ", ".join("?" * len(_JOB_COLUMN_NAMES))
 
 
 def _job_row(job: Job) -> tuple[Any, ...]:
     due = due_at(job)
     waiting = job.status is JobStatus.SCHEDULED and job.waiting_for is not None
-    return (job.status.value, job.type.value, job.operation, job.created_by, job.created_at.isoformat(),
+    return (job.status.value, job.type, job.operation, job.created_by, job.created_at.isoformat(),
             due.timestamp() if due else None, job.finished_at.timestamp() if job.finished_at else None,
-            job.parent_id, job.part, int(waiting))
+            job.parent_id, job.part, int(waiting), status_detail(job))
 
 
 def _insert_job(tx: _Tx, job: Job, context: EventContext) -> None:
     try:
-        tx.conn.execute(f"INSERT INTO jobs (id, {_JOB_COLUMNS}, doc, ctx) VALUES (?, {', '.join('?' * 10)}, ?, ?)",
+        tx.conn.execute(f"INSERT INTO jobs (id, {_JOB_COLUMNS}, doc, ctx) VALUES (?, {_JOB_MARKS}, ?, ?)",
                         (job.id, *_job_row(job), job.model_dump_json(), context.model_dump_json()))
     except sqlite3.IntegrityError:
         raise Conflict(f"Job {job.id} already exists.", details={"jobId": job.id}) from None
@@ -621,7 +634,7 @@ class SqliteStore:
         if settings.max_running is not None:
             running = tx.conn.execute(
                 "SELECT count(*) FROM jobs WHERE type = ? AND operation = ? AND status IN ('ready', 'executing')"
-                " AND id != ?", (job.type.value, job.operation, job.id)).fetchone()[0]
+                " AND id != ?", (job.type, job.operation, job.id)).fetchone()[0]
         bucket = tx.conn.execute("SELECT tokens, refilled_at FROM job_settings WHERE job = ?", (job.job,)).fetchone()
         now = job.updated_at.timestamp()
         tokens = admission(settings, running, bucket[0] if bucket else None, bucket[1] if bucket else None, now)
@@ -771,7 +784,16 @@ class SqliteStore:
     async def list_jobs(self, query: JobQuery) -> tuple[list[Job], int]:
         where: list[str] = []
         params: list[Any] = []
-        for column, values in (("status", query.status), ("type", query.type), ("operation", query.operation)):
+        statuses, terms = status_terms(query)
+        if statuses:
+            where.append(f"status IN ({', '.join('?' * len(statuses))})")
+            params.extend(statuses)
+        if terms:
+            ors = [f"status IN ({', '.join('?' * len(v))}) AND status_detail IS NULL" if column == "undetailed" else
+                   f"{column} IN ({', '.join('?' * len(v))})" for column, v in terms]
+            where.append(ors[0] if len(ors) == 1 else f"({' OR '.join(f'({o})' for o in ors)})")
+            params.extend(v for _, values in terms for v in values)
+        for column, values in (("type", query.type), ("operation", query.operation)):
             if values:
                 where.append(f"{column} IN ({', '.join('?' * len(values))})")
                 params.extend(str(v) for v in values)

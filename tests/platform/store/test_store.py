@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
+from contextlib import closing
+from typing import Any
 
 import anyio
+import asyncpg
 import pytest
 
 from listener import Conflict, JobStatus, NotFound, Platform
 from listener.models import Event, EventContext, Job
 from listener.platform.store.base import JobChange, NewEvent
+from listener.platform.store.sqlite import SqliteStore
 from tests.conftest import ManualClock
 
 pytestmark = pytest.mark.anyio
@@ -125,3 +130,42 @@ async def test_a_failing_subscriber_does_not_hold_up_writers(
     assert (await platform.api.jobs.get(second.id)).status is JobStatus.READY
     assert "subscriber failed" in caplog.text
 
+
+
+async def _undo_status_detail(platform: Platform) -> None:
+    """Put the schema back as it was before migration 11 (the status_detail column), rows and all."""
+    store: Any = platform.store
+    if isinstance(store, SqliteStore):
+        with closing(sqlite3.connect(store.path)) as db:
+            db.executescript("DROP INDEX jobs_status_detail; ALTER TABLE jobs DROP COLUMN status_detail;"
+                             " PRAGMA user_version = 10;")
+        return
+    conn = await asyncpg.connect(store.dsn, server_settings={"search_path": store.schema})
+    try:
+        await conn.execute("DROP INDEX jobs_status_detail; ALTER TABLE jobs DROP COLUMN status_detail;"
+                           " DELETE FROM listener_migrations WHERE version >= 11")
+    finally:
+        await conn.close()
+
+
+async def test_migration_11_fills_in_the_detail_of_jobs_already_there(db_url: str, clock: ManualClock) -> None:
+    """A database from before RETRY and TIMEOUT were indexed: its retries and timeouts are found by them."""
+    async with Platform.open(db_url, clock=clock, sweep_interval=None) as platform:
+        api = platform.api
+        flaky = await api.jobs.create(type="workbook", operation="export", retry={"max_attempts": 3,
+                                                                                  "base_seconds": 3600})
+        await api.jobs.ack(flaky.id)
+        await api.jobs.fail(flaky.id, error="flaky", retryable=True)
+        slow = await api.jobs.ack((await api.jobs.create(type="sheet", operation="export")).id)
+        await api.jobs.fail(slow.id, error="too long", kind="timeout")
+        broken = await api.jobs.ack((await api.jobs.create(type="sheet", operation="export")).id)
+        await api.jobs.fail(broken.id, error="boom")
+        later = await api.jobs.create(type="sheet", operation="export", run_at=clock.now().replace(year=2100))
+    async with Platform.open(db_url, clock=clock, sweep_interval=None) as platform:
+        await _undo_status_detail(platform)
+    async with Platform.open(db_url, clock=clock, sweep_interval=None) as platform:
+        api = platform.api
+        assert [j.id for j in (await api.jobs.list(status="RETRY")).items] == [flaky.id]
+        assert [j.id for j in (await api.jobs.list(status="TIMEOUT", type="sheet")).items] == [slow.id]
+        assert [j.id for j in (await api.jobs.list(status="pending")).items] == [later.id]
+        assert {j.id for j in (await api.jobs.list(status="FAILURE")).items} == {slow.id, broken.id}

@@ -5,6 +5,12 @@ import { h } from "./dom.js";
 export const TERMINAL = new Set(["complete", "failed", "cancelled"]);
 export const STATUSES = ["created", "planning", "scheduled", "ready", "executing", "complete", "failed", "cancelled"];
 export const TYPES = ["space", "workbook", "sheet", "file", "document"];
+// Other systems' words for our statuses, as the jobs filter offers them (the API takes any case; DESIGN.md §2).
+export const STATUS_WORDS = [
+  ["Fiddler", ["PENDING", "STARTED", "SUCCESS", "FAILURE", "RETRY", "REVOKED"]],
+  ["Cocoa Canvas", ["pending", "processing", "completed"]], // and "failed", which is ours
+  ["Zoltar", ["TIMEOUT"]],
+];
 
 export const LABELS = {
   created: "Created", planning: "Planning", scheduled: "Scheduled", ready: "Ready", executing: "Running",

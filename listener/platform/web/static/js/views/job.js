@@ -11,7 +11,7 @@ import { showError, toast } from "../ui.js";
 
 const FIELDS = [
   ["id", "Job ID"], ["job", "Job"], ["type", "Type"], ["operation", "Operation"], ["status", "Status"],
-  ["info", "Info"], ["source", "Source"], ["destination", "Destination"], ["trigger", "Trigger"], ["mode", "Mode"],
+  ["fiddlerStatus", "Fiddler status"], ["info", "Info"], ["source", "Source"], ["destination", "Destination"], ["trigger", "Trigger"], ["mode", "Mode"],
   ["managed", "Managed"], ["progress", "Progress"], ["processed", "Items processed"], ["total", "Items total"],
   ["estimatedCompletionAt", "Estimated completion"], ["createdBy", "Run by"], ["createdAt", "Created"],
   ["startedAt", "Started"], ["updatedAt", "Updated"], ["finishedAt", "Ended"], ["duration", "Duration (ΔT)"],
@@ -158,10 +158,17 @@ function header(job, ctx) {
   return [
     h("nav", { class: "crumbs", "aria-label": "Breadcrumb" }, h("a", { href: "#/jobs" }, "Jobs"), "›", h("span", { class: "mono" }, job.id)),
     h("div", { class: "page-head" },
-      h("div", {}, h("h1", {}, h("code", {}, job.job), " ", statusBadge(job)),
+      h("div", {}, h("h1", {}, h("code", {}, job.job), " ", statusBadge(job), " ", fiddlerTag(job)),
         h("p", { class: "sub" }, job.info || "")),
       buttons),
   ];
+}
+
+/** The status in Fiddler's words (SUCCESS, RETRY...), beside ours, where a Fiddler user looks for it. */
+function fiddlerTag(job) {
+  if (!job.fiddlerStatus) return null;
+  return h("span", { class: "tag fiddler-status", title: "Fiddler's word for this status", dataset: { field: "fiddlerStatusTag" } },
+    job.fiddlerStatus);
 }
 
 function body(job) {

@@ -3,7 +3,7 @@
 
 import { get, session } from "../api.js";
 import { append, field, fill, h, select } from "../dom.js";
-import { LABELS, STATUSES, TYPES, progressView, statusBadge, timeEl } from "../format.js";
+import { LABELS, STATUSES, STATUS_WORDS, TYPES, progressView, statusBadge, timeEl } from "../format.js";
 import { setQuery } from "../router.js";
 import { stream, throttle } from "../stream.js";
 
@@ -23,8 +23,11 @@ export async function jobsView(main, params, query, ctx) {
   };
 
   const sub = h("p", { class: "sub" });
-  const statusSelect = select([["", "Any status"], ...STATUSES.map((s) => [s, LABELS[s]])], state.status, { name: "status" });
-  const typeSelect = select([["", "Any type"], ...TYPES.map((t) => [t, t])], state.type, { name: "type" });
+  const statusSelect = statusFilter(state.status);
+  state.status = statusSelect.value;
+  // A type of its own (Cocoa Canvas's import_voters) comes in the address: offered beside the five domains.
+  const types = TYPES.includes(state.type) || !state.type ? TYPES : [...TYPES, state.type];
+  const typeSelect = select([["", "Any type"], ...types.map((t) => [t, t])], state.type, { name: "type" });
   const operationInput = h("input", { type: "search", name: "operation", value: state.operation, placeholder: "e.g. export",
     spellcheck: "false" });
   const allBox = h("input", { type: "checkbox", name: "all", checked: state.all });
@@ -161,6 +164,24 @@ export async function jobsView(main, params, query, ctx) {
   ctx.onLeave(() => clearTimeout(typing));
 
   await load();
+}
+
+/** The status filter: ours, then Fiddler's, Cocoa Canvas's and Zoltar's words; `?status=` in any case picks one. */
+function statusFilter(value) {
+  const option = (v, label) => h("option", { value: v }, label);
+  const el = h("select", { name: "status" }, option("", "Any status"),
+    h("optgroup", { label: "Listener" }, STATUSES.map((s) => option(s, LABELS[s]))),
+    STATUS_WORDS.map(([system, words]) => h("optgroup", { label: system }, words.map((w) => option(w, w)))));
+  const options = [...el.options];
+  const match = options.find((o) => o.value === value)
+    || options.find((o) => o.value.toLowerCase() === value.toLowerCase());
+  if (match) match.selected = true;
+  else if (value) { // several words (failed,RETRY), or one the API will refuse and say why
+    const own = option(value, value);
+    el.append(own);
+    own.selected = true;
+  }
+  return el;
 }
 
 function fillRow(tr, job) {
