@@ -31,6 +31,7 @@ import anyio
 from pydantic_core import from_json, to_json
 
 from listener import topics as t
+from listener.channel import takes
 from listener.errors import (
     Conflict,
     Forbidden,
@@ -126,9 +127,17 @@ def error_from_body(status: int, body: bytes, what: str) -> ListenerError:
     """The exception a server error response stands for: the class named by its `code`, with its message."""
     try:
         error = json.loads(body)["error"]
-        code, message, details = error["code"], error["message"], error.get("details")
     except (ValueError, KeyError, TypeError):
-        text = body.decode("utf-8", "replace").strip()[:200]
+        error = None
+    return error_from_answer(status, error, what, body)
+
+
+def error_from_answer(status: int, error: Any, what: str, raw: bytes = b"") -> ListenerError:
+    """The exception an error body's `error` object (`code`, `message`, `details`) stands for."""
+    try:
+        code, message, details = error["code"], error["message"], error.get("details")
+    except (KeyError, TypeError, AttributeError):
+        text = raw.decode("utf-8", "replace").strip()[:200] or str(error or "")[:200]
         return ListenerError(f"{what} answered {status} without a Listener error body: {text or '(empty)'}")
     return _ERRORS.get(str(code), ListenerError)(str(message), details=details)
 
@@ -179,6 +188,8 @@ class Client:
         self._timeout = timeout
         self._current = 0
         self._session: aiohttp.ClientSession | None = None
+        self.channel: EventStream | None = None
+        """The stream whose socket carries this client's job calls (the worker channel), while run_listener runs."""
         self.jobs = ClientJobs(self)
         self.spaces = ClientSpaces(self)
         self.workbooks = ClientWorkbooks(self)
@@ -279,6 +290,9 @@ class Client:
         Raises the server's error as its `listener.errors` class, or ServerUnavailable
         when no server can be reached.
         """
+        channel = self.channel
+        if channel is not None and channel.takes_calls and not raw and params is None and takes(method, path):
+            return await channel.call(method, path, body)
         session = self._open_session()
         data = None if body is None else to_json(body)
         headers = {"Content-Type": "application/json"} if data is not None else None

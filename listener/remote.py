@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 import json
 import logging
+import math
 import random
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
@@ -27,6 +28,7 @@ from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from pydantic import BaseModel
 
+from listener.channel import Calls
 from listener.errors import RateLimited
 from listener.listener import Listener
 from listener.models import Event
@@ -42,18 +44,20 @@ __all__ = ["EventStream", "StreamState", "run_listener"]
 log = logging.getLogger("listener.stream")
 
 _BUFFER: Final = 100
-"""Events read ahead of the consumer; past it the socket is left unread, so the server slows down."""
+"""Events sent ahead of the consumer at most: the stream's window (the server waits for it to move)."""
 
 _RETRYABLE = (ConnectionError, RateLimited)
 """Failures worth another try later (ServerUnavailable is a ConnectionError); any other error is final."""
 
 
 class _Message(BaseModel):
-    """A message from the server: `events` (a batch), `event` (one), or `error`; other fields are ignored."""
+    """A message from the server: `events` (a batch), `event` (one), `answers` (to calls), or `error`;
+    other fields are ignored."""
 
     type: str
     events: list[Event] = []
     event: Event | None = None
+    answers: list[dict[str, Any]] = []
     error: Any = None
 
 
@@ -103,9 +107,15 @@ class EventStream:
         """The highest seq acknowledged; re-sent after each reconnect."""
         self.connections = 0
         """How many times the websocket was opened (1 + the reconnects)."""
+        self.takes_calls = False
+        """Whether the server takes job calls over this socket (the worker channel; its `ready` says so)."""
+        self.calls = Calls()
+        self._unsent: list[str] = []
+        self._sending_calls = False
         self._client = client
         # Batched: a frame carries every event ready when the server wrote it (fewer writes and reads).
         self._query: list[tuple[str, str]] = [("batch", "true"), *(("topic", topic) for topic in topics)]
+        self._taken = 0  # events taken (or skipped) since the server was last told: its window's credit
         if agent is not None:
             self._query.append(("agent", agent))
         if filter is not None:
@@ -137,7 +147,8 @@ class EventStream:
             raise RuntimeError("An event stream opens once; call client.stream() again for a new one.")
         self._ws = await self._connect_first()
         self.state = StreamState.OPEN
-        self._events_in, self._events_out = anyio.create_memory_object_stream[Event](_BUFFER)
+        # Unbounded here, bounded by the window the server keeps to (see _open).
+        self._events_in, self._events_out = anyio.create_memory_object_stream[Event](math.inf)
         try:
             tg = await self._stack.enter_async_context(anyio.create_task_group())
             tg.start_soon(self._pump)
@@ -177,11 +188,27 @@ class EventStream:
         if self._events_out is None:
             raise RuntimeError("Open the stream first: `async with client.stream(...) as events:`.")
         try:
-            return await self._events_out.receive()
+            event = await self._events_out.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             if self._error is not None:
                 raise self._error from None
             raise StopAsyncIteration from None
+        await self._took(1)
+        return event
+
+    async def _took(self, events: int) -> None:
+        """Count events taken off the socket's window; past half of it, give them back to the server."""
+        self._taken += events
+        if self._taken < _BUFFER // 2:
+            return
+        taken, self._taken = self._taken, 0
+        ws = self._ws
+        if ws is None or ws.closed:
+            return  # the next socket starts with a window of its own
+        try:
+            await ws.send_str('{"type":"window","events":' + str(taken) + "}")
+        except (ConnectionError, aiohttp.ClientError):
+            pass
 
     async def ack(self, seq: int) -> None:
         """Tell the server every event up to `seq` was handled: the agent's cursor moves there.
@@ -196,6 +223,50 @@ class EventStream:
             return
         self.acked = seq
         await self._send_ack()
+
+    async def call(self, method: str, path: str, body: Any = None) -> Any:
+        """Make a job call over the socket (the worker channel): its answer's body, or the error REST would raise.
+
+        A call whose answer a dropped socket lost is sent again after the reconnect, with its id, and the
+        server answers it from memory rather than running it twice. Raises ServerUnavailable when no answer
+        comes within the client's timeout or the stream closes first.
+        """
+        from listener.client import ServerUnavailable, error_from_answer  # client.py imports this module
+
+        call_id, pending = self.calls.new(method, path, body)
+        try:
+            await self._send_calls([pending.frame])
+            with anyio.move_on_after(self._client._timeout):
+                await pending.done.wait()
+        finally:
+            self.calls.forget(call_id)
+        if not pending.done.is_set() or pending.status == 0:
+            raise ServerUnavailable(f"No answer to {method} {path} over the event stream from "
+                                    f"{self._client.urls[self._index]}.", urls=[self._client.urls[self._index]])
+        if pending.status >= 400:
+            raise error_from_answer(pending.status, pending.answer, f"{method} {path}")
+        return pending.answer
+
+    async def _send_calls(self, frames: list[str]) -> None:
+        # Whoever finds no send under way sends, one frame at a time, every call made meanwhile.
+        self._unsent.extend(frames)
+        if self._sending_calls:
+            return
+        self._sending_calls = True
+        try:
+            while self._unsent:
+                ws = self._ws
+                if ws is None or ws.closed:
+                    self._unsent.clear()  # still waiting for their answers: sent again after the reconnect
+                    return
+                batch, self._unsent = self._unsent, []
+                try:
+                    await ws.send_str('{"type":"calls","calls":[' + ",".join(batch) + "]}")
+                except (ConnectionError, aiohttp.ClientError):
+                    self._unsent.clear()
+                    return
+        finally:
+            self._sending_calls = False
 
     # -- connection ---------------------------------------------------------------
 
@@ -216,6 +287,11 @@ class EventStream:
             query.append(("after", str(self.position)))
         if self._ready is not None and self.connections == 0:
             query.append(("ready", self._ready))
+        # The socket is always read, so that the answers to calls behind events get through: the server sends
+        # at most a window of events ahead of what this stream took (less what a dropped socket left here).
+        buffered = self._events_out.statistics().current_buffer_used if self._events_out is not None else 0
+        query.append(("window", str(max(1, _BUFFER - buffered))))
+        self._taken = 0
         ws = await self._client._ws_connect(index, query)
         try:
             with anyio.fail_after(self._client._timeout):
@@ -228,6 +304,7 @@ class EventStream:
             with anyio.CancelScope(shield=True):
                 await ws.close()
             raise
+        self.takes_calls = bool(ready.get("calls"))
         if self.position is None:
             self.position = int(ready["position"])
         if self.start is None:
@@ -279,11 +356,13 @@ class EventStream:
                     ws = await self._reconnect()
                     self._ws = ws
                     await self._send_ack()
+                    await self._send_calls(self.calls.unanswered())  # the answers the drop lost
             except Exception as exc:
                 # Final (the server refused the reconnect): the reader raises it after the buffered events.
                 self._error = exc
             finally:
                 self._events_in.close()
+                self.calls.abandon()
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         """Deliver the socket's events until it closes, whoever closes it."""
@@ -294,14 +373,18 @@ class EventStream:
             # Parsed and validated in one pass (no dicts in between): most messages are events.
             data = _Message.model_validate_json(message.data)
             if data.type == "events" or data.type == "event":
+                skipped = 0
                 for event in data.events if data.event is None else [data.event]:
                     if self.position is not None and event.seq <= self.position:
+                        skipped += 1
                         continue
                     self.position = event.seq
-                    try:
-                        self._events_in.send_nowait(event)  # a batch goes to the reader without a pause per event
-                    except anyio.WouldBlock:
-                        await self._events_in.send(event)
+                    self._events_in.send_nowait(event)  # never waits: the window bounds what comes
+                if skipped:
+                    await self._took(skipped)
+            elif data.type == "answers":
+                for answer in data.answers:
+                    self.calls.answered(answer)
             elif data.type == "error":
                 log.warning("The event stream refused a message: %s", data.error)
 
@@ -358,6 +441,8 @@ async def run_listener(
     """
     topics = sorted({registration.topic.pattern for registration in listener.registrations()})
     async with client.stream(agent=agent, topics=topics, share=True, ready=ready_filters(listener)) as stream:
+        # The handlers' job calls go over the stream's socket (the worker channel) while it runs.
+        previous, client.channel = client.channel, client.channel or stream
         runner = Runner(listener, client, concurrency=concurrency, grace=grace, save_cursor=stream.ack,
                         agent=agent)
         source = _Source(stream)
@@ -380,5 +465,6 @@ async def run_listener(
                 runner.stop()
                 with anyio.CancelScope(shield=True):
                     await finished.wait()
+                client.channel = previous
     if source.error is not None:
         raise source.error

@@ -159,9 +159,11 @@ class Call:
     users: Users
     body: Any = None
     query: Any = None
+    params: Mapping[str, str] | None = None
+    """The path's parameters when the call did not come as a request of its own (the worker channel)."""
 
     def param(self, name: str) -> str:
-        return self.request.match_info[name]
+        return (self.request.match_info if self.params is None else self.params)[name]
 
     @property
     def is_member(self) -> bool:
@@ -264,7 +266,11 @@ def parse_query(model: type[T], query: Mapping[str, str], getall: Callable[[str]
 
 
 async def parse_body(request: web.Request, model: type[T]) -> T:
-    raw = await request.read()
+    return parse_raw_body(await request.read(), model)
+
+
+def parse_raw_body(raw: bytes, model: type[T]) -> T:
+    """A request body as `model`, validated as the OpenAPI document says (strict JSON); Invalid names the field."""
     if not raw:
         raise Invalid("The request needs a JSON body.", details=[{"field": "(body)", "message": "missing"}])
     # pydantic's JSON reader takes NaN and Infinity, which are not JSON: a body that may hold them is

@@ -22,6 +22,7 @@ from listener.errors import Invalid, ListenerError, NotFound, TooLarge
 from listener.models import refuse_nul
 from listener.platform import Platform, PlatformApi
 from listener.platform.auth import LINK_PARAMS, User, Users
+from listener.platform.channel import Answers
 from listener.platform.metrics import METRICS_ROUTE
 from listener.platform.openapi import openapi
 from listener.platform.routes import ROUTES, Call, Reply, Route, forbid, parse_body, parse_query
@@ -40,6 +41,7 @@ PLATFORM: web.AppKey[Platform] = web.AppKey("platform", Platform)
 USERS: web.AppKey[Users] = web.AppKey("users", Users)
 SOCKETS: web.AppKey[set[web.WebSocketResponse]] = web.AppKey("sockets")
 AGENTS: web.AppKey[AgentGroups] = web.AppKey("agents", AgentGroups)
+ANSWERS: web.AppKey[Answers] = web.AppKey("answers", Answers)
 
 
 class _InFlight:
@@ -114,7 +116,7 @@ def bearer(request: web.Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" else None
 
 
-def _actor(app: web.Application, name: str | None) -> PlatformApi:
+def actor(app: web.Application, name: str | None) -> PlatformApi:
     """The platform's Api acting as `name`, made once per user rather than once per request (it holds no state)."""
     actors = app[ACTORS]
     api = actors.get(name)
@@ -141,7 +143,7 @@ def _view(route: Route) -> Any:
         refuse_nul(dict(request.match_info))
         if user is not None:
             forbid(user, route)
-        call = Call(request, user, platform, _actor(request.app, user.name if user else None),  # type: ignore[arg-type]
+        call = Call(request, user, platform, actor(request.app, user.name if user else None),  # type: ignore[arg-type]
                     users)
         if route.query is not None:
             call.query = parse_query(route.query, query, query.getall)
@@ -195,6 +197,7 @@ def create_app(platform: Platform, *, users: Users | None = None, max_body: int 
     sockets: set[web.WebSocketResponse] = set()
     app[SOCKETS] = sockets
     app[AGENTS] = AgentGroups()
+    app[ANSWERS] = Answers()
     app[IN_FLIGHT] = _InFlight()
     app[ACTORS] = {}
     for route in [*ROUTES, STREAM_ROUTE, SPEC_ROUTE, METRICS_ROUTE]:

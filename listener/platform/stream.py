@@ -24,17 +24,21 @@ sees them from the moment it connects. A reconnect sends no `ready`: it resumes 
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections import deque
 from collections.abc import AsyncIterable, Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import anyio
 from aiohttp import WSMsgType, web
+from anyio.abc import TaskGroup
 from pydantic import Field
 
 from listener.errors import Invalid
 from listener.models import MAX_INT64, Event, Model
+from listener.platform.channel import Channel
 from listener.platform.eventlog import ready_between
 from listener.platform.routes import Call, Route, cursor_name, parse_json, visible_to
 from listener.platform.sharing import AgentGroup, Member
@@ -73,6 +77,8 @@ class StreamQuery(Model):
     filter: str | None = None
     batch: bool = False
     share: bool = False
+    window: int | None = Field(None, ge=1, le=100_000)
+    """With batch: send at most this many events ahead of what the client says it took (`window` messages)."""
     ready: str | None = Field(None, max_length=64 * 1024)
     """A worker starting: JSON `[[filter, ...], ...]`, the filters of each of its job:ready handlers."""
 
@@ -104,7 +110,7 @@ def _ready_wants(raw: str) -> Callable[[Event], bool]:
 
 async def events_stream(call: Call) -> web.WebSocketResponse:
     """The event log as a websocket: backlog from `after` (or the agent's cursor), then live events."""
-    from listener.platform.server import AGENTS, SOCKETS
+    from listener.platform.server import AGENTS, ANSWERS, SOCKETS, actor, bearer
 
     q: StreamQuery = call.query
     topics = [compile_topic(t) for t in q.topic]
@@ -127,7 +133,10 @@ async def events_stream(call: Call) -> web.WebSocketResponse:
         # Saved only once the upgrade succeeded: a refused request writes nothing.
         await store.set_cursor(cursor, start)
     call.request.app[SOCKETS].add(ws)
-    await ws.send_json({"type": "ready", "position": start, "head": await store.head()})
+    channel = Channel(ws, call.request, bearer(call.request) or subprotocol_token(call.request), call.users,
+                      call.platform, functools.partial(actor, call.request.app), call.request.app[ANSWERS])
+    # `calls`: this server takes the worker channel's frames on this socket (see channel.py).
+    await ws.send_json({"type": "ready", "position": start, "head": await store.head(), "calls": True})
 
     def visible(event: Event) -> bool:
         if topics and not any(t(event.topic) for t in topics):
@@ -155,10 +164,12 @@ async def events_stream(call: Call) -> web.WebSocketResponse:
         if moved is not None:
             await store.set_cursor(cursor, moved)
 
+    window = _Window(q.window) if q.window is not None and q.batch else None
+
     async def send() -> None:
         async with call.platform.eventlog.subscribe(start) as events:
             if q.batch:
-                await _send_batches(ws, events, wanted)
+                await _send_batches(ws, events, wanted, window)
                 return
             async for event in events:
                 if wanted(event):
@@ -175,7 +186,7 @@ async def events_stream(call: Call) -> web.WebSocketResponse:
                 tg.start_soon(_announce_ready, call.platform, saved, start, visible)
             async for message in ws:
                 if message.type is WSMsgType.TEXT:
-                    await _receive(message.data, ws, None if cursor is None else ack)
+                    await _receive(message.data, ws, None if cursor is None else ack, channel, tg, window)
     except ConnectionResetError:
         pass  # the client went away mid-send; its cursor says where to resume
     except anyio.get_cancelled_exc_class():
@@ -202,8 +213,30 @@ async def _announce_ready(platform: Platform, after: int, upto: int, wanted: Cal
         await platform.api.jobs.announce(job_id)
 
 
+class _Window:
+    """How many more events the client will take: a socket that also carries the answers to a worker's
+    calls must never stop being read, so its client bounds what it is sent ahead instead (`?window=N`)."""
+
+    def __init__(self, size: int) -> None:
+        self.credit = size
+        self._more = anyio.Event()
+
+    def give(self, events: int) -> None:
+        self.credit += events
+        self._more.set()
+
+    async def take(self, wanted: int) -> int:
+        """Up to `wanted` events may go now (at least one): waits while the client has taken none back."""
+        while self.credit <= 0:
+            more = self._more = anyio.Event()
+            await more.wait()
+        taken = min(wanted, self.credit)
+        self.credit -= taken
+        return taken
+
+
 async def _send_batches(ws: web.WebSocketResponse, events: AsyncIterable[Event],
-                        wanted: Callable[[Event], bool]) -> None:
+                        wanted: Callable[[Event], bool], window: _Window | None = None) -> None:
     """Send `events` as `{"type": "events"}` frames, each holding every event ready when it is written.
 
     One task reads the subscription into a bounded buffer as fast as it yields (a committed batch
@@ -225,32 +258,47 @@ async def _send_batches(ws: web.WebSocketResponse, events: AsyncIterable[Event],
 
     async with task_scope() as tg, receive:
         tg.start_soon(read)
-        carry: str | None = None
+        waiting: deque[str] = deque()  # read, not sent yet, in order
         while True:
-            if carry is None:
+            if not waiting:
                 try:
-                    carry = await receive.receive()
+                    waiting.append(await receive.receive())
                 except anyio.EndOfStream:
                     return
-            batch, size, carry = [carry], len(carry), None
-            while size < _BATCH_BYTES:
+            while len(waiting) < _BATCH_EVENTS:
                 try:
-                    data = receive.receive_nowait()
+                    waiting.append(receive.receive_nowait())
                 except (anyio.WouldBlock, anyio.EndOfStream):
                     break
-                if size + len(data) > _BATCH_BYTES:
-                    carry = data  # the first of the next frame
-                    break
-                batch.append(data)
-                size += len(data)
+            allowed = len(waiting) if window is None else await window.take(len(waiting))
+            batch, size = [waiting.popleft()], 0
+            size = len(batch[0])
+            while waiting and len(batch) < allowed and size + len(waiting[0]) <= _BATCH_BYTES:
+                size += len(waiting[0])
+                batch.append(waiting.popleft())
+            if window is not None and len(batch) < allowed:
+                window.give(allowed - len(batch))  # kept for the next frame
             await ws.send_str('{"type":"events","events":[' + ",".join(batch) + "]}")
 
 
-async def _receive(text: str, ws: web.WebSocketResponse, ack: Callable[[int], Awaitable[None]] | None) -> None:
-    message = 'Expected {"type": "ack", "seq": N}.'
+async def _receive(text: str, ws: web.WebSocketResponse, ack: Callable[[int], Awaitable[None]] | None,
+                   channel: Channel, tg: TaskGroup, window: _Window | None) -> None:
+    message = 'Expected {"type": "ack", "seq": N}, {"type": "window", "events": N} or {"type": "calls", ...}.'
     try:
         data = parse_json(text)
-        if data.get("type") == "ack" and ack is None:
+        if data.get("type") == "window" and window is not None:
+            events = data["events"]
+            if type(events) is int and 1 <= events <= 100_000:
+                window.give(events)
+                return
+            message = "A window message gives back 1 to 100000 events: {\"type\": \"window\", \"events\": N}."
+        elif data.get("type") == "calls":
+            try:
+                await channel.receive(data, tg)
+            except Invalid as exc:
+                await ws.send_json({"type": "error", "error": exc.to_dict()["error"]})
+            return
+        elif data.get("type") == "ack" and ack is None:
             message = "An ack moves an agent's cursor: connect with ?agent=NAME to send acks."
         elif data.get("type") == "ack" and ack is not None:
             seq = int(data["seq"])
