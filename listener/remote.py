@@ -234,6 +234,9 @@ class EventStream:
         from listener.client import ServerUnavailable, error_from_answer  # client.py imports this module
 
         call_id, pending = self.calls.new(method, path, body)
+        if self._ws is None or self._ws.closed:
+            log.warning("Cannot send %s %s yet: the event stream is reconnecting; it goes once it is back.",
+                        method, path)
         try:
             await self._send_calls([pending.frame])
             with anyio.move_on_after(self._client._timeout):

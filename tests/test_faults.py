@@ -258,10 +258,8 @@ async def test_a_killed_server_restarts_with_no_job_or_event_lost(backend: str, 
     retried = done[flaky]
     assert retried.attempt == 2 and retried.outcome is not None
     assert retried.outcome.message == "Imported on attempt 2."
-    # Jobs cut off mid-run lost their lease, were retried and resumed at their last checkpoint: no batch lost.
-    kinds = [e.payload["error"]["kind"] for j in executing for e in trails[j] if e.topic == "job:ready"
-             and "error" in e.payload]
-    assert "lease_expired" in kinds, "the restarted server expired the leases of the workers' lost attempts"
+    # A job cut off mid-run either kept its worker (whose calls went again once the server was back, within its
+    # lease) or lost it (its lease ran out first) and went back to ready: either way it resumed, no batch lost.
     for job_id in executing:
         # An attempt ends in a failure or, when its worker died, straight back in ready.
         ended = [b for a, b in itertools.pairwise(trails[job_id])
@@ -319,9 +317,10 @@ async def test_ready_jobs_a_worker_could_not_claim_while_the_server_was_down_run
         assert len(backlog) == 3, "one job runs at a time: three are ready and waiting"
         first.kill()
         await first.wait()
-        # The worker reaches its backlog while the server is down: its claims cannot get through.
-        match = await worker_out.wait_for(r"Cannot claim job (jb_\w+) yet")
-        assert match.group(1) in backlog
+        # The worker's calls cannot get through while the server is down: they wait for the stream to reconnect
+        # (the running job's tick, then the claims of its backlog).
+        match = await worker_out.wait_for(r"Cannot send \w+ /jobs/(jb_\w+)\S* yet")
+        assert match.group(1) in ids
         drains.start_soon(drain, worker_out)
         second, second_out = await stack.enter_async_context(started(*serve))
         await second_out.wait_for(SERVING)
