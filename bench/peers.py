@@ -21,9 +21,10 @@ Peers (each skipped, with the reason, when its package or broker is missing):
 * Dramatiq on Redis, `dramatiq --processes 1 --threads 8`, its default middleware (no retries);
 * streaq on Redis streams, `streaq run` (one worker, concurrency 16, acks after the task, results kept 5 minutes);
   the task is `silent=True`, streaq's own switch for its per-task INFO lines, as the others run at WARNING;
-* huey's SqliteHuey on a SQLite file, `huey_consumer` (one worker thread; WAL and SQLite's default synchronous,
-  FULL here: the pragmas it runs with are read from its connection and printed), with `--delay 0.01`: huey polls
-  its queue, 100 ms apart by default, which would add ~50 ms to every latency (as arq's poll_delay);
+* huey's SqliteHuey on a SQLite file, `huey_consumer --quiet` (WARNING, as the others; one worker thread; WAL and
+  SQLite's default synchronous, FULL here: the pragmas it runs with are read from its connection and printed),
+  with `--delay 0.01`: huey polls its queue, 100 ms apart by default, which would add ~50 ms to every latency (as
+  arq's poll_delay);
 * pgqueuer on PostgreSQL, `pgq run` (its defaults: batches of 10, LISTEN/NOTIFY), its tables installed by
   `pgq install` (its default durability: logged tables) into the fresh schema.
 
