@@ -18,10 +18,19 @@ Peers (each skipped, with the reason, when its package or broker is missing):
 * SAQ on Redis (concurrency 10), and SAQ on PostgreSQL;
 * Procrastinate on PostgreSQL (concurrency 10, LISTEN/NOTIFY);
 * Celery with the solo pool on Redis, no result backend;
-* Dramatiq on Redis, `dramatiq --processes 1 --threads 8`, its default middleware (no retries).
+* Dramatiq on Redis, `dramatiq --processes 1 --threads 8`, its default middleware (no retries);
+* streaq on Redis streams, `streaq run` (one worker, concurrency 16, acks after the task, results kept 5 minutes);
+  the task is `silent=True`, streaq's own switch for its per-task INFO lines, as the others run at WARNING;
+* huey's SqliteHuey on a SQLite file, `huey_consumer --quiet` (WARNING, as the others; one worker thread; WAL and
+  SQLite's default synchronous, FULL here: the pragmas it runs with are read from its connection and printed),
+  with `--delay 0.01`: huey polls its queue, 100 ms apart by default, which would add ~50 ms to every latency (as
+  arq's poll_delay);
+* pgqueuer on PostgreSQL, `pgq run` (its defaults: batches of 10, LISTEN/NOTIFY), its tables installed by
+  `pgq install` (its default durability: logged tables) into the fresh schema.
 
 Redis peers use database 7 of `--redis` (flushed before and after each peer); PostgreSQL peers a fresh schema of
-`--db` (dropped after). Redis is used as it is configured (its persistence is printed in the table's header).
+`--db` (dropped after); the SQLite peer a file in a temporary directory. Redis is used as it is configured (its
+persistence is printed in the table's header).
 
     .venv/bin/python bench/peers.py                     # every peer, 3 runs each
     .venv/bin/python bench/peers.py --only taskiq --runs 1
@@ -64,13 +73,15 @@ Enqueue = Callable[[int], Awaitable[None]]
 class Peer:
     key: str
     name: str
-    broker: str  # "Redis" or "PostgreSQL"
+    broker: str  # "Redis", "PostgreSQL" or "SQLite"
     packages: tuple[str, ...]  # import names it needs
     source: str  # the module the worker loads (and this process imports to enqueue), {url} and {queue} replaced
     command: Callable[[str], list[str]]  # module name → the worker's argv
     client: Callable[[ModuleType], contextlib.AbstractAsyncContextManager[Enqueue]]
-    setup: str = ""  # a shell-free step before the worker starts: "procrastinate-schema"
+    setup: str = ""  # a shell-free step before the worker starts: "procrastinate-schema", "pgqueuer-install"
     notes: str = ""
+    # What the peer's store promises on disk, read at run time from the client's own connection (printed).
+    durability: Callable[[ModuleType], Awaitable[str]] | None = None
 
     def missing(self) -> str | None:
         absent = [p for p in self.packages if importlib.util.find_spec(p) is None]
@@ -171,6 +182,53 @@ def noop(i):
     _started(i)
 '''
 
+STREAQ = _TASK_WRITE + '''
+from streaq import Worker
+
+worker = Worker(redis_url="{url}", queue_name="{queue}")
+
+
+@worker.task(name="noop", silent=True)
+async def noop(i: int) -> None:
+    _started(i)
+'''
+
+HUEY = _TASK_WRITE + '''
+from huey import SqliteHuey
+
+huey = SqliteHuey("{queue}", filename="{url}")
+
+
+@huey.task()
+def noop(i):
+    _started(i)
+'''
+
+PGQUEUER = _TASK_WRITE + '''
+import contextlib
+
+import asyncpg
+from pgqueuer import PgQueuer
+from pgqueuer.db import AsyncpgDriver
+
+DSN = "{url}"
+
+
+@contextlib.asynccontextmanager
+async def main():
+    connection = await asyncpg.connect(DSN)
+    pgq = PgQueuer(AsyncpgDriver(connection))
+
+    @pgq.entrypoint("noop")
+    async def noop(job):
+        _started(int(job.payload))
+
+    try:
+        yield pgq
+    finally:
+        await connection.close()
+'''
+
 
 @contextlib.asynccontextmanager
 async def _taskiq_client(mod: ModuleType) -> AsyncIterator[Enqueue]:
@@ -238,6 +296,61 @@ async def _dramatiq_client(mod: ModuleType) -> AsyncIterator[Enqueue]:
         mod.dramatiq.get_broker().close()
 
 
+@contextlib.asynccontextmanager
+async def _streaq_client(mod: ModuleType) -> AsyncIterator[Enqueue]:
+    async with mod.worker:
+        async def enqueue(i: int) -> None:
+            await mod.noop.enqueue(i)
+
+        yield enqueue
+
+
+@contextlib.asynccontextmanager
+async def _huey_client(mod: ModuleType) -> AsyncIterator[Enqueue]:
+    async def enqueue(i: int) -> None:
+        mod.noop(i)  # huey's client blocks (an insert and its commit), as Celery's does
+
+    try:
+        yield enqueue
+    finally:
+        mod.huey.storage.close()
+
+
+async def _huey_durability(mod: ModuleType) -> str:
+    conn = mod.huey.storage.conn  # this process's connection, opened as the consumer's is (the same module)
+    journal = conn.execute("pragma journal_mode").fetchone()[0]
+    sync = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}.get(conn.execute("pragma synchronous").fetchone()[0], "?")
+    return f"SqliteHuey's defaults: journal_mode={journal}, synchronous={sync}"
+
+
+@contextlib.asynccontextmanager
+async def _pgqueuer_client(mod: ModuleType) -> AsyncIterator[Enqueue]:
+    from pgqueuer.db import AsyncpgPoolDriver
+    from pgqueuer.queries import Queries
+
+    pool = await mod.asyncpg.create_pool(mod.DSN)  # a pool, so that 32 enqueues can be in flight
+    try:
+        queries = Queries(AsyncpgPoolDriver(pool))
+
+        async def enqueue(i: int) -> None:
+            await queries.enqueue("noop", str(i).encode())
+
+        yield enqueue
+    finally:
+        await pool.close()
+
+
+async def _pgqueuer_durability(mod: ModuleType) -> str:
+    conn = await mod.asyncpg.connect(mod.DSN)
+    try:
+        persistence = await conn.fetchval("SELECT relpersistence::text FROM pg_class WHERE oid = 'pgqueuer'::regclass")
+        commit = await conn.fetchval("SHOW synchronous_commit")
+    finally:
+        await conn.close()
+    kind = {"p": "logged", "u": "unlogged"}.get(persistence, persistence)
+    return f"pgq install's default durability: {kind} tables; synchronous_commit={commit}"
+
+
 PEERS: dict[str, Peer] = {p.key: p for p in [
     Peer("taskiq", "Taskiq", "Redis", ("taskiq", "taskiq_redis"), TASKIQ,
          lambda m: [str(BIN / "taskiq"), "worker", f"{m}:broker", "--workers", "1", "--log-level", "WARNING"],
@@ -261,6 +374,15 @@ PEERS: dict[str, Peer] = {p.key: p for p in [
     Peer("dramatiq", "Dramatiq", "Redis", ("dramatiq", "redis"), DRAMATIQ,
          lambda m: [str(BIN / "dramatiq"), m, "--processes", "1", "--threads", "8"], _dramatiq_client,
          notes="1 process, 8 threads, default middleware"),
+    Peer("streaq", "streaq", "Redis", ("streaq",), STREAQ,
+         lambda m: [str(BIN / "streaq"), "run", f"{m}:worker"], _streaq_client,
+         notes="Redis streams, 1 worker, concurrency 16, silent task"),
+    Peer("huey", "huey", "SQLite", ("huey",), HUEY,
+         lambda m: [str(BIN / "huey_consumer"), f"{m}.huey", "--quiet", "--delay", "0.01"], _huey_client,
+         notes="SqliteHuey, 1 worker thread, polls from 10 ms", durability=_huey_durability),
+    Peer("pgqueuer", "pgqueuer", "PostgreSQL", ("pgqueuer", "asyncpg"), PGQUEUER,
+         lambda m: [str(BIN / "pgq"), "run", f"{m}:main"], _pgqueuer_client,
+         setup="pgqueuer-install", notes="batches of 10, LISTEN/NOTIFY", durability=_pgqueuer_durability),
 ]}
 
 
@@ -398,11 +520,17 @@ class PeerResult:
     rss_mib: float | None = None
     skipped: str | None = None
     version: str = ""
+    durability: str = ""
 
 
 @contextlib.contextmanager
 def _broker(peer: Peer, redis_url: str, pg_url: str) -> Iterator[str]:
-    """The broker URL for the peer: a flushed Redis database, or a fresh PostgreSQL schema (dropped after)."""
+    """The broker URL for the peer: a flushed Redis database, a fresh PostgreSQL schema (dropped after), or the path
+    of a SQLite file in a temporary directory (removed after)."""
+    if peer.broker == "SQLite":
+        with tempfile.TemporaryDirectory(prefix="listener-peer-sqlite-") as tmp:
+            yield str(Path(tmp) / f"{peer.key}.db")
+        return
     if peer.broker == "Redis":
         url = f"{redis_url.rstrip('/')}/{REDIS_DB}"
         _redis_cli(redis_url, "FLUSHDB")
@@ -436,6 +564,8 @@ def _psql(url: str, sql: str) -> None:
 
 def broker_problem(peer: Peer, redis_url: str, pg_url: str) -> str | None:
     try:
+        if peer.broker == "SQLite":
+            return None
         if peer.broker == "Redis":
             if _redis_cli(redis_url, "PING") != "PONG":
                 return f"Redis at {redis_url} did not answer PING"
@@ -450,7 +580,8 @@ def _package_version(peer: Peer) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     dist = {"taskiq": "taskiq", "arq": "arq", "saq": "saq", "saq-pg": "saq", "procrastinate": "procrastinate",
-            "celery": "celery", "dramatiq": "dramatiq"}[peer.key]
+            "celery": "celery", "dramatiq": "dramatiq", "streaq": "streaq", "huey": "huey",
+            "pgqueuer": "pgqueuer"}[peer.key]
     try:
         return version(dist)
     except PackageNotFoundError:
@@ -475,6 +606,10 @@ async def measure_peer(peer: Peer, *, runs: int, jobs: int, max_seconds: float, 
         if peer.setup == "procrastinate-schema":
             subprocess.run([str(BIN / "procrastinate"), f"--app={module}.app", "schema", "--apply"], cwd=tmp, env=env,
                            capture_output=True, check=True, timeout=60)
+        elif peer.setup == "pgqueuer-install":
+            # Its own CLI, into the schema the URL's search_path names (pgq's default durability).
+            subprocess.run([str(BIN / "pgq"), "--pg-dsn", url, "install"], cwd=tmp, env=env,
+                           capture_output=True, check=True, timeout=60)
         sys.path.insert(0, str(tmp))
         try:
             mod = importlib.import_module(module)
@@ -486,6 +621,8 @@ async def measure_peer(peer: Peer, *, runs: int, jobs: int, max_seconds: float, 
                 async with peer.client(mod) as enqueue:
                     await enqueue(-1)  # warm-up: the worker is ready once this one has started
                     await started.wait_for([-1], 60, worker, log)
+                    if peer.durability is not None:
+                        result.durability = await peer.durability(mod)
                     first = 0
                     for _ in range(runs):
                         result.bulk.append(await bulk(enqueue, started, first, jobs, max_seconds, backlog=backlog))
@@ -557,7 +694,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         p50 = statistics.median(s["p50_ms"] for s in r.steady)
         p99 = statistics.median(s["p99_ms"] for s in r.steady)
         print(f"{label:<28} {r.version:<8} {jobs_s:>8,.0f} jobs/s   @{args.rate:g}/s p50 {p50:6.2f} ms "
-              f"p99 {p99:6.2f} ms   worker RSS {r.rss_mib or 0:.0f} MiB")
+              f"p99 {p99:6.2f} ms   worker RSS {r.rss_mib or 0:.0f} MiB" +
+              (f"   {r.durability}" if r.durability else ""))
     return 0
 
 

@@ -19,9 +19,10 @@ def bench(monkeypatch: pytest.MonkeyPatch) -> dict[str, ModuleType]:
     import fanout
     import lifecycle
     import limits
+    import peers
     import suite
 
-    return {"fanout": fanout, "lifecycle": lifecycle, "limits": limits, "suite": suite}
+    return {"fanout": fanout, "lifecycle": lifecycle, "limits": limits, "peers": peers, "suite": suite}
 
 
 def test_lifecycle_bulk_and_steady_give_figures(bench: dict[str, ModuleType]) -> None:
@@ -65,3 +66,45 @@ def test_suite_knows_its_scenarios(bench: dict[str, ModuleType]) -> None:
     args = bench["suite"].parse_args(["--quick", "--only", "limits", "--no-write"])
     assert args.quick and args.only == ["limits"]
     assert sys.executable  # the suite runs each scenario with this interpreter
+
+
+def test_every_peer_is_wired_into_the_suite(bench: dict[str, ModuleType]) -> None:
+    """Without the peers' packages (CI has no bench extra): their sources, commands and brokers only."""
+    peers, suite = bench["peers"], bench["suite"]
+    assert {"pgqueuer", "huey", "streaq"} <= set(peers.PEERS)
+    scenarios = {s.key for s in suite.SCENARIOS}
+    for key, peer in peers.PEERS.items():
+        assert f"peer-{key}" in scenarios
+        compile(peer.source.replace("{url}", "x").replace("{queue}", "bench"), f"<{key}>", "exec")
+        assert peer.command("bench_peer_x")[0].startswith(str(peers.BIN))
+        assert peer.broker in {"Redis", "PostgreSQL", "SQLite"}
+        assert peers._package_version(peer)  # its distribution is known ("?" when not installed)
+    huey = peers.PEERS["huey"]
+    assert peers.broker_problem(huey, "redis://unused", "postgresql://unused") is None
+    with peers._broker(huey, "redis://unused", "postgresql://unused") as path:
+        assert Path(path).parent.is_dir() and not Path(path).exists()
+    assert not Path(path).parent.exists()
+
+
+def test_pgqueuer_is_the_postgresql_reference(bench: dict[str, ModuleType]) -> None:
+    suite = bench["suite"]
+
+    def row(key: str, backend: str, group: str, jobs_per_s: float) -> object:
+        return suite.Row(key, f"peer: {key.removeprefix('peer-')} 1.0, bulk" if group == "peer" else key, backend,
+                         group, runs=[{"jobs_per_s": jobs_per_s}])
+
+    table = suite.Table([
+        row("lifecycle-postgres", "PostgreSQL", "listener", 250.0),
+        row("remote-postgres-1w1r", "PostgreSQL", "listener", 120.0),
+        row("remote-sqlite-1w1r", "SQLite", "listener", 300.0),
+        row("peer-procrastinate", "PostgreSQL", "peer", 400.0),  # faster, but the issue names pgqueuer
+        row("peer-pgqueuer", "PostgreSQL", "peer", 100.0),
+        row("peer-huey", "SQLite", "peer", 500.0),
+    ])
+    lines = table.targets()
+    assert any(line.startswith("- in-process lifecycle on PostgreSQL ≥ 2× pgqueuer 1.0:") and "met" in line
+               for line in lines)
+    assert any(line.startswith("- remote, 1 worker on PostgreSQL ≥ 1.5× pgqueuer 1.0:") and "missed" in line
+               for line in lines)
+    assert any("the fastest peer, whatever its backend (huey 1.0)" in line for line in lines)
+    assert table.cells(table.by_key["peer-huey"])[8] == "remote 0.60×"  # the SQLite peer against ours on SQLite
