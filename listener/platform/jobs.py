@@ -67,7 +67,7 @@ from listener.platform.store.base import (
 )
 from listener.types import UNSET, Clock
 
-__all__ = ["DEFAULT_DATA_TTL", "JobService"]
+__all__ = ["DEFAULT_DATA_TTL", "JobService", "unknown_predecessor"]
 
 DEFAULT_DATA_TTL = timedelta(hours=24)
 
@@ -126,6 +126,12 @@ def job_payload(job: Job) -> dict[str, Any]:
     if job.status is JobStatus.SCHEDULED and job.next_attempt_at is not None:
         payload["nextAttemptAt"] = job.next_attempt_at.isoformat()
     return payload
+
+
+def unknown_predecessor(job_id: str) -> Invalid:
+    """What naming a job that does not exist as a predecessor answers (and, over REST, one the caller may not see)."""
+    return Invalid(f"predecessorIds: job {job_id} does not exist.",
+                   details=[{"field": "predecessorIds", "message": "unknown job"}])
 
 
 def _fence(job: Job, attempt: int | None, move: str) -> None:
@@ -385,8 +391,7 @@ class JobService:
                 statuses[predecessor] = (await self._store.get_job(predecessor)).status
             except NotFound:
                 if job.status is S.CREATED and not job.attempt:  # being created: an unknown id is a mistake
-                    raise Invalid(f"predecessorIds: job {predecessor} does not exist.",
-                                  details=[{"field": "predecessorIds", "message": "unknown job"}]) from None
+                    raise unknown_predecessor(predecessor) from None
                 statuses[predecessor] = None
         return statuses
 
