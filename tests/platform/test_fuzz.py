@@ -19,8 +19,9 @@ parses by hand are tested at the end of this file).
 
 Dates and numbers are pushed to their extremes: every `date-time` the document names is drawn
 from ordinary dates, the ends of the calendar (years 1 and 9999, with offsets that move them past
-it) and the first dates outside the range the API takes; and one positive example in three has
-one of its numbers (body or query) replaced by a 64-bit end, a float's end or its smallest step.
+it) and the first dates outside the range the API takes; and one positive example in three
+has one of its date fields set to such a date, or one of its numbers (body or query) replaced
+by a 64-bit end, a float's end or its smallest step.
 The unit tests after the fuzzer hit each such field at its extremes on both backends.
 
 Bounded for CI: hypothesis is derandomized (the same examples on every run, no example
@@ -33,6 +34,7 @@ deep nesting, NaN) and the fixed bugs the fuzzer found are pinned by the tests a
 from __future__ import annotations
 
 import functools
+import json
 import os
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -89,11 +91,11 @@ EXPORT = {"operation": "export", "label": "Export", "inputForm": {"fields": [
     {"key": "rows", "label": "Rows", "type": "number"},
     {"key": "zip", "label": "Zip", "type": "boolean"}]}}
 
-# Dates at the ends of what the API takes, of what Python's datetime holds, and past them by an offset.
-EXTREME_DATES = ["0001-01-01T00:00:00Z", "0001-01-01T00:00:00+23:59", "0001-01-01T23:59:59-23:59",
+# Dates at the ends of what the API takes, of what Python's datetime holds, past them by an offset, and none.
+EXTREME_DATES = ["9999-12-31T23:59:59.999999Z", "2026-06-01T12:00:00", "0001-01-01T00:00:00+23:59",
+                 "9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00Z", "0001-01-01T23:59:59-23:59",
                  MIN_DATE.isoformat(), (MIN_DATE - timedelta(microseconds=1)).isoformat(), MAX_DATE.isoformat(),
-                 (MAX_DATE + timedelta(microseconds=1)).isoformat(), "9999-12-31T23:59:59.999999Z",
-                 "9999-12-31T23:59:59-23:59", "9999-12-31T00:00:00+00:01"]
+                 (MAX_DATE + timedelta(microseconds=1)).isoformat(), "9999-12-31T00:00:00+00:01"]
 OFFSETS = st.builds(lambda minutes: timezone(timedelta(minutes=minutes)), st.integers(-1439, 1439))
 DATE_TIMES = st.one_of(
     st.datetimes(datetime(2000, 1, 1), datetime(2100, 1, 1), timezones=st.just(UTC)).map(datetime.isoformat),
@@ -104,7 +106,7 @@ schemathesis.openapi.format("date-time", DATE_TIMES)
 
 # Numbers a 64-bit column, a float or a timedelta cannot hold, and their neighbours.
 EXTREME_NUMBERS = [2**63, 2**63 - 1, -(2**63), -(2**63) - 1, 2**64, 10**30, 1e308, -1e308, 5e-324, -5e-324, 0, -1]
-PUSH = st.sampled_from([False, False, True])  # whether a positive example gets one number pushed to an extreme
+PUSH = st.sampled_from([False, False, True])  # whether a positive example gets values pushed to extremes
 
 
 def numbers(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -117,8 +119,23 @@ def numbers(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     return [p for key, item in items for p in numbers(item, (*path, key))]
 
 
+@functools.cache
+def date_fields(method: str, path: str) -> list[str]:
+    """The fields of a route's body that take a date-time, by their wire names."""
+    route = next((r for r in ROUTES if r.method == method.upper() and API + r.path == path), None)
+    if route is None or route.body is None:
+        return []
+    properties = route.body.model_json_schema(by_alias=True).get("properties", {})
+    return [name for name, schema in properties.items() if '"date-time"' in json.dumps(schema)]
+
+
 def push_to_extreme(case: Any, draw: Any) -> None:
-    """Replace one number of the case's body or query by an extreme one."""
+    """Set one date field of the case's body to an extreme date (given or not), or replace one of its
+    numbers (body or query) by an extreme one; one at a time, so that neither hides the other's answer."""
+    dates = date_fields(case.operation.method, case.operation.path)
+    if dates and isinstance(case.body, dict) and draw(st.sampled_from(["date", "number"])) == "date":
+        case.body[draw(st.sampled_from(dates))] = draw(st.sampled_from(EXTREME_DATES))
+        return
     places = [("body", p) for p in numbers(case.body)] + [("query", p) for p in numbers(case.query or {})]
     if not places:
         return
