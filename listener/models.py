@@ -12,12 +12,13 @@ import random
 import re
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -76,6 +77,7 @@ __all__ = [
     "JobType",
     "JobUpdate",
     "Model",
+    "NewJobItemError",
     "Next",
     "Outcome",
     "OutcomeTrigger",
@@ -891,6 +893,24 @@ Progress = Annotated[int, Field(ge=0, le=100)]
 # Offsets and event positions are stored and compared as 64-bit integers (SQLite INTEGER, PostgreSQL BIGINT).
 MAX_INT64 = 2**63 - 1
 
+# A date given as input is a moment (with its UTC offset; a time without one names no moment) between these two,
+# so that what the platform does with it still fits in a datetime, which ends with the year 9999: a job's deadline
+# is its `runAt` plus its timeout (at most a year), and a date is compared and stored in UTC (a day's room at the
+# bottom for an offset).
+MIN_DATE = datetime(1, 1, 2, tzinfo=UTC)
+MAX_DATE = datetime(9998, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)
+_DATES = " to ".join(d.isoformat(timespec="seconds").replace("+00:00", "Z") for d in (MIN_DATE, MAX_DATE))
+
+
+def _in_range(value: datetime) -> datetime:
+    if not MIN_DATE <= value <= MAX_DATE:
+        raise ValueError(f"must be a date from {_DATES}")
+    return value
+
+
+InputDate = Annotated[AwareDatetime, AfterValidator(_in_range), WithJsonSchema(
+    {"type": "string", "format": "date-time", "description": f"A date-time with its UTC offset, from {_DATES}."})]
+
 
 class JobCreate(Model):
     """The body of `jobs.create`."""
@@ -909,7 +929,7 @@ class JobCreate(Model):
     timeout_seconds: Annotated[int, Field(ge=1, le=365 * 86_400)] = 86_400
     lease_seconds: Annotated[int, Field(ge=1, le=86_400)] = 60
     max_lease_expirations: Annotated[int, Field(ge=0, le=100)] = DEFAULT_MAX_LEASE_EXPIRATIONS
-    run_at: datetime | None = None
+    run_at: InputDate | None = None
     predecessor_ids: Annotated[list[NonEmpty], Field(max_length=100)] = []
 
 
@@ -930,12 +950,12 @@ class JobAck(Model):
 
     info: str | None = None
     progress: Progress = 0  # a job always has a progress: null is refused, not stored
-    estimated_completion_at: datetime | None = None
+    estimated_completion_at: InputDate | None = None
     retry: RetryPolicy | None = None
     lease_seconds: Annotated[int, Field(ge=1, le=86_400)] = 60
 
 
-Attempt = Annotated[int, Field(ge=1)]
+Attempt = Annotated[int, Field(ge=1, le=MAX_INT64)]
 """Given by a worker, the attempt it is running: a call from an attempt that is over gets Conflict."""
 
 
@@ -944,10 +964,10 @@ class JobUpdate(Model):
 
     info: str | None = None
     progress: Progress = 0  # a job always has a progress and metadata: null is refused, not stored
-    estimated_completion_at: datetime | None = None
+    estimated_completion_at: InputDate | None = None
     metadata: dict[str, Any] = {}
-    processed: Annotated[int, Field(ge=0)] = 0
-    total: Annotated[int, Field(ge=0)] = 0
+    processed: Annotated[int, Field(ge=0, le=MAX_INT64)] = 0
+    total: Annotated[int, Field(ge=0, le=MAX_INT64)] = 0
     attempt: Attempt | None = None
 
 
@@ -959,10 +979,21 @@ class JobItemError(Model):
     created_at: datetime | None = None
 
 
+class NewJobItemError(JobItemError):
+    """An entry for a job's error log as given: its time, if given, is one that `InputDate` takes.
+
+    Not `JobItemError` itself, which also reads back what the log holds, as it was taken.
+    """
+
+    model_config = ConfigDict(from_attributes=True)  # a JobItemError given to jobs.log_errors is read as one
+
+    created_at: InputDate | None = None
+
+
 class JobErrors(Model):
     """The body of `jobs.log_errors`: entries to append to the job's error log."""
 
-    errors: list[JobItemError] = Field(min_length=1, max_length=500)
+    errors: list[NewJobItemError] = Field(min_length=1, max_length=500)
 
 
 class JobCheckpoint(Model):
@@ -1033,6 +1064,11 @@ class JobSplit(Model):
     attempt: Attempt | None = None
 
 
+# The slowest rate a type may start at: one start in 11.6 days. Slower is no limit anyone means, and near 0 the
+# wait for the next start passes the last date there is (was a 500 on every create of that type).
+MIN_RATE = 1e-6
+
+
 def _job_name(value: str) -> str:
     kind, _, operation = value.partition(":")
     if not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", kind) or not re.fullmatch(r"[A-Za-z0-9_.\-]{1,100}", operation):
@@ -1046,13 +1082,13 @@ class JobLimits(Model):
 
     `max_running`: at most this many ready or executing at once (1: one at a time); the rest
     wait in `scheduled`. `starts_per_second`: at most this many start per second (a token bucket
-    holding up to one second's worth). `timeout_seconds`: the timeout of jobs created without one.
-    `max_lease_expirations`: how often a job created without its own goes back to ready when its
-    worker dies, before it fails.
+    holding up to one second's worth; at least `MIN_RATE`). `timeout_seconds`: the timeout of jobs created
+    without one. `max_lease_expirations`: how often a job created without its own goes back to ready when
+    its worker dies, before it fails.
     """
 
     max_running: Annotated[int, Field(ge=1, le=100_000)] | None = None
-    starts_per_second: Annotated[float, Field(gt=0, le=100_000)] | None = None
+    starts_per_second: Annotated[float, Field(ge=MIN_RATE, le=100_000)] | None = None
     timeout_seconds: Annotated[int, Field(ge=1, le=365 * 86_400)] | None = None
     max_lease_expirations: Annotated[int, Field(ge=0, le=100)] | None = None
 

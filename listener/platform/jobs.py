@@ -19,6 +19,7 @@ import anyio
 from listener import status_words, topics
 from listener.errors import Conflict, Gone, Invalid, NotFound
 from listener.models import (
+    MAX_DATE,
     Event,
     EventContext,
     Job,
@@ -66,7 +67,7 @@ from listener.platform.store.base import (
 )
 from listener.types import UNSET, Clock
 
-__all__ = ["DEFAULT_DATA_TTL", "JobService"]
+__all__ = ["DEFAULT_DATA_TTL", "JobService", "unknown_predecessor"]
 
 DEFAULT_DATA_TTL = timedelta(hours=24)
 
@@ -130,6 +131,12 @@ def job_payload(job: Job) -> dict[str, Any]:
     return payload
 
 
+def unknown_predecessor(job_id: str) -> Invalid:
+    """What naming a job that does not exist as a predecessor answers (and, over REST, one the caller may not see)."""
+    return Invalid(f"predecessorIds: job {job_id} does not exist.",
+                   details=[{"field": "predecessorIds", "message": "unknown job"}])
+
+
 def _fence(job: Job, attempt: int | None, move: str) -> None:
     if attempt is not None and attempt != job.attempt:
         raise Conflict(f"Cannot {move} job {job.id}: attempt {attempt} is over (the job is on attempt "
@@ -170,6 +177,11 @@ def _lease_lost(job: Job, ctx: EventContext, now: datetime) -> JobChange:
 def _lease_end(job: Job, now: datetime) -> datetime | None:
     """When the job's lease ends if renewed now; a job waiting on its parts holds no lease (no one runs it)."""
     return None if job.parts is not None else now + timedelta(seconds=job.lease_seconds)
+
+
+def _eta(now: datetime, seconds: float) -> datetime | None:
+    """`seconds` from now; None (no estimate) past the last date there is (1 of 10**15 items done in a second)."""
+    return now + timedelta(seconds=seconds) if seconds <= (MAX_DATE - now).total_seconds() else None
 
 
 def _hold(rule: JobRule, slot: NoSlot) -> JobRule:
@@ -407,8 +419,7 @@ class JobService:
                 statuses[predecessor] = (await self._store.get_job(predecessor)).status
             except NotFound:
                 if job.status is S.CREATED and not job.attempt:  # being created: an unknown id is a mistake
-                    raise Invalid(f"predecessorIds: job {predecessor} does not exist.",
-                                  details=[{"field": "predecessorIds", "message": "unknown job"}]) from None
+                    raise unknown_predecessor(predecessor) from None
                 statuses[predecessor] = None
         return statuses
 
@@ -506,7 +517,7 @@ class JobService:
                 changes.setdefault("progress", min(100, done * 100 // total_))
                 elapsed = (now - job.started_at).total_seconds() if job.started_at else 0
                 if done and elapsed > 0 and "estimated_completion_at" not in changes:
-                    changes["estimated_completion_at"] = now + timedelta(seconds=elapsed * max(total_ - done, 0) / done)
+                    changes["estimated_completion_at"] = _eta(now, elapsed * max(total_ - done, 0) / done)
             return {**changes, "lease_expires_at": _lease_end(job, now)}
 
         return await self._move(job_id, _Move("update", {S.EXECUTING}, topics.JOB_UPDATED, apply))
@@ -648,7 +659,8 @@ class JobService:
         """Append entries (`item`, `message`) to the job's error log, which stays with it whatever its end."""
         body = parse(JobErrors, {"errors": list(errors)}, what="errors")
         now = self._clock.now()
-        stamped = [e if e.created_at else e.model_copy(update={"created_at": now}) for e in body.errors]
+        stamped: list[JobItemError] = [e if e.created_at else e.model_copy(update={"created_at": now})
+                                       for e in body.errors]
         return await self._store.add_job_errors(job_id, stamped)
 
     async def log_error(self, job_id: str, *, message: str, item: str | None = None) -> int:

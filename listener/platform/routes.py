@@ -56,6 +56,7 @@ from listener.models import (
 )
 from listener.platform.auth import Role, User, UserCreate, Users
 from listener.platform.files import receive_upload, send_file
+from listener.platform.jobs import unknown_predecessor
 from listener.snapshots import Snapshot, SnapshotCreate, SnapshotQuery, SnapshotRecords, SnapshotRecordsQuery
 
 if TYPE_CHECKING:
@@ -341,6 +342,12 @@ async def create_job(call: Call) -> Reply:
     key = call.request.headers.get("Idempotency-Key")
     if call.body.source and call.body.source.startswith("fl_"):
         await call.file(call.body.source)  # another member's file is not there to work on (a file:extract)
+    if call.is_member:
+        for predecessor in call.body.predecessor_ids:
+            try:
+                await call.job(predecessor)
+            except NotFound:  # another member's job, named as if it did not exist: no answer tells the two apart
+                raise unknown_predecessor(predecessor) from None
     job = await call.api.jobs.create_from(call.body, idempotency_key=key)
     return Reply(job, status=202, headers={"Location": f"/api/v1/jobs/{job.id}"})
 

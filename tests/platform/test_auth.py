@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import itertools
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,7 @@ import anyio
 import pytest
 
 from listener import Job, Outcome, Platform
+from listener.models import new_id
 from listener.platform.auth import Users
 from listener.platform.server import serve
 from listener.platform.store.sqlite import SqliteStore
@@ -346,3 +348,113 @@ async def test_a_member_sees_only_its_own_jobs(server: Server) -> None:
     assert await api.jobs.get(theirs.id) == theirs
     status, body = await call(server, "POST", f"{API}/jobs/{theirs.id}/cancel", bob, json={})
     assert (status, body["status"]) == (200, "cancelled")
+
+
+# -- no probing: another member's id answers as one that does not exist ---------------------------------
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A call that names an id: {id} is the one probed (another member's, or one nobody has); {mine} is a
+    job of the caller's own. `own` is what the call answers when {id} is the caller's own instead (None: the
+    same refusal, the role may not make the call at all)."""
+
+    method: str
+    path: str
+    body: Any = None
+    kind: str = "job"  # what {id} names: a "job", a "parent" (a job split into two parts) or a "file"
+    state: str = "ready"  # the state of the job {id} names, one the call works in when the job is the caller's
+    own: int | None = 200
+
+
+PROBES: dict[str, Probe] = {
+    "create: predecessorIds": Probe("POST", "/jobs", {"type": "workbook", "operation": "export",
+                                                      "predecessorIds": ["{id}"]}, own=202),
+    "create: predecessorIds after one's own": Probe("POST", "/jobs", {"type": "workbook", "operation": "export",
+                                                                      "predecessorIds": ["{mine}", "{id}"]}, own=202),
+    "create: source (a file)": Probe("POST", "/jobs", {"type": "file", "operation": "extract", "source": "{id}"},
+                                     kind="file", own=202),
+    "actions trigger: sourceId (a file)": Probe("POST", "/actions/trigger", {"sourceId": "{id}",
+                                                                             "operation": "extract"},
+                                                kind="file", own=202),
+    "list jobs: parentId": Probe("GET", "/jobs?parentId={id}", kind="parent"),
+    "list events: jobId": Probe("GET", "/events?jobId={id}"),
+    "get job": Probe("GET", "/jobs/{id}"),
+    "job errors": Probe("GET", "/jobs/{id}/errors"),
+    "job data.csv": Probe("GET", "/jobs/{id}/data.csv", state="complete"),
+    "job errors.csv": Probe("GET", "/jobs/{id}/errors.csv"),
+    "execute": Probe("POST", "/jobs/{id}/execute", state="created"),
+    "cancel": Probe("POST", "/jobs/{id}/cancel", {}),
+    "retry": Probe("POST", "/jobs/{id}/retry", state="failed"),
+    "acknowledge outcome": Probe("POST", "/jobs/{id}/outcome/acknowledge", state="complete"),
+    "delete job": Probe("DELETE", "/jobs/{id}", own=204),
+    "get file": Probe("GET", "/files/{id}", kind="file"),
+    "download file": Probe("GET", "/files/{id}/content", kind="file"),
+    "delete file": Probe("DELETE", "/files/{id}", kind="file", own=204),
+    # Moves only operators make: a member is refused before any id is looked at.
+    "attach: fileId": Probe("POST", "/jobs/{mine}/files", {"fileId": "{id}", "role": "input"}, kind="file", own=None),
+    "complete: outcome next id": Probe("POST", "/jobs/{mine}/complete",
+                                       {"outcome": {"next": {"type": "id", "id": "{id}"}}}, own=None),
+    "complete: outcome next files": Probe("POST", "/jobs/{mine}/complete",
+                                          {"outcome": {"next": {"type": "files", "files": [{"fileId": "{id}"}]}}},
+                                          kind="file", own=None),
+}
+
+
+async def probed(server: Server, owner: str, probe: Probe) -> str:
+    """An object of `owner` of the kind the probe names, in the state it needs."""
+    api = server.platform.api
+    if probe.kind == "file":
+        file = await api.as_actor(owner).files.upload(b"email\na@x.io\n", name="a.csv",
+                                                      actions=[{"operation": "extract", "label": "Extract"}])
+        return file.id
+    job = await api.as_actor(owner).jobs.create(type="workbook", operation="export",
+                                                trigger="manual" if probe.state == "created" else "immediate")
+    if probe.kind == "parent" or probe.state in ("complete", "failed"):
+        await api.jobs.ack(job.id)
+    if probe.kind == "parent":
+        await api.jobs.split(job.id, parts=2)
+    elif probe.state == "complete":
+        await api.jobs.write_data(job.id, [{"email": "a@x.io"}])
+        await api.jobs.complete(job.id, outcome=Outcome(message="Done."))
+    elif probe.state == "failed":
+        await api.jobs.fail(job.id, error="It broke.")
+    return job.id
+
+
+@pytest.mark.parametrize("name", list(PROBES))
+async def test_another_members_id_answers_exactly_as_one_that_does_not_exist(server: Server, name: str) -> None:
+    """Was a probe: a predecessor of another member's answered 202 (and the job waited on it), where an id
+    nobody has is a 422; every other field and path that takes an id is held to the same answer."""
+    probe = PROBES[name]
+    alice = await server.token("alice")
+    mine = (await server.platform.api.as_actor("alice").jobs.create(type="workbook", operation="export")).id
+    theirs = await probed(server, "bob", probe)
+    nobodys = new_id(theirs.split("_", 1)[0])  # the same kind of id, made up
+
+    async def answer(object_id: str) -> tuple[int, Any]:
+        def fill(value: Any) -> Any:
+            if isinstance(value, str):
+                return value.replace("{id}", object_id).replace("{mine}", mine)
+            if isinstance(value, list):
+                return [fill(v) for v in value]
+            if isinstance(value, dict):
+                return {k: fill(v) for k, v in value.items()}
+            return value
+
+        return await call(server, probe.method, API + fill(probe.path), alice,
+                          **({"json": fill(probe.body)} if probe.body is not None else {}))
+
+    before = await snapshot(server)
+    hidden = await answer(theirs)
+    missing = await answer(nobodys)
+    assert hidden[0] in (200, 403, 404, 422), hidden  # a refusal, or a listing with nothing in it
+    # The same status, code, message and details; only the id, echoed back, differs.
+    assert json.dumps(hidden) == json.dumps(missing).replace(nobodys, theirs)
+    assert await snapshot(server) == before, "neither answer changed anything"
+
+    own = await answer(await probed(server, "alice", probe))
+    if probe.own is None:
+        assert own[0] == hidden[0] == 403, own
+    else:
+        assert own[0] == probe.own and own[1] != hidden[1], own  # not vacuous: one's own id is answered for

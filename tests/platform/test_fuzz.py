@@ -17,6 +17,13 @@ Left out: GET /events/stream, the websocket. It answers 101 and then speaks webs
 which schemathesis does not check (tests/platform/test_stream.py covers it; the inputs it
 parses by hand are tested at the end of this file).
 
+Dates and numbers are pushed to their extremes: every `date-time` the document names is drawn
+from ordinary dates, the ends of the calendar (years 1 and 9999, with offsets that move them past
+it) and the first dates outside the range the API takes; and one positive example in three
+has one of its date fields set to such a date, or one of its numbers (body or query) replaced
+by a 64-bit end, a float's end or its smallest step.
+The unit tests after the fuzzer hit each such field at its extremes on both backends.
+
 Bounded for CI: hypothesis is derandomized (the same examples on every run, no example
 database), `EXAMPLES` per operation and mode, one SQLite server per test. For a deeper run:
 `LISTENER_FUZZ_EXAMPLES=200 .venv/bin/python -m pytest tests/platform/test_fuzz.py`.
@@ -27,10 +34,12 @@ deep nesting, NaN) and the fixed bugs the fuzzer found are pinned by the tests a
 from __future__ import annotations
 
 import functools
+import json
 import os
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import aiohttp
@@ -52,12 +61,14 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from listener import Platform
-from listener.models import MAX_INT64, new_id
+from listener.models import MAX_DATE, MAX_INT64, MIN_DATE, MIN_RATE, new_id
 from listener.platform import PlatformApi
 from listener.platform.auth import Users
 from listener.platform.routes import ROUTES, Route
 from listener.platform.server import API, SPEC_ROUTE, serve
 from listener.platform.store.base import StoredObject
+from tests.conftest import ManualClock, Server
+from tests.platform.test_server import assert_error, call, snapshot
 
 pytestmark = pytest.mark.anyio
 
@@ -79,6 +90,64 @@ EXPORT = {"operation": "export", "label": "Export", "inputForm": {"fields": [
      "config": {"options": [{"value": "csv"}, {"value": "xlsx"}]}},
     {"key": "rows", "label": "Rows", "type": "number"},
     {"key": "zip", "label": "Zip", "type": "boolean"}]}}
+
+# Dates at the ends of what the API takes, of what Python's datetime holds, past them by an offset, and none.
+EXTREME_DATES = ["9999-12-31T23:59:59.999999Z", "2026-06-01T12:00:00", "0001-01-01T00:00:00+23:59",
+                 "9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00Z", "0001-01-01T23:59:59-23:59",
+                 MIN_DATE.isoformat(), (MIN_DATE - timedelta(microseconds=1)).isoformat(), MAX_DATE.isoformat(),
+                 (MAX_DATE + timedelta(microseconds=1)).isoformat(), "9999-12-31T00:00:00+00:01"]
+OFFSETS = st.builds(lambda minutes: timezone(timedelta(minutes=minutes)), st.integers(-1439, 1439))
+DATE_TIMES = st.one_of(
+    st.datetimes(datetime(2000, 1, 1), datetime(2100, 1, 1), timezones=st.just(UTC)).map(datetime.isoformat),
+    st.sampled_from(EXTREME_DATES),
+    st.datetimes(timezones=OFFSETS).map(datetime.isoformat),  # anywhere in years 1 to 9999, any offset
+)
+schemathesis.openapi.format("date-time", DATE_TIMES)
+
+# Numbers a 64-bit column, a float or a timedelta cannot hold, and their neighbours.
+EXTREME_NUMBERS = [2**63, 2**63 - 1, -(2**63), -(2**63) - 1, 2**64, 10**30, 1e308, -1e308, 5e-324, -5e-324, 0, -1]
+PUSH = st.sampled_from([False, False, True])  # whether a positive example gets values pushed to extremes
+
+
+def numbers(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Where the numbers are in a body or query (bools are not numbers here)."""
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, int | float):
+        return [path]
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else []
+    return [p for key, item in items for p in numbers(item, (*path, key))]
+
+
+@functools.cache
+def date_fields(method: str, path: str) -> list[str]:
+    """The fields of a route's body that take a date-time, by their wire names."""
+    route = next((r for r in ROUTES if r.method == method.upper() and API + r.path == path), None)
+    if route is None or route.body is None:
+        return []
+    properties = route.body.model_json_schema(by_alias=True).get("properties", {})
+    return [name for name, schema in properties.items() if '"date-time"' in json.dumps(schema)]
+
+
+def push_to_extreme(case: Any, draw: Any) -> None:
+    """Set one date field of the case's body to an extreme date (given or not), or replace one of its
+    numbers (body or query) by an extreme one; one at a time, so that neither hides the other's answer."""
+    dates = date_fields(case.operation.method, case.operation.path)
+    if dates and isinstance(case.body, dict) and draw(st.sampled_from(["date", "number"])) == "date":
+        case.body[draw(st.sampled_from(dates))] = draw(st.sampled_from(EXTREME_DATES))
+        return
+    places = [("body", p) for p in numbers(case.body)] + [("query", p) for p in numbers(case.query or {})]
+    if not places:
+        return
+    where, path = draw(st.sampled_from(places))
+    if not path:
+        case.body = draw(st.sampled_from(EXTREME_NUMBERS))
+        return
+    container = case.body if where == "body" else case.query
+    for key in path[:-1]:
+        container = container[key]
+    container[path[-1]] = draw(st.sampled_from(EXTREME_NUMBERS))
+
 
 # Where an example's ids come from: objects fit for the operation (twice as often), the same
 # with a job that has ended (most job moves refuse it: 409), or the ids hypothesis generated.
@@ -217,11 +286,13 @@ async def test_every_answer_is_documented_and_no_input_is_a_server_error(
 
     @settings(max_examples=EXAMPLES, derandomize=True, database=None, deadline=None,
               suppress_health_check=list(HealthCheck))
-    @given(case=operation.as_strategy(generation_mode=mode), target=TARGETS)
-    def fuzz(case: Any, target: str) -> None:
+    @given(case=operation.as_strategy(generation_mode=mode), target=TARGETS, push=PUSH, data=st.data())
+    def fuzz(case: Any, target: str, push: bool, data: st.DataObject) -> None:
         if target != "generated":
             state = fit_state if target == "fit" or fit_state is None else "cancelled"
             point_at(case, anyio.from_thread.run(make_objects, live.api, state), positive)
+        if push and positive:  # a negative case must stay invalid, and pushing a number could make it valid
+            push_to_extreme(case, data.draw)
         response = case.call(base_url=live.url, timeout=10)
         statuses[response.status_code] += 1
         try:
@@ -371,3 +442,129 @@ async def test_the_stream_refuses_bad_json_and_positions_past_64_bits(live: Live
             assert (await ws.receive_json(timeout=5))["type"] == "error"
         async with session.get(f"{live.url}{API}/agents/fuzz/cursor") as response:
             assert (await response.json())["seq"] == seq
+
+
+# -- dates and numbers at their extremes, field by field, on both backends -------------------------------
+
+# Past either end of the dates the API takes (0001-01-02 to 9998-12-31 UTC), at the ends of Python's own, moved
+# past them by an offset, and no moment at all (no offset).
+BAD_DATES = ["9999-12-31T23:59:59Z", "9999-12-31T23:59:59-12:00", "9999-01-01T00:00:00Z",
+             "0001-01-01T00:00:00Z", "0001-01-01T00:00:00+05:00", "0001-01-01T23:59:59.999999Z",
+             "2026-06-01T00:00:00"]
+BIG = [2**63, 2**64, 10**30]
+SMALL = [-(2**63) - 1, -(2**63)]
+HUGE = [1e308, -1e308]
+
+# (method, path, the body or query with X where the value goes, the field the refusal names, the values).
+# {job} is a job in the state the move needs: ready for ack, executing for the rest.
+EXTREMES: dict[str, tuple[str, str, Any, str, list[Any]]] = {
+    "runAt": ("POST", "/jobs", {"type": "workbook", "operation": "export", "runAt": "X"}, "runAt", BAD_DATES),
+    "runAt with the longest timeout": (
+        "POST", "/jobs", {"type": "workbook", "operation": "export", "runAt": "X", "timeoutSeconds": 365 * 86_400},
+        "runAt", BAD_DATES),
+    "ack estimatedCompletionAt": ("POST", "/jobs/{job}/ack", {"estimatedCompletionAt": "X"},
+                                  "estimatedCompletionAt", BAD_DATES),
+    "update estimatedCompletionAt": ("PATCH", "/jobs/{job}", {"estimatedCompletionAt": "X"},
+                                     "estimatedCompletionAt", BAD_DATES),
+    "error log createdAt": ("POST", "/jobs/{job}/errors", {"errors": [{"message": "m", "createdAt": "X"}]},
+                            "errors.0.createdAt", BAD_DATES),
+    "timeoutSeconds": ("POST", "/jobs", {"type": "workbook", "operation": "export", "timeoutSeconds": "X"},
+                       "timeoutSeconds", BIG + SMALL),
+    "leaseSeconds": ("POST", "/jobs", {"type": "workbook", "operation": "export", "leaseSeconds": "X"},
+                     "leaseSeconds", BIG + SMALL),
+    "retry.maxAttempts": ("POST", "/jobs", {"type": "workbook", "operation": "export", "retry": {"maxAttempts": "X"}},
+                          "retry.maxAttempts", BIG + SMALL),
+    "retry.baseSeconds": ("POST", "/jobs", {"type": "workbook", "operation": "export", "retry": {"baseSeconds": "X"}},
+                          "retry.baseSeconds", BIG + HUGE),
+    "retry.factor": ("POST", "/jobs", {"type": "workbook", "operation": "export", "retry": {"factor": "X"}},
+                     "retry.factor", BIG + HUGE),
+    "retry.capSeconds": ("POST", "/jobs", {"type": "workbook", "operation": "export", "retry": {"capSeconds": "X"}},
+                         "retry.capSeconds", BIG + HUGE),
+    "ack leaseSeconds": ("POST", "/jobs/{job}/ack", {"leaseSeconds": "X"}, "leaseSeconds", BIG + SMALL),
+    "ack progress": ("POST", "/jobs/{job}/ack", {"progress": "X"}, "progress", BIG + SMALL),
+    "update progress": ("PATCH", "/jobs/{job}", {"progress": "X"}, "progress", BIG + SMALL),
+    "update processed": ("PATCH", "/jobs/{job}", {"processed": "X", "total": 10}, "processed", BIG + SMALL),
+    "update total": ("PATCH", "/jobs/{job}", {"processed": 1, "total": "X"}, "total", BIG + SMALL),
+    "update attempt": ("PATCH", "/jobs/{job}", {"progress": 1, "attempt": "X"}, "attempt", BIG + SMALL),
+    "split parts": ("POST", "/jobs/{job}/split", {"parts": "X"}, "parts", BIG + SMALL),
+    "maxRunning": ("PUT", "/job-settings/workbook:export", {"maxRunning": "X"}, "maxRunning", BIG + SMALL),
+    "startsPerSecond": ("PUT", "/job-settings/workbook:export", {"startsPerSecond": "X"}, "startsPerSecond",
+                        [5e-324, 1e-7, *HUGE]),
+    "job-settings timeoutSeconds": ("PUT", "/job-settings/workbook:export", {"timeoutSeconds": "X"},
+                                    "timeoutSeconds", BIG + SMALL),
+    "jobs limit": ("GET", "/jobs", {"limit": "X"}, "limit", BIG + SMALL),
+    "jobs offset": ("GET", "/jobs", {"offset": "X"}, "offset", BIG + SMALL),
+    "error log limit": ("GET", "/jobs/{job}/errors", {"limit": "X"}, "limit", BIG + SMALL),
+    "error log offset": ("GET", "/jobs/{job}/errors", {"offset": "X"}, "offset", BIG + SMALL),
+    "events after": ("GET", "/events", {"after": "X"}, "after", BIG + SMALL),
+    "events limit": ("GET", "/events", {"limit": "X"}, "limit", BIG + SMALL),
+}
+
+
+def put_value(template: Any, value: Any) -> Any:
+    if template == "X":
+        return value
+    if isinstance(template, dict):
+        return {k: put_value(v, value) for k, v in template.items()}
+    if isinstance(template, list):
+        return [put_value(v, value) for v in template]
+    return template
+
+
+@pytest.mark.parametrize("name", list(EXTREMES))
+async def test_a_date_or_number_at_its_extremes_is_a_422_naming_it_and_changes_nothing(server: Server,
+                                                                                       name: str) -> None:
+    """Were 500s: a deadline past the year 9999 (runAt), a naive date compared with an aware one, an estimate of
+    years beyond it (total), a rate whose next start has no date (startsPerSecond); or taken as given, for
+    another call to trip on (estimatedCompletionAt, createdAt)."""
+    method, path, template, field, values = EXTREMES[name]
+    api = server.platform.api.as_actor("admin")
+    job = await api.jobs.create(type="workbook", operation="export")
+    if not path.endswith("/ack"):
+        await api.jobs.ack(job.id)
+    path = API + path.replace("{job}", job.id)
+    for value in values:
+        filled = put_value(template, value)
+        before = await snapshot(server)
+        if method == "GET":
+            status, body = await call(server, method, path, server.admin_token, params={field: str(value)})
+        else:
+            status, body = await call(server, method, path, server.admin_token, json=filled)
+        message = assert_error(status, body, 422, "invalid")
+        named = [d["field"] for d in body["error"]["details"]]
+        assert field in message and any(f == field or f.startswith(field + ".") for f in named), (value, body)
+        assert await snapshot(server) == before, f"{name} = {value!r} changed the store"
+
+
+async def test_the_dates_and_numbers_at_the_edges_are_taken_and_everything_after_works(
+        server: Server, clock: ManualClock) -> None:
+    """The edges themselves are taken, and what the platform computes from them still fits: the deadline of a
+    job that starts on the last day with the longest timeout, an estimate of years past the last date (none)."""
+    token, api = server.admin_token, server.platform.api
+    last = {"type": "workbook", "operation": "export", "runAt": MAX_DATE.isoformat(), "timeoutSeconds": 365 * 86_400}
+    status, late = await call(server, "POST", f"{API}/jobs", token, json=last)
+    assert (status, late["status"]) == (202, "scheduled"), late
+    status, early = await call(server, "POST", f"{API}/jobs", token,
+                               json={"type": "workbook", "operation": "export", "runAt": MIN_DATE.isoformat()})
+    assert (status, early["status"]) == (202, "ready"), early
+    assert late["id"] not in await api.jobs.due() and not await api.jobs.advance(late["id"])
+    status, page = await call(server, "GET", f"{API}/jobs", token)
+    assert status == 200 and page["total"] == 2, page
+
+    status, acked = await call(server, "POST", f"{API}/jobs/{early['id']}/ack", token,
+                               json={"estimatedCompletionAt": "9998-12-31T23:59:59-00:00"})
+    assert status == 200 and acked["estimatedCompletionAt"] is not None, acked
+    clock.advance(1)
+    status, updated = await call(server, "PATCH", f"{API}/jobs/{early['id']}", token,
+                                 json={"processed": 1, "total": MAX_INT64})
+    assert status == 200 and updated["estimatedCompletionAt"] is None, updated  # ~292 billion years: no estimate
+    status, updated = await call(server, "PATCH", f"{API}/jobs/{early['id']}", token,
+                                 json={"processed": 5, "total": 10})
+    assert status == 200 and updated["estimatedCompletionAt"] is not None, updated
+
+    status, settings = await call(server, "PUT", f"{API}/job-settings/sheet:dedupe", token,
+                                  json={"startsPerSecond": MIN_RATE})
+    assert status == 200, settings
+    answers = [await call(server, "POST", f"{API}/jobs", token, json={"type": "sheet", "operation": "dedupe"})
+               for _ in range(2)]
+    assert [(s, j["status"]) for s, j in answers] == [(202, "ready"), (202, "scheduled")], answers
