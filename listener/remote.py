@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import aiohttp
 import anyio
+import anyio.lowlevel
 from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from pydantic import BaseModel
@@ -257,6 +258,8 @@ class EventStream:
             return
         self._sending_calls = True
         try:
+            # One turn of the loop first: the calls the other handlers make in it share this frame.
+            await anyio.lowlevel.checkpoint()
             while self._unsent:
                 ws = self._ws
                 if ws is None or ws.closed:

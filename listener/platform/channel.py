@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import anyio
+import anyio.lowlevel
 from aiohttp import web
 from anyio.abc import TaskGroup
 from pydantic_core import to_json
@@ -189,6 +190,9 @@ class Channel:
             return
         self._flushing = True
         try:
+            # One turn of the loop first: the other calls of the same commit end in it, and their answers
+            # share this frame (a frame is a write to the socket, a system call each).
+            await anyio.lowlevel.checkpoint()
             while self._outbox:
                 batch, self._outbox = self._outbox, []
                 await self._ws.send_str('{"type":"answers","answers":[' + ",".join(batch) + "]}")
