@@ -66,7 +66,9 @@ MAX_CALLS = 1000
 MAX_IN_FLIGHT = 256
 """Calls of one socket served at once; the socket's next frames wait (its events do not)."""
 _REMEMBERED = 10_000
-"""Answers kept per server for calls sent again (a reconnecting worker's unanswered calls)."""
+"""Answers kept per server for calls sent again (a reconnecting worker's unanswered calls)..."""
+_REMEMBERED_BYTES = 16 * 1024 * 1024
+"""... and their size at most: a job's answer can be as large as the body limit."""
 
 
 _TABLE: list[tuple[str, re.Pattern[str], Route]] = [
@@ -86,8 +88,9 @@ def match(method: str, path: str) -> tuple[Route, dict[str, str]]:
 class Answers:
     """The answers of recent calls by user and id, and the calls still being served, so none runs twice."""
 
-    def __init__(self, size: int = _REMEMBERED) -> None:
-        self.size = size
+    def __init__(self, size: int = _REMEMBERED, max_bytes: int = _REMEMBERED_BYTES) -> None:
+        self.size, self.max_bytes = size, max_bytes
+        self.bytes = 0
         self._done: OrderedDict[tuple[str, str], str] = OrderedDict()
         self._serving: dict[tuple[str, str], anyio.Event] = {}
 
@@ -100,8 +103,9 @@ class Answers:
         try:
             answer = await serve()
             self._done[key] = answer
-            if len(self._done) > self.size:
-                self._done.popitem(last=False)
+            self.bytes += len(answer)
+            while self._done and (len(self._done) > self.size or self.bytes > self.max_bytes):
+                self.bytes -= len(self._done.popitem(last=False)[1])
             return answer
         finally:
             del self._serving[key]

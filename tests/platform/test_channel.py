@@ -187,3 +187,24 @@ def test_the_channel_carries_the_moves_of_a_running_job_and_nothing_else() -> No
     assert not takes("GET", "/jobs/jb_1") and not takes("POST", "/jobs") and not takes("POST", "/jobs/a/b/ack")
     assert len(CHANNEL_ROUTES) == 8
     assert json.loads(json.dumps(CHANNEL_ROUTES)) == [list(r) for r in CHANNEL_ROUTES]
+
+
+async def test_the_answers_kept_for_calls_sent_again_are_bounded_in_number_and_size() -> None:
+    from listener.platform.channel import Answers
+
+    runs: list[str] = []
+
+    def serve(answer: str) -> Any:
+        async def run() -> str:
+            runs.append(answer)
+            return answer
+        return run
+
+    answers = Answers(size=3, max_bytes=10)
+    for n in range(5):
+        assert await answers.once(("u", str(n)), serve(f"a{n}")) == f"a{n}"
+    assert await answers.once(("u", "4"), serve("again")) == "a4", "a recent one is answered from memory"
+    assert await answers.once(("u", "0"), serve("again")) == "again", "the oldest were forgotten"
+    assert answers.bytes <= 10 and runs == ["a0", "a1", "a2", "a3", "a4", "again"]
+    assert await answers.once(("u", "big"), serve("x" * 50)) == "x" * 50
+    assert answers.bytes == 0, "an answer larger than the budget is not kept"
