@@ -1,8 +1,8 @@
 """JobService, the jobs part of the in-process Api: creating jobs and moving them through their life.
 
 The moves' rules are pure (moves.py); the store runs each inside one transaction. Split jobs
-(parts.py), per-type limits (limits.py) and a job's error log and data (jobdata.py) are the parts of
-JobService kept in modules of their own.
+(parts.py), per-type limits (limits.py), ready jobs announced again (readyqueue.py) and a job's error
+log and data (jobdata.py) are the parts of JobService kept in modules of their own.
 """
 
 from __future__ import annotations
@@ -42,12 +42,11 @@ from listener.models import (
     new_id,
     parse,
 )
-from listener.platform.eventlog import EventLog, ready_between
+from listener.platform.eventlog import EventLog
 from listener.platform.jobdata import JobDataMixin
 from listener.platform.limits import LimitsMixin
 from listener.platform.moves import (
     ACTIVE,
-    ANNOUNCE,
     DELETE,
     ENDED_TOPICS,
     EXECUTE,
@@ -70,6 +69,7 @@ from listener.platform.moves import (
     unknown_predecessor,
 )
 from listener.platform.parts import PartsMixin
+from listener.platform.readyqueue import ReadyQueueMixin
 from listener.platform.store.base import (
     Idempotency,
     IdempotentReplay,
@@ -92,14 +92,11 @@ log = logging.getLogger("listener.jobs")
 # Retry jitter draws from its own generator: the scheduler runs beside whatever else uses `random`.
 _jitter = random.Random()
 
-_ANNOUNCE_PAGE = 500
-"""Ready jobs read at a time when a worker starts (see announce_waiting)."""
-
 ContextResolver = Callable[[str], Awaitable[EventContext]]
 """Given a job's source id, the ids of what it belongs to (workbook, space, sheet...)."""
 
 
-class JobService(PartsMixin, LimitsMixin, JobDataMixin):
+class JobService(PartsMixin, LimitsMixin, ReadyQueueMixin, JobDataMixin):
     """jobs.create / execute / ack / update / complete / fail / cancel / acknowledge_outcome / ..."""
 
     def __init__(
@@ -453,44 +450,6 @@ class JobService(PartsMixin, LimitsMixin, JobDataMixin):
             return changes
 
         return await self._move(job_id, Move("fail", {S.EXECUTING}, topics.JOB_FAILED, apply))
-
-    async def announce(self, job_id: str) -> bool:
-        """Emit job:ready again for a job that is still ready, because the worker it went to is gone.
-
-        False (and nothing written) when the job is no longer ready: someone claimed it meanwhile.
-        """
-        try:
-            await self._move(job_id, ANNOUNCE)
-        except (Conflict, NotFound):
-            return False
-        return True
-
-    async def announce_waiting(self, wanted: Callable[[Event], bool], *, after: int | None = None) -> int:
-        """Emit job:ready again, oldest first, for every job still ready whose job:ready `wanted` would take.
-
-        Ready jobs are a queue, not only a broadcast: a worker that starts gets the jobs that became
-        ready before it (no worker was listening, or they went to a busy worker of its agent).
-        `after` is where the worker's stream starts: the jobs whose job:ready lies past it reach the
-        worker anyway and are left alone. Returns how many were announced.
-        """
-        coming: dict[str, None] = {}
-        position, announced, scanned = 0, 0, after
-        while True:
-            page = await self._store.ready_jobs(position, _ANNOUNCE_PAGE)
-            if scanned is not None:
-                # Read after the page: a job:ready of any job in it that lies past `after` is in this stretch.
-                head = await self._store.head()
-                coming.update(await ready_between(self._store, scanned, head, wanted))
-                scanned = head
-            for _, job, ctx in page:
-                candidate = Event.trusted(id="", seq=0, topic=topics.JOB_READY, context=ctx,
-                                          payload=job_payload(job), created_at=job.updated_at)
-                # One at a time, so that the new job:ready events keep the jobs' order.
-                if job.id not in coming and wanted(candidate) and await self.announce(job.id):
-                    announced += 1
-            if len(page) < _ANNOUNCE_PAGE:
-                return announced
-            position = page[-1][0]
 
     async def retry(self, job_id: str) -> Job:
         """Run a failed job again by hand (the outcome's `retry` button): failed → ready, one more attempt allowed."""
