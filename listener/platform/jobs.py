@@ -1,8 +1,8 @@
 """JobService, the jobs part of the in-process Api: creating jobs and moving them through their life.
 
 The moves' rules are pure (moves.py); the store runs each inside one transaction. Split jobs
-(parts.py), per-type limits (limits.py), ready jobs announced again (readyqueue.py) and a job's error
-log and data (jobdata.py) are the parts of JobService kept in modules of their own.
+(parts.py), per-type limits (limits.py), ready jobs announced again (ready_queue.py) and a job's error
+log and data (job_data.py) are the parts of JobService kept in modules of their own.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from listener.models import (
     parse,
 )
 from listener.platform.eventlog import EventLog
-from listener.platform.jobdata import JobDataMixin
+from listener.platform.job_data import JobDataMixin
 from listener.platform.limits import LimitsMixin
 from listener.platform.moves import (
     ACTIVE,
@@ -69,7 +69,7 @@ from listener.platform.moves import (
     unknown_predecessor,
 )
 from listener.platform.parts import PartsMixin
-from listener.platform.readyqueue import ReadyQueueMixin
+from listener.platform.ready_queue import ReadyQueueMixin
 from listener.platform.store.base import (
     Idempotency,
     IdempotentReplay,
