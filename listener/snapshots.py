@@ -1,7 +1,7 @@
 """Sheet snapshots' wire models: a saved copy of a sheet's records, and how the sheet has moved on since.
 
-Beside `models.py` (which holds every other wire model) because it is one concept of its own, and
-that module is already long. A snapshot is taken with `api.snapshots.create(sheet_id, label=...)`,
+A module of its own, as each concept of the wire models is (`job.py`, `events.py`, ...; `models.py`
+gathers the others). A snapshot is taken with `api.snapshots.create(sheet_id, label=...)`,
 read with `get` / `list` / `records`, and put back with `restore`, which changes the sheet through
 an ordinary commit (commit:created), as any other change of its records does.
 """

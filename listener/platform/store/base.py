@@ -39,11 +39,13 @@ __all__ = [
     "admission",
     "deadline",
     "due_at",
+    "job_filter",
     "occupies",
     "plan_restore",
     "settled",
     "status_detail",
     "status_terms",
+    "waits_for_slot",
 ]
 
 
@@ -115,6 +117,32 @@ def status_terms(query: JobQuery) -> tuple[list[str], list[StatusTerm]]:
     return statuses, terms
 
 
+def job_filter(query: JobQuery, any_of: Callable[[str, Sequence[str]], str], equals: Callable[[str, str], str]) -> str:
+    """The WHERE clause of a job listing (empty for none), built alike by both stores.
+
+    `any_of(column, values)` and `equals(column, value)` are the store's own conditions: each keeps the
+    value as a parameter and returns the condition's SQL. They are called in the order their conditions
+    appear in the clause.
+    """
+    where: list[str] = []
+    statuses, terms = status_terms(query)
+    if statuses:
+        where.append(any_of("status", statuses))
+    if terms:
+        ors = [f"{any_of('status', v)} AND status_detail IS NULL" if column == "undetailed" else any_of(column, v)
+               for column, v in terms]
+        where.append(ors[0] if len(ors) == 1 else f"({' OR '.join(f'({o})' for o in ors)})")
+    where += [any_of(column, [str(v) for v in values])
+              for column, values in (("type", query.type), ("operation", query.operation)) if values]
+    if query.created_by is not None:
+        where.append(equals("created_by", query.created_by))
+    if query.parent_id is not None:
+        where.append(equals("parent_id", query.parent_id))
+    if query.is_part is not None:
+        where.append("parent_id IS NOT NULL" if query.is_part else "parent_id IS NULL")
+    return f" WHERE {' AND '.join(where)}" if where else ""
+
+
 def occupies(job: Job | None) -> bool:
     """Whether the job holds one of its type's running slots (ready counts: it is about to run)."""
     return job is not None and job.status in (JobStatus.READY, JobStatus.EXECUTING)
@@ -164,6 +192,11 @@ def deadline(job: Job) -> datetime:
     return (job.run_at or job.created_at) + timedelta(seconds=job.timeout_seconds)
 
 
+def waits_for_slot(job: Job) -> bool:
+    """Whether the job waits in `scheduled` for its type's limit (the `waiting` column)."""
+    return job.status is JobStatus.SCHEDULED and job.waiting_for is not None
+
+
 def due_at(job: Job) -> datetime | None:
     """When something must happen to the job without anyone asking: its next attempt, lease end or timeout."""
     if job.status.is_terminal:
@@ -173,7 +206,7 @@ def due_at(job: Job) -> datetime | None:
         return job.created_at  # waiting on predecessors: looked at by every sweep
     if job.parts is not None and job.parts.completed_at is None:
         return job.created_at  # waiting on its parts: every sweep recounts them, in case a count was missed
-    if job.status is JobStatus.SCHEDULED and job.waiting_for is not None:
+    if waits_for_slot(job):
         return end  # waits for its type's limit: a slot freeing up, or every sweep, starts it
     if job.status is JobStatus.SCHEDULED and job.next_attempt_at is not None:
         return min(job.next_attempt_at, end)

@@ -51,11 +51,12 @@ from listener.platform.store.base import (
     StoredUser,
     admission,
     due_at,
+    job_filter,
     occupies,
     plan_restore,
     settled,
     status_detail,
-    status_terms,
+    waits_for_slot,
 )
 from listener.tasks import task_scope
 
@@ -292,10 +293,6 @@ class _Write(Generic[T]):
     events: list[Event] = field(default_factory=list)
 
 
-def _waiting(job: Job) -> bool:
-    return job.status is JobStatus.SCHEDULED and job.waiting_for is not None
-
-
 async def _no_reset(conn: asyncpg.Connection) -> None:
     """Connections go back to the pool as they are: nothing here sets, listens or locks beyond a transaction."""
 
@@ -499,7 +496,7 @@ class PostgresStore:
                 [j.operation for j, _ in inserted], [j.created_by for j, _ in inserted],
                 [j.created_at for j, _ in inserted], [due_at(j) for j, _ in inserted],
                 [j.finished_at for j, _ in inserted], [j.parent_id for j, _ in inserted],
-                [j.part for j, _ in inserted], [_waiting(j) for j, _ in inserted],
+                [j.part for j, _ in inserted], [waits_for_slot(j) for j, _ in inserted],
                 [j.model_dump_json() for j, _ in inserted], [c.model_dump_json() for _, c in inserted],
                 [status_detail(j) for j, _ in inserted])
         changed = {i: job for i, job in self._changed.items() if i not in self._inserted}
@@ -512,7 +509,7 @@ class PostgresStore:
                 " FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::bool[], $6::jsonb[],"
                 " $7::text[]) AS u(id, status, due_at, finished_at, waiting, doc, status_detail) WHERE jobs.id = u.id",
                 [i for i, _ in updated], [j.status.value for _, j in updated], [due_at(j) for _, j in updated],
-                [j.finished_at for _, j in updated], [_waiting(j) for _, j in updated],
+                [j.finished_at for _, j in updated], [waits_for_slot(j) for _, j in updated],
                 [j.model_dump_json() for _, j in updated], [status_detail(j) for _, j in updated])
         if deleted:
             await conn.execute("DELETE FROM jobs WHERE id = ANY($1::text[])", deleted)
@@ -833,7 +830,6 @@ class PostgresStore:
         return Job.model_validate_json(row)
 
     async def list_jobs(self, query: JobQuery) -> tuple[list[Job], int]:
-        where: list[str] = []
         params: list[Any] = []
 
         def any_of(column: str, values: Sequence[str]) -> str:
@@ -843,24 +839,11 @@ class PostgresStore:
             params.append([str(v) for v in values])
             return f"{column} = ANY(${len(params)}::text[])"
 
-        statuses, terms = status_terms(query)
-        if statuses:
-            where.append(any_of("status", statuses))
-        if terms:
-            ors = [f"{any_of('status', v)} AND status_detail IS NULL" if column == "undetailed" else any_of(column, v)
-                   for column, v in terms]
-            where.append(ors[0] if len(ors) == 1 else f"({' OR '.join(f'({o})' for o in ors)})")
-        where += [any_of(column, values) for column, values in (("type", query.type), ("operation", query.operation))
-                  if values]
-        if query.created_by is not None:
-            params.append(query.created_by)
-            where.append(f"created_by = ${len(params)}")
-        if query.parent_id is not None:
-            params.append(query.parent_id)
-            where.append(f"parent_id = ${len(params)}")
-        if query.is_part is not None:
-            where.append("parent_id IS NOT NULL" if query.is_part else "parent_id IS NULL")
-        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        def equals(column: str, value: str) -> str:
+            params.append(value)
+            return f"{column} = ${len(params)}"
+
+        clause = job_filter(query, any_of, equals)
         order = "part" if query.parent_id is not None else "pos DESC"
 
         async def list_(conn: asyncpg.Connection) -> tuple[list[Job], int]:

@@ -57,11 +57,12 @@ from listener.platform.store.base import (
     StoredUser,
     admission,
     due_at,
+    job_filter,
     occupies,
     plan_restore,
     settled,
     status_detail,
-    status_terms,
+    waits_for_slot,
 )
 from listener.tasks import task_scope
 
@@ -281,10 +282,9 @@ _JOB_MARKS = ", ".join("?" * len(_JOB_COLUMN_NAMES))
 
 def _job_row(job: Job) -> tuple[Any, ...]:
     due = due_at(job)
-    waiting = job.status is JobStatus.SCHEDULED and job.waiting_for is not None
     return (job.status.value, job.type, job.operation, job.created_by, job.created_at.isoformat(),
             due.timestamp() if due else None, job.finished_at.timestamp() if job.finished_at else None,
-            job.parent_id, job.part, int(waiting), status_detail(job))
+            job.parent_id, job.part, int(waits_for_slot(job)), status_detail(job))
 
 
 def _insert_job(tx: _Tx, job: Job, context: EventContext) -> None:
@@ -782,30 +782,17 @@ class SqliteStore:
         return await self._read(get)
 
     async def list_jobs(self, query: JobQuery) -> tuple[list[Job], int]:
-        where: list[str] = []
         params: list[Any] = []
-        statuses, terms = status_terms(query)
-        if statuses:
-            where.append(f"status IN ({', '.join('?' * len(statuses))})")
-            params.extend(statuses)
-        if terms:
-            ors = [f"status IN ({', '.join('?' * len(v))}) AND status_detail IS NULL" if column == "undetailed" else
-                   f"{column} IN ({', '.join('?' * len(v))})" for column, v in terms]
-            where.append(ors[0] if len(ors) == 1 else f"({' OR '.join(f'({o})' for o in ors)})")
-            params.extend(v for _, values in terms for v in values)
-        for column, values in (("type", query.type), ("operation", query.operation)):
-            if values:
-                where.append(f"{column} IN ({', '.join('?' * len(values))})")
-                params.extend(str(v) for v in values)
-        if query.created_by is not None:
-            where.append("created_by = ?")
-            params.append(query.created_by)
-        if query.parent_id is not None:
-            where.append("parent_id = ?")
-            params.append(query.parent_id)
-        if query.is_part is not None:
-            where.append("parent_id IS NOT NULL" if query.is_part else "parent_id IS NULL")
-        clause = f" WHERE {' AND '.join(where)}" if where else ""
+
+        def any_of(column: str, values: Sequence[str]) -> str:
+            params.extend(values)
+            return f"{column} IN ({', '.join('?' * len(values))})"
+
+        def equals(column: str, value: str) -> str:
+            params.append(value)
+            return f"{column} = ?"
+
+        clause = job_filter(query, any_of, equals)
         order = "part" if query.parent_id is not None else "rowid DESC"
 
         def list_(conn: sqlite3.Connection) -> tuple[list[Job], int]:

@@ -1,0 +1,278 @@
+"""What the jobs calls take (`jobs.create`, `ack`, `update`, `fail`, `split`, ...): their bodies and bounds.
+
+The same models read a REST body and the in-process Api's keyword arguments, so both answer bad
+input alike.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, ConfigDict, Field, WithJsonSchema
+from pydantic_core import PydanticCustomError
+
+from listener import status_words
+from listener.job import DEFAULT_MAX_LEASE_EXPIRATIONS, JobMode, JobTrigger, JobTypeName, RetryPolicy
+from listener.outcomes import Outcome
+from listener.wire import MAX_INT64, InputDate, Model, NonEmpty, Operation, parse
+
+__all__ = [
+    "MAX_DATA_ROWS",
+    "MAX_PARTS",
+    "MIN_RATE",
+    "Attempt",
+    "JobAck",
+    "JobAttach",
+    "JobCancel",
+    "JobCheckpoint",
+    "JobComplete",
+    "JobCreate",
+    "JobData",
+    "JobErrors",
+    "JobFail",
+    "JobHeartbeat",
+    "JobItemError",
+    "JobLimits",
+    "JobListQuery",
+    "JobSettings",
+    "JobSplit",
+    "JobUpdate",
+    "NewJobItemError",
+    "Progress",
+    "StatusWord",
+    "job_spec",
+]
+
+
+def _status_word(value: str) -> str:
+    try:
+        return status_words.word(value)
+    except ValueError as exc:
+        raise PydanticCustomError("status_word", str(exc)) from None
+
+
+def _any_case(word: str) -> str:
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in word)
+
+
+StatusWord = Annotated[str, AfterValidator(_status_word), WithJsonSchema({
+    "type": "string",
+    "pattern": f"^({'|'.join(_any_case(w.word) for w in status_words.WORDS.values())})$",
+    "description": f"A status, or another system's word for one (DESIGN.md §2): {status_words.accepted()}.",
+    "examples": ["failed", "SUCCESS", "pending", "TIMEOUT"],
+})]
+"""A status word of `jobs.list`, any case, read as its lowercased form (listener.status_words)."""
+
+
+Progress = Annotated[int, Field(ge=0, le=100)]
+
+
+class JobCreate(Model):
+    """The body of `jobs.create`."""
+
+    type: JobTypeName
+    operation: Operation
+    source: NonEmpty | None = None
+    destination: str | None = None
+    trigger: JobTrigger = JobTrigger.IMMEDIATE
+    mode: JobMode = JobMode.FOREGROUND
+    managed: bool = False
+    info: str | None = None
+    metadata: dict[str, Any] = {}
+    input: dict[str, Any] = {}
+    retry: RetryPolicy | None = None
+    timeout_seconds: Annotated[int, Field(ge=1, le=365 * 86_400)] = 86_400
+    lease_seconds: Annotated[int, Field(ge=1, le=86_400)] = 60
+    max_lease_expirations: Annotated[int, Field(ge=0, le=100)] = DEFAULT_MAX_LEASE_EXPIRATIONS
+    run_at: InputDate | None = None
+    predecessor_ids: Annotated[list[NonEmpty], Field(max_length=100)] = []
+
+
+def job_spec(**fields: Any) -> JobCreate:
+    """A validated `JobCreate` from `jobs.create`'s keyword arguments; optional ones given as None are left out."""
+    required = ("type", "operation", "source", "destination", "trigger", "mode", "managed", "info")
+    body = {k: v for k, v in fields.items() if k in required or v is not None}
+    if body.get("predecessor_ids") is not None:
+        body["predecessor_ids"] = list(body["predecessor_ids"])
+    return parse(JobCreate, body, what="job")
+
+
+class JobAck(Model):
+    """The body of `jobs.ack`; only the fields given change (null clears info or estimatedCompletionAt).
+
+    A listener may bring the retry policy and lease it handles the job with (job_handler does).
+    """
+
+    info: str | None = None
+    progress: Progress = 0  # a job always has a progress: null is refused, not stored
+    estimated_completion_at: InputDate | None = None
+    retry: RetryPolicy | None = None
+    lease_seconds: Annotated[int, Field(ge=1, le=86_400)] = 60
+
+
+Attempt = Annotated[int, Field(ge=1, le=MAX_INT64)]
+"""Given by a worker, the attempt it is running: a call from an attempt that is over gets Conflict."""
+
+
+class JobUpdate(Model):
+    """The body of `jobs.update`; only the fields given change (null clears info or estimatedCompletionAt)."""
+
+    info: str | None = None
+    progress: Progress = 0  # a job always has a progress and metadata: null is refused, not stored
+    estimated_completion_at: InputDate | None = None
+    metadata: dict[str, Any] = {}
+    processed: Annotated[int, Field(ge=0, le=MAX_INT64)] = 0
+    total: Annotated[int, Field(ge=0, le=MAX_INT64)] = 0
+    attempt: Attempt | None = None
+
+
+class JobItemError(Model):
+    """One entry of a job's error log: which item failed, and why."""
+
+    item: str | None = None
+    message: str = Field(min_length=1, max_length=2_000)
+    created_at: datetime | None = None
+
+
+class NewJobItemError(JobItemError):
+    """An entry for a job's error log as given: its time, if given, is one that `InputDate` takes.
+
+    Not `JobItemError` itself, which also reads back what the log holds, as it was taken.
+    """
+
+    model_config = ConfigDict(from_attributes=True)  # a JobItemError given to jobs.log_errors is read as one
+
+    created_at: InputDate | None = None
+
+
+class JobErrors(Model):
+    """The body of `jobs.log_errors`: entries to append to the job's error log."""
+
+    errors: list[NewJobItemError] = Field(min_length=1, max_length=500)
+
+
+class JobCheckpoint(Model):
+    """The body of `jobs.checkpoint`: a small JSON state that a later attempt resumes from."""
+
+    state: dict[str, Any]
+    attempt: Attempt | None = None
+
+
+class JobHeartbeat(Model):
+    """The body of `jobs.heartbeat`: the worker is alive; renew the lease."""
+
+    attempt: Attempt | None = None
+
+
+class JobComplete(Model):
+    """The body of `jobs.complete`."""
+
+    outcome: Outcome | None = None
+    info: str | None = None
+    attempt: Attempt | None = None
+
+
+class JobFail(Model):
+    """The body of `jobs.fail`; the error message defaults to the outcome's message.
+
+    A `retryable` failure with attempts left under the job's retry policy schedules the next attempt.
+    """
+
+    outcome: Outcome | None = None
+    info: str | None = None
+    error: str | None = None
+    kind: Literal["error", "timeout", "lease_expired", "invalid_input"] = "error"
+    retryable: bool = False
+    attempt: Attempt | None = None
+
+
+class JobListQuery(Model):
+    """The filters of `jobs.list`; `is_part=False` leaves parts out, `parent_id` lists one job's parts.
+
+    `status` takes our statuses and other systems' words for them, in any case (listener.status_words).
+    """
+
+    status: list[StatusWord] = []
+    type: list[JobTypeName] = []
+    operation: list[str] = []
+    created_by: str | None = None
+    parent_id: NonEmpty | None = None
+    is_part: bool | None = None
+    limit: Annotated[int, Field(ge=1, le=1000)] = 50
+    offset: Annotated[int, Field(ge=0, le=MAX_INT64)] = 0
+
+
+MAX_PARTS = 1_000
+
+
+class JobSplit(Model):
+    """The body of `jobs.split`: a number of parts, or each part's data.
+
+    Parts run at once unless `run_in_parallel` is false (then one after another); with `settle`
+    `auto` the platform completes or fails the parent when its parts have finished.
+    """
+
+    parts: Annotated[int, Field(ge=1, le=MAX_PARTS)] | Annotated[list[dict[str, Any]],
+                                                                Field(min_length=1, max_length=MAX_PARTS)]
+    run_in_parallel: bool = True
+    settle: Literal["listener", "auto"] = "listener"
+    attempt: Attempt | None = None
+
+
+# The slowest rate a type may start at: one start in 11.6 days. Slower is no limit anyone means, and near 0 the
+# wait for the next start passes the last date there is (was a 500 on every create of that type).
+MIN_RATE = 1e-6
+
+
+def _job_name(value: str) -> str:
+    kind, _, operation = value.partition(":")
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", kind) or not re.fullmatch(r"[A-Za-z0-9_.\-]{1,100}", operation):
+        raise ValueError("must be type:operation, the type a lowercase identifier such as 'workbook' or 'voters', "
+                         "as 'workbook:export'")
+    return value
+
+
+class JobLimits(Model):
+    """What the platform enforces for every job of one `type:operation` (the body that sets it).
+
+    `max_running`: at most this many ready or executing at once (1: one at a time); the rest
+    wait in `scheduled`. `starts_per_second`: at most this many start per second (a token bucket
+    holding up to one second's worth; at least `MIN_RATE`). `timeout_seconds`: the timeout of jobs created
+    without one. `max_lease_expirations`: how often a job created without its own goes back to ready when
+    its worker dies, before it fails.
+    """
+
+    max_running: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    starts_per_second: Annotated[float, Field(ge=MIN_RATE, le=100_000)] | None = None
+    timeout_seconds: Annotated[int, Field(ge=1, le=365 * 86_400)] | None = None
+    max_lease_expirations: Annotated[int, Field(ge=0, le=100)] | None = None
+
+
+class JobSettings(JobLimits):
+    """The limits and timeout of one `type:operation`, named by `job`."""
+
+    job: Annotated[str, AfterValidator(_job_name)]
+
+
+class JobAttach(Model):
+    """The body of `jobs.attach_file`."""
+
+    file_id: Annotated[str, Field(min_length=1)]
+    role: Literal["input", "output", "error_report"]
+
+
+MAX_DATA_ROWS = 10_000
+
+
+class JobData(Model):
+    """The body of `jobs.write_data`: result rows, each an object of column to value."""
+
+    rows: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=MAX_DATA_ROWS)]
+
+
+class JobCancel(Model):
+    """The body of `jobs.cancel`."""
+
+    info: str | None = None
