@@ -163,8 +163,8 @@ class Job(Model):
     estimated_completion_at: datetime | None = None
     mode: JobMode = JobMode.FOREGROUND
     managed: bool = False
-    metadata: dict[str, Any] = {}
-    input: dict[str, Any] = {}
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    input: dict[str, Any] = Field(default_factory=dict)
     outcome: Outcome | None = None
     error: JobError | None = None
     attempt: int = 0
@@ -179,7 +179,7 @@ class Job(Model):
     """How often it may: once more, and the job fails (kind `lease_expired`), so a job that kills its workers ends."""
     timeout_seconds: int = 86_400
     run_at: datetime | None = None
-    predecessor_ids: list[str] = []
+    predecessor_ids: list[str] = Field(default_factory=list)
     checkpoint: dict[str, Any] | None = None
     waiting_for: Literal["concurrency", "rate"] | None = None
     is_part: bool = False
@@ -187,7 +187,7 @@ class Job(Model):
     part_data: dict[str, Any] | None = None
     parent_id: str | None = None
     parts: JobParts | None = None
-    files: list[JobFile] = []
+    files: list[JobFile] = Field(default_factory=list)
     data_rows: int = 0
     """How many result rows the job wrote (jobs.write_data); its data.csv, until it expires."""
     created_by: str | None = None

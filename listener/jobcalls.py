@@ -80,14 +80,14 @@ class JobCreate(Model):
     mode: JobMode = JobMode.FOREGROUND
     managed: bool = False
     info: str | None = None
-    metadata: dict[str, Any] = {}
-    input: dict[str, Any] = {}
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    input: dict[str, Any] = Field(default_factory=dict)
     retry: RetryPolicy | None = None
     timeout_seconds: Annotated[int, Field(ge=1, le=365 * 86_400)] = 86_400
     lease_seconds: Annotated[int, Field(ge=1, le=86_400)] = 60
     max_lease_expirations: Annotated[int, Field(ge=0, le=100)] = DEFAULT_MAX_LEASE_EXPIRATIONS
     run_at: InputDate | None = None
-    predecessor_ids: Annotated[list[NonEmpty], Field(max_length=100)] = []
+    predecessor_ids: Annotated[list[NonEmpty], Field(max_length=100)] = Field(default_factory=list)
 
 
 def job_spec(**fields: Any) -> JobCreate:
