@@ -66,9 +66,9 @@ MAX_CALLS = 1000
 MAX_IN_FLIGHT = 256
 """Calls of one socket served at once; the socket's next frames wait (its events do not)."""
 _REMEMBERED = 10_000
-"""Answers kept per server for calls sent again (a reconnecting worker's unanswered calls)..."""
+"""Answers kept per server for calls sent again (a reconnecting worker's unanswered calls)."""
 _REMEMBERED_BYTES = 16 * 1024 * 1024
-"""... and their size at most: a job's answer can be as large as the body limit."""
+"""Their size at most: one job's answer can be as large as the body limit."""
 
 
 _TABLE: list[tuple[str, re.Pattern[str], Route]] = [

@@ -271,7 +271,7 @@ async def _send_batches(ws: web.WebSocketResponse, events: AsyncIterable[Event],
                 except (anyio.WouldBlock, anyio.EndOfStream):
                     break
             allowed = len(waiting) if window is None else await window.take(len(waiting))
-            batch, size = [waiting.popleft()], 0
+            batch = [waiting.popleft()]
             size = len(batch[0])
             while waiting and len(batch) < allowed and size + len(waiting[0]) <= _BATCH_BYTES:
                 size += len(waiting[0])

@@ -7,7 +7,6 @@ window keeps a socket that must always be read from being sent more than its cli
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -186,7 +185,6 @@ def test_the_channel_carries_the_moves_of_a_running_job_and_nothing_else() -> No
     assert takes("POST", "/jobs/jb_1/ack") and takes("PATCH", "/jobs/jb%2F1") and takes("POST", "/jobs/x/data")
     assert not takes("GET", "/jobs/jb_1") and not takes("POST", "/jobs") and not takes("POST", "/jobs/a/b/ack")
     assert len(CHANNEL_ROUTES) == 8
-    assert json.loads(json.dumps(CHANNEL_ROUTES)) == [list(r) for r in CHANNEL_ROUTES]
 
 
 async def test_the_answers_kept_for_calls_sent_again_are_bounded_in_number_and_size() -> None:
