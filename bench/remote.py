@@ -210,7 +210,9 @@ async def drive(url: str, token: str, args: argparse.Namespace, mode: str, run: 
 
     async with Client(url, token=token) as client:
         head0 = await client.events.head()
-        async with client.stream(after=head0, topics=_ENDED) as stream:
+        # calls=True: the creates go over the stream's socket (the worker channel), as the README recommends for a
+        # client that creates many jobs and watches them.
+        async with client.stream(after=head0, topics=_ENDED, calls=True) as stream:
 
             async def watch() -> None:
                 nonlocal failed

@@ -18,6 +18,7 @@ from pydantic_core import to_json
 __all__ = ["CHANNEL_ROUTES", "Calls", "takes"]
 
 CHANNEL_ROUTES = [
+    ("POST", "/jobs"),
     ("POST", "/jobs/{jobId}/ack"),
     ("PATCH", "/jobs/{jobId}"),
     ("POST", "/jobs/{jobId}/heartbeat"),
@@ -27,7 +28,7 @@ CHANNEL_ROUTES = [
     ("POST", "/jobs/{jobId}/errors"),
     ("POST", "/jobs/{jobId}/data"),
 ]
-"""The REST routes a worker may call over its stream: the moves of the jobs it runs."""
+"""The REST routes a client may call over its stream: creating jobs, and the moves of the jobs it runs."""
 
 
 def path_pattern(path: str) -> re.Pattern[str]:

@@ -189,7 +189,7 @@ class Client:
         self._current = 0
         self._session: aiohttp.ClientSession | None = None
         self.channel: EventStream | None = None
-        """The stream whose socket carries this client's job calls (the worker channel), while run_listener runs."""
+        """The stream whose socket carries this client's job calls (the worker channel): one opened with calls=True."""
         self.jobs = ClientJobs(self)
         self.spaces = ClientSpaces(self)
         self.workbooks = ClientWorkbooks(self)
@@ -240,6 +240,7 @@ class Client:
         filter: Mapping[str, Any] | None = None,
         share: bool = False,
         ready: Sequence[Sequence[Mapping[str, Any]]] | None = None,
+        calls: bool = False,
         backoff_start: float = 0.1,
         backoff_factor: float = 2.0,
         backoff_max: float = 5.0,
@@ -260,12 +261,15 @@ class Client:
             ready: this stream is a worker starting: for each of its job:ready handlers, the list of
                 its filters. Every job still ready that one of them takes is announced again (oldest
                 first), so jobs created before the worker started reach it; as `run_listener` sends.
+            calls: while the stream is open, this client's job calls (creates, and the moves of the jobs it
+                runs) go over its socket, many per frame, instead of one HTTP request each (the worker
+                channel; `run_listener` does this). Their answers and errors are the same either way.
             backoff_start, backoff_factor, backoff_max, backoff_jitter: the delay before reconnecting
                 after a dropped connection: start, multiplied by factor each failed try, capped at max,
                 less up to `jitter` of itself at random so that workers do not reconnect in step.
         """
         return EventStream(self, after=after, agent=agent, topics=[topics] if isinstance(topics, str) else topics,
-                           filter=filter, share=share, ready=ready, backoff_start=backoff_start,
+                           filter=filter, share=share, ready=ready, calls=calls, backoff_start=backoff_start,
                            backoff_factor=backoff_factor, backoff_max=backoff_max, backoff_jitter=backoff_jitter)
 
     # -- transport ---------------------------------------------------------------

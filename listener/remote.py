@@ -91,6 +91,7 @@ class EventStream:
         filter: Mapping[str, Any] | None = None,
         share: bool = False,
         ready: Sequence[Sequence[Mapping[str, Any]]] | None = None,
+        calls: bool = False,
         backoff_start: float = 0.1,
         backoff_factor: float = 2.0,
         backoff_max: float = 5.0,
@@ -111,6 +112,7 @@ class EventStream:
         self.takes_calls = False
         """Whether the server takes job calls over this socket (the worker channel; its `ready` says so)."""
         self.calls = Calls()
+        self._carries_calls = calls  # once open, the client's job calls go over this socket (if no other has them)
         self._unsent: list[str] = []
         self._sending_calls = False
         self._client = client
@@ -148,6 +150,8 @@ class EventStream:
             raise RuntimeError("An event stream opens once; call client.stream() again for a new one.")
         self._ws = await self._connect_first()
         self.state = StreamState.OPEN
+        if self._carries_calls and self._client.channel is None:
+            self._client.channel = self
         # Unbounded here, bounded by the window the server keeps to (see _open).
         self._events_in, self._events_out = anyio.create_memory_object_stream[Event](math.inf)
         try:
@@ -164,6 +168,8 @@ class EventStream:
         if self.state is StreamState.CLOSED:
             return
         self.state = StreamState.CLOSED
+        if self._client.channel is self:
+            self._client.channel = None  # calls made from now on go over HTTP
         ws = self._ws
         with anyio.CancelScope(shield=True):
             if ws is not None:
@@ -446,9 +452,9 @@ async def run_listener(
     `listener.platform.sharing`), every other event to all.
     """
     topics = sorted({registration.topic.pattern for registration in listener.registrations()})
-    async with client.stream(agent=agent, topics=topics, share=True, ready=ready_filters(listener)) as stream:
-        # The handlers' job calls go over the stream's socket (the worker channel) while it runs.
-        previous, client.channel = client.channel, client.channel or stream
+    # The handlers' job calls go over the stream's socket (the worker channel) while it runs.
+    async with client.stream(agent=agent, topics=topics, share=True, ready=ready_filters(listener),
+                             calls=True) as stream:
         runner = Runner(listener, client, concurrency=concurrency, grace=grace, save_cursor=stream.ack,
                         agent=agent)
         source = _Source(stream)
@@ -471,6 +477,5 @@ async def run_listener(
                 runner.stop()
                 with anyio.CancelScope(shield=True):
                     await finished.wait()
-                client.channel = previous
     if source.error is not None:
         raise source.error

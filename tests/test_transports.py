@@ -1,4 +1,5 @@
-"""The same scenarios on both transports of the Api: in-process (`platform.api`) and HTTP (`Client`).
+"""The same scenarios on both transports of the Api: in-process (`platform.api`) and HTTP (`Client`), the
+latter also with its job calls over an open stream's socket (the worker channel, `stream(calls=True)`).
 
 A handler cannot tell which one it has, so each scenario must come out the same,
 exceptions included.
@@ -25,14 +26,21 @@ S = JobStatus
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(params=[pytest.param("inprocess"), pytest.param("http")])
+@pytest.fixture(params=[pytest.param("inprocess"), pytest.param("http"), pytest.param("channel")])
 async def api(request: pytest.FixtureRequest, server: Server) -> AsyncIterator[Api]:
-    """The Api in-process, or over HTTP to a real server on the same platform (as its admin)."""
+    """The Api in-process, or over HTTP to a real server on the same platform (as its admin), its job calls
+    as requests or (channel) as frames on a stream's websocket."""
     if request.param == "inprocess":
         yield server.platform.api
     else:
         async with Client(server.url, token=server.admin_token) as client:
-            yield client
+            if request.param == "http":
+                yield client
+            else:
+                async with client.stream(topics="nothing:*", calls=True) as stream:
+                    assert client.channel is stream and stream.takes_calls
+                    yield client
+                assert client.channel is None, "closed, the stream no longer carries the client's calls"
 
 
 def actor(api: Api) -> str | None:

@@ -1,8 +1,9 @@
-"""The worker channel: a worker's job calls over the websocket it holds for its events, many per frame.
+"""The worker channel: a client's job calls over the websocket it holds for its events, many per frame.
 
 A worker's calls on the jobs in its hands (ack, update, heartbeat, checkpoint, complete, fail, log_error,
-write_data) would each be an HTTP request; over the stream's socket they cost a fraction of one, and the
-calls that arrive together reach the store together, where its group commit writes them in one transaction.
+write_data), and any streaming client's creates, would each be an HTTP request; over the stream's socket
+they cost a fraction of one, and the calls that arrive together reach the store together, where its group
+commit writes them in one transaction.
 
 Client → server, on a stream whose `ready` message said `"calls": true`:
 
@@ -26,7 +27,9 @@ id to answer to; a frame that is not JSON, or has no `calls` list, is answered w
 Ids are the client's and are kept per user: a call sent again with the id of one this server has
 answered (or is still serving) gets that answer, and is not run twice, so a worker whose socket dropped
 before the answer came sends its unanswered calls again after it reconnects. A call that reached
-another server (a failover) is fenced as over REST: a second ack is a Conflict, a call of an attempt that is over too.
+another server (a failover) is fenced as over REST: a second ack is a Conflict, a call of an attempt that is over too;
+a create is made with the Idempotency-Key `call:<id>`, so one sent again to another server (or to this one after a
+restart) returns the job the first made.
 Calls run concurrently, so calls about one job must not be sent together unless their order does not
 matter (a worker awaits each answer, as over REST). A socket's calls run beside its events, and a slow
 socket holds back only itself.
@@ -172,7 +175,8 @@ class Channel:
             route, params = match(method, path)
             forbid(user, route)
             refuse_nul(params)
-            call = Call(self._request, user, self._platform, self._actor(user.name), self._users, params=params)
+            call = Call(self._request, user, self._platform, self._actor(user.name), self._users, params=params,
+                        idempotency_key=f"call:{call_id}")
             if route.body is not None:
                 body = spec.get("body")
                 call.body = parse_raw_body(b"" if body is None else to_json(body), route.body)

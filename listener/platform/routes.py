@@ -162,6 +162,9 @@ class Call:
     query: Any = None
     params: Mapping[str, str] | None = None
     """The path's parameters when the call did not come as a request of its own (the worker channel)."""
+    idempotency_key: str | None = None
+    """The Idempotency-Key a create is made with: the request's header, or over the worker channel one made from
+    the call's id, so that a create sent again after a dropped socket (or to another replica) is the same create."""
 
     def param(self, name: str) -> str:
         return (self.request.match_info if self.params is None else self.params)[name]
@@ -339,7 +342,7 @@ async def create_user(call: Call) -> Reply:
 @route("POST", "/jobs", tag="jobs", body=JobCreate, response=Job, status=202)
 async def create_job(call: Call) -> Reply:
     """Create a job; answers 202 Accepted with the job and its Location (Idempotency-Key makes it safe to retry)."""
-    key = call.request.headers.get("Idempotency-Key")
+    key = call.idempotency_key if call.params is not None else call.request.headers.get("Idempotency-Key")
     if call.body.source and call.body.source.startswith("fl_"):
         await call.file(call.body.source)  # another member's file is not there to work on (a file:extract)
     if call.is_member:

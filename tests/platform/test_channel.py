@@ -7,6 +7,7 @@ window keeps a socket that must always be read from being sent more than its cli
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 
 from listener import JobStatus
 from listener.channel import CHANNEL_ROUTES, takes
+from listener.platform.server import serve
 from tests.conftest import Server
 from tests.platform.test_server import API, call, snapshot
 from tests.platform.test_stream import new_job
@@ -181,10 +183,44 @@ async def test_the_window_bounds_the_events_sent_ahead_and_answers_always_get_th
         assert "window" in (await s.message("error"))["error"]["message"]
 
 
-def test_the_channel_carries_the_moves_of_a_running_job_and_nothing_else() -> None:
+def test_the_channel_carries_creates_and_the_moves_of_a_running_job_and_nothing_else() -> None:
     assert takes("POST", "/jobs/jb_1/ack") and takes("PATCH", "/jobs/jb%2F1") and takes("POST", "/jobs/x/data")
-    assert not takes("GET", "/jobs/jb_1") and not takes("POST", "/jobs") and not takes("POST", "/jobs/a/b/ack")
-    assert len(CHANNEL_ROUTES) == 8
+    assert takes("POST", "/jobs")
+    assert not takes("GET", "/jobs/jb_1") and not takes("GET", "/jobs") and not takes("POST", "/jobs/a/b/ack")
+    assert len(CHANNEL_ROUTES) == 9
+
+
+async def test_a_create_sent_again_is_the_same_job_on_this_server_after_a_restart_or_on_another(
+        server: Server) -> None:
+    token = await server.token("ann", "member")
+    create = {"id": "c.1", "method": "POST", "path": "/jobs", "body": {"type": "workbook", "operation": "export",
+                                                                      "metadata": {"n": 1}}}
+    async with socket(server, token) as s:
+        first = (await s.calls(create))["c.1"]
+    status, rest = await call(server, "GET", f"{API}/jobs/{first['body']['id']}", token)
+    assert first["status"] == 202 and status == 200 and first["body"] == rest, "answered as REST's create"
+    assert rest["createdBy"] == "ann"
+    async with socket(server, token) as s:  # the answer was lost with the socket: sent again, answered from memory
+        assert (await s.calls(create))["c.1"] == first
+    # Another server (a replica, or this one restarted) has not seen the call: the create's key finds the job.
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(functools.partial(serve, server.platform, port=0, users=server.users,
+                                                shutdown_timeout=5))
+        other = Server(f"http://127.0.0.1:{port}", server.platform, server.users, server.admin_token)
+        async with socket(other, token) as s:
+            elsewhere = (await s.calls(create))["c.1"]
+            another = (await s.calls({**create, "id": "c.2"}))["c.2"]
+        tg.cancel_scope.cancel()
+    assert elsewhere["status"] == 202 and elsewhere["body"]["id"] == first["body"]["id"]
+    assert another["status"] == 202 and another["body"]["id"] != first["body"]["id"], "a new call is a new job"
+    assert (await server.platform.api.jobs.list()).total == 2
+    bad = {"id": "c.3", "method": "POST", "path": "/jobs", "body": {"type": "workbook"}}
+    async with socket(server, token) as s:
+        before = await snapshot(server)
+        refused = (await s.calls(bad))["c.3"]
+        assert await snapshot(server) == before
+    status, rest = await call(server, "POST", f"{API}/jobs", token, json=bad["body"])
+    same_as_rest(refused, status, rest)
 
 
 async def test_the_answers_kept_for_calls_sent_again_are_bounded_in_number_and_size() -> None:
