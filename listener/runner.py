@@ -144,7 +144,11 @@ class Runner:
         if not registrations:
             self._finish(event.seq, started=True)
             return
-        await self._slots.acquire()
+        try:
+            # A free slot is taken without a checkpoint: anyio's acquire makes two cancel scopes to yield.
+            self._slots.acquire_nowait()
+        except anyio.WouldBlock:
+            await self._slots.acquire()
         self._inflight.add(event.seq)
         self._position = max(self._position, event.seq)
         assert self._queue is not None
@@ -182,7 +186,7 @@ class Runner:
                 ev = event.for_dispatch(self.api)
                 for registration in registrations:
                     await self._call(registration.handler, registration.is_async, ev, event)
-                for fn in ev._after_all or ():
+                for fn in ev.after_all_callbacks():
                     await self._call(fn, inspect.iscoroutinefunction(fn), None, event)
             self.dispatched += 1
             finished = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import anyio
@@ -11,6 +12,7 @@ from pydantic import BaseModel
 from listener import Event, Job, JobFailed, JobStatus, Listener, Outcome, Platform
 from listener.models import RetryPolicy
 from plugins.job_handler import Tick, job_handler
+from tests.conftest import ManualClock
 
 pytestmark = pytest.mark.anyio
 
@@ -187,3 +189,23 @@ async def test_a_type_of_its_own_is_handled_and_filtered_like_a_domain(platform:
     assert (done.status, done.outcome and done.outcome.message) == (JobStatus.COMPLETE, "Geocoded 100 households.")
     assert sorted(seen) == [("domain", "voters:geocode"), ("job", "voters:geocode")]
     assert (await platform.api.jobs.get(other.id)).status is JobStatus.READY
+
+
+async def test_a_long_handler_keeps_its_lease_and_its_watch_ends_with_it(platform: Platform,
+                                                                         clock: ManualClock) -> None:
+    seen: list[Any] = []
+
+    async def slow(event: Event, tick: Tick) -> None:
+        first = event.cache["job"].lease_expires_at
+        clock.advance(0.5)  # half the lease has gone by on the platform's clock
+        with anyio.fail_after(5):  # and a third of it in real time: the watch renews it
+            while (job := await event.api.jobs.get(event.context.job_id or "")).lease_expires_at == first:
+                await anyio.sleep(0.02)
+        seen.append(job.lease_expires_at - first)
+
+    job = await run_one(platform, slow, lease_seconds=1, watch_interval=0.05)
+    assert job.status is JobStatus.COMPLETE and seen == [timedelta(seconds=0.5)]
+    heartbeats_then = len(await platform.store.read_events(0, 100, job.id))
+    await anyio.sleep(0.2)  # four watch intervals after the handler returned: no watch is left to touch it
+    assert (await platform.api.jobs.get(job.id)).updated_at == job.updated_at
+    assert len(await platform.store.read_events(0, 100, job.id)) == heartbeats_then
