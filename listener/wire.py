@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 import random
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, Self, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -51,6 +52,31 @@ class Model(BaseModel):
         serialize_by_alias=True,
         extra="forbid",
     )
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy with `update`'s fields replaced, unvalidated, as pydantic's model_copy, at a third of its cost.
+
+        Every job move copies its job (and often its event context); pydantic's generic copy was 4.5 µs of it.
+        With `deep`, pydantic's own deep copy.
+        """
+        if deep:
+            return super().model_copy(update=update, deep=True)
+        copied = _new_object(type(self))
+        values = self.__dict__.copy()
+        fields_set = set(self.__pydantic_fields_set__)
+        if update:
+            values.update(update)
+            fields_set.update(update)
+        _set_attribute(copied, "__dict__", values)
+        _set_attribute(copied, "__pydantic_fields_set__", fields_set)
+        _set_attribute(copied, "__pydantic_extra__", None)  # extra="forbid": there is none
+        private = self.__pydantic_private__
+        _set_attribute(copied, "__pydantic_private__", None if private is None else private.copy())
+        return copied
+
+
+_new_object = object.__new__
+_set_attribute = object.__setattr__
 
 
 NonEmpty = Annotated[str, Field(min_length=1)]
