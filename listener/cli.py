@@ -203,7 +203,7 @@ async def _serve(args: argparse.Namespace) -> None:
         port = await _listen(tg, functools.partial(serve, platform, host=args.host, port=args.port, users=users,
                                                    max_body=args.max_body), args.host, args.port)
         print(f"Listener is serving http://{args.host}:{port}/api/v1 on {args.db}\n"
-              f"Web page: http://{args.host}:{port}/", flush=True)
+              f"Web page: http://{args.host}:{port}/\nAPI docs: http://{args.host}:{port}/api/docs", flush=True)
 
 
 async def _run(args: argparse.Namespace) -> None:
@@ -231,7 +231,8 @@ async def _dev(args: argparse.Namespace) -> None:
                              args.port)
         await tg.start(functools.partial(running, platform, args.target, listener, reload=not args.no_reload))
         print(f"Listener dev server: http://127.0.0.1:{port}/api/v1\nToken: {token}\n"
-              f"Web page: http://127.0.0.1:{port}/ (sign in with the token)", flush=True)
+              f"Web page: http://127.0.0.1:{port}/ (sign in with the token)\n"
+              f"API docs: http://127.0.0.1:{port}/api/docs", flush=True)
 
 
 async def _demo(args: argparse.Namespace) -> None:

@@ -51,7 +51,7 @@ async def dev(module: Path, db: str, *options: str) -> AsyncIterator[tuple[Proce
 
 
 async def address(out: Lines) -> tuple[str, int, str]:
-    """The URL, port and token `dev` prints once it is ready; the token line comes last."""
+    """The URL, port and token `dev` prints once it is ready; the token line comes after the URL."""
     token = (await out.wait_for(TOKEN)).group(1)
     # Read from what was seen: Lines.wait_for drops the other lines of the chunk its match came in.
     found = [match for line in out.seen if (match := re.search(URL, line))]
