@@ -25,7 +25,7 @@ import anyio
 from anyio.abc import TaskStatus
 from watchfiles import Change, awatch
 
-from listener.errors import Unauthorized
+from listener.errors import ListenerError, Unauthorized
 from listener.listener import Listener
 from listener.platform import Platform, sqlite_path
 from listener.platform.auth import Role, Users
@@ -67,15 +67,23 @@ async def dev_admin(users: Users, db: str) -> str:
     token = await users.ensure_admin()
     if token is None:
         _, token = await users.create(f"dev-{os.urandom(3).hex()}", Role.ADMIN)
-    _keep(path, token)
-    log.info("Kept the dev admin's token in %s for the next start.", path)
+    try:
+        _keep(path, token)
+    except OSError as exc:  # a folder it may not write to: dev still runs, with a new admin at the next start
+        log.warning("Could not keep the dev admin's token in %s (%s): the next start makes another admin.",
+                    path, exc.strerror or exc)
+    else:
+        log.info("Kept the dev admin's token in %s for the next start.", path)
     return token
 
 
 def _keep(path: Path, token: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
-    # Written whole, readable by its owner only, then moved into place: never a half-written token.
+    # Written whole, readable by its owner only, then moved into place: never a half-written token. A partial file
+    # left by a start that died goes first, since os.open's mode applies only to a file it creates.
+    with contextlib.suppress(FileNotFoundError):
+        partial.unlink()
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as file:
         file.write(token + "\n")
@@ -89,12 +97,17 @@ async def running(platform: Platform, target: str, listener: Listener, *, reload
 
     Reports readiness once the first version is running.
     """
-    if not reload:
+    path: Path | None = None
+    if reload:
+        try:
+            path = module_file(target)
+        except ListenerError as exc:
+            log.warning("%s Running without reloading it.", exc.message)
+    if path is None:
         async with platform.running(listener):
             task_status.started()
             await anyio.sleep_forever()
         return
-    path = module_file(target)
     watchfiles_log = logging.getLogger("watchfiles")
     if watchfiles_log.level == logging.NOTSET:
         watchfiles_log.setLevel(logging.WARNING)  # its "1 change detected" says less than our "Reloaded" line

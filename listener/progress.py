@@ -28,7 +28,7 @@ from listener.models import Job
 from listener.remote import EventStream
 from listener.types import Clock, SystemClock
 
-__all__ = ["JobBar", "remaining", "still", "wait_showing"]
+__all__ = ["JobBar", "follow", "remaining", "still", "wait_showing"]
 
 REDRAW_SECONDS = 1.0
 """How often the bar is drawn again with no news from the job, so that its ETA counts down."""

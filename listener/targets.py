@@ -45,7 +45,10 @@ def module_file(target: str) -> Path:
     if _is_path(where):
         return Path(where).resolve()
     _on_path(os.getcwd())
-    spec = importlib.util.find_spec(where)
+    try:
+        spec = importlib.util.find_spec(where)
+    except ModuleNotFoundError:  # a parent package that is not there
+        spec = None
     if spec is None or spec.origin is None or not Path(spec.origin).is_file():
         raise ListenerError(f"No module named {where!r} with a file of its own.")
     return Path(spec.origin).resolve()
