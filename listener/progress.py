@@ -17,14 +17,15 @@ from datetime import datetime, timedelta
 from types import TracebackType
 
 import anyio
-from rich.console import Console
-from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskID, TaskProgressColumn, TextColumn
-from rich.table import Column
+from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
 from rich.text import Text
 
 from listener.client import Client
 from listener.errors import ListenerError
-from listener.models import Job
+from listener.models import Job, JobStatus
 from listener.remote import EventStream
 from listener.types import Clock, SystemClock
 
@@ -51,62 +52,76 @@ def still(job: Job, timeout: float) -> str:
     return f"Job {job.id} ({job.job}) still {job.status.value} after {timeout:g}s ({where})."
 
 
-class _Eta(ProgressColumn):
-    """`ETA 0:00:30`, read from the job and the clock each time the bar is drawn."""
-
-    def __init__(self, clock: Clock) -> None:
-        super().__init__(table_column=Column(no_wrap=True))
-        self._clock = clock
-
-    def render(self, task: Task) -> Text:
-        job: Job = task.fields["job"]
-        left = remaining(job, self._clock.now())
-        if left is None:
-            return Text("ETA -:--:--", style="progress.remaining")
-        return Text(f"ETA {timedelta(seconds=round(left.total_seconds()))}", style="progress.remaining")
-
-
 class JobBar:
-    """One job's live bar on a console: `with JobBar(console) as bar: bar.show(job)`.
+    """One job's live line on a console: `with JobBar(console) as bar: bar.show(job)`.
 
-    It draws only when told (`show`, `redraw`), on the caller's thread, never from a thread of
-    its own: what it writes is in order with the rest of the program's output.
+    `jb_… workbook:export  executing  ━━━━━━━━╸━━━  67%  ETA 0:00:30  Exporting 670 of 1,000`
+
+    However narrow the terminal, the id, job, status, percentage and ETA stay whole: the info is cut
+    short first, then the bar gives way. It draws only when told (`show`, `redraw`), on the caller's
+    thread, never from a thread of its own, so what it writes is in order with the rest of the output.
     """
+
+    BAR_WIDTH = 24
 
     def __init__(self, console: Console, clock: Clock | None = None) -> None:
         self.clock = clock or SystemClock()
-        self._progress = Progress(
-            TextColumn("[bold]{task.description}", table_column=Column(no_wrap=True)),
-            TextColumn("{task.fields[status]}", table_column=Column(no_wrap=True)),
-            BarColumn(bar_width=24),
-            TaskProgressColumn(),
-            _Eta(self.clock),
-            TextColumn("{task.fields[info]}", table_column=Column(no_wrap=True, overflow="ellipsis")),
-            console=console, auto_refresh=False, transient=True,
-        )
-        self._task: TaskID | None = None
+        self.job: Job | None = None
+        self._live = Live(self, console=console, auto_refresh=False, transient=True)
 
     def __enter__(self) -> JobBar:
-        self._progress.start()
+        self._live.start()
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  traceback: TracebackType | None) -> None:
-        self._progress.stop()
+        self._live.stop()
 
     def show(self, job: Job) -> None:
         """Draw the job as it is now."""
-        status, info = job.status.value, job.info or ""
-        if self._task is None:
-            self._task = self._progress.add_task(f"{job.id} {job.job}", total=100, completed=job.progress, job=job,
-                                                 status=status, info=info)
-        else:
-            self._progress.update(self._task, completed=job.progress, job=job, status=status, info=info)
-        self._progress.refresh()
+        self.job = job
+        self._live.refresh()
 
     def redraw(self) -> None:
         """Draw again with no news: the ETA has moved with the clock."""
-        self._progress.refresh()
+        self._live.refresh()
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        if self.job is not None:
+            yield self.line(self.job, options.max_width)
+
+    def line(self, job: Job, width: int) -> Table:
+        """The job's line, `width` characters at most."""
+        left = remaining(job, self.clock.now())
+        cells: list[RenderableType] = [
+            Text(f"{job.id} {job.job}", style="bold"),
+            Text(job.status.value, style=_STYLES.get(job.status, "cyan")),
+            Text(f"{job.progress:>3}%"),
+            Text("ETA " + ("-:--:--" if left is None else str(timedelta(seconds=round(left.total_seconds())))),
+                 style="progress.remaining"),
+        ]
+        info = job.info or ""
+        room = width - sum(cell.cell_len for cell in cells if isinstance(cell, Text)) - len(cells)
+        if room < 0:  # too narrow for all of them whole: the id stays, the job's name (`jobs get` has it) goes
+            room += len(job.job) + 1
+            cells[0] = Text(job.id, style="bold")
+        # The bar is as wide as leaves the info whole; at least 12 wide while 20 of the info still fit beside it.
+        bar = min(self.BAR_WIDTH, max(room - len(info) - 1, min(12, room - 21)))
+        line = Table.grid(padding=(0, 1), expand=False)
+        for _ in cells[:2]:
+            line.add_column(no_wrap=True)
+        if bar >= 5:
+            line.add_column(no_wrap=True, width=bar)
+            cells.insert(2, ProgressBar(total=100, completed=job.progress, width=bar))
+        for _ in cells[-2:]:
+            line.add_column(no_wrap=True)
+        line.add_column(no_wrap=True, overflow="ellipsis", max_width=max(room - (bar + 1 if bar >= 5 else 0), 1))
+        line.add_row(*cells, Text(info, style="dim"))
+        return line
+
+
+_STYLES = {JobStatus.COMPLETE: "green", JobStatus.FAILED: "red", JobStatus.CANCELLED: "magenta",
+           JobStatus.EXECUTING: "yellow"}
 
 
 async def wait_showing(client: Client, job_id: str, *, timeout: float | None, console: Console,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from datetime import timedelta
 
 import anyio
@@ -41,9 +42,9 @@ class Screen(io.StringIO):
         self.truncate()
 
 
-def terminal(screen: io.StringIO) -> Console:
+def terminal(screen: io.StringIO, width: int = 140) -> Console:
     # No colours: the test reads the words; a terminal all the same, so the bar is drawn.
-    return Console(file=screen, force_terminal=True, color_system=None, width=140)
+    return Console(file=screen, force_terminal=True, color_system=None, width=width)
 
 
 def job_at(clock: ManualClock, **fields: object) -> Job:
@@ -78,6 +79,23 @@ def test_the_bar_shows_the_job_its_progress_info_and_eta_by_the_clock(clock: Man
         assert "ETA 0:00:18" in screen.getvalue()  # the countdown moves with the clock, not with news
         bar.show(job_at(clock, status="ready", startedAt=None, progress=0))
         assert "ETA -:--:--" in screen.getvalue()
+
+
+@pytest.mark.parametrize("width", [140, 100, 80, 60])
+def test_the_bar_keeps_the_id_status_percentage_and_eta_whole_in_any_width(clock: ManualClock, width: int) -> None:
+    screen = io.StringIO()
+    job = job_at(clock, progress=67, info="Exporting 670 of 1,000 records",
+                 estimatedCompletionAt=clock.now() + timedelta(seconds=30))
+    with JobBar(terminal(screen, width), clock) as bar:
+        bar.show(job)
+    lines = {line for line in re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue()).replace("\r", "\n").split("\n")
+             if line.strip()}
+    assert len(lines) == 1, lines
+    line = lines.pop()
+    assert len(line) <= width and "jb_0123456789abcdef " in line, line
+    assert " executing " in line and " 67% " in line and " ETA 0:00:30 " in line, line
+    assert ("━" in line, "workbook:export" in line, "1,000 records" in line) == (width >= 100, width >= 80,
+                                                                                  width >= 140), line
 
 
 def test_still_says_what_was_waited_for_how_long_and_where_it_stood(clock: ManualClock) -> None:
