@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pty
@@ -200,12 +201,14 @@ async def test_jobs_wait_that_times_out_says_where_the_job_stood(server: Server)
     assert err == f"listener: Job {job.id} (workbook:export) still executing after 0.5s (67%, 'Exporting').\n"
 
 
-def in_terminal(args: list[str], columns: int) -> str:
-    """What `args` prints to a terminal `columns` wide (a pseudo-terminal: rich draws for a person)."""
+def in_terminal(args: list[str], columns: int, *, status: int = 0) -> str:
+    """What `args` prints to a terminal `columns` wide (a pseudo-terminal: rich draws for a person), exiting
+    with `status`."""
     screen, terminal = pty.openpty()
     try:
-        subprocess.run(args, stdout=terminal, stderr=subprocess.PIPE, env={**os.environ, "COLUMNS": str(columns)},
-                       check=True, timeout=30)
+        done = subprocess.run(args, stdout=terminal, stderr=subprocess.PIPE, timeout=30,
+                              env={**os.environ, "COLUMNS": str(columns)})
+        assert done.returncode == status, done.stderr
     finally:
         os.close(terminal)
     out = b""
@@ -238,6 +241,16 @@ async def test_ids_stay_whole_in_a_narrow_terminal(server: Server) -> None:
         assert ("Disk full" in out, "A long" in out) == (columns >= 80, columns >= 120), out
     out = await anyio.to_thread.run_sync(in_terminal, command, 200)
     assert "A long description" in out and "created by" in out
+
+
+@pytest.mark.anyio
+async def test_jobs_wait_in_a_terminal_draws_the_live_bar(server: Server) -> None:
+    api = server.platform.api
+    job = await api.jobs.ack((await api.jobs.create(type="workbook", operation="export")).id)
+    await api.jobs.update(job.id, progress=67, info="Exporting")
+    command = [*LISTENER, "jobs", "wait", job.id, "--timeout", "1", "--url", server.url, "--token", server.admin_token]
+    out = await anyio.to_thread.run_sync(functools.partial(in_terminal, command, 120, status=1))
+    assert f"{job.id} workbook:export" in out and "67%" in out and "Exporting" in out and "ETA" in out, out
 
 
 @pytest.mark.anyio
