@@ -7,30 +7,30 @@ Errors print one line (the chain of causes with --debug) and exit non-zero.
 from __future__ import annotations
 
 import argparse
+import errno
 import functools
-import importlib
-import importlib.util
 import json
 import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import timedelta
-from pathlib import Path
 from typing import Any, cast
 
 import anyio
+from anyio.abc import TaskGroup
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from listener import logs
+from listener import __version__, logs
 from listener.errors import ListenerError
-from listener.listener import Listener
 from listener.models import Job
 from listener.platform import DEFAULT_DB, Platform
 from listener.platform.auth import Role, Users
 from listener.process import event_loop, loop_options, tune_gc
+from listener.targets import load_listener
 
 __all__ = ["load_listener", "main"]
 
@@ -59,6 +59,7 @@ def _remote(parser: argparse.ArgumentParser) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="listener", description="Long-running jobs driven by events.")
+    parser.add_argument("--version", action="version", version=f"listener {__version__}")
     parser.add_argument("--debug", action="store_true", default=_env("DEBUG") == "1",
                         help="show the full chain of causes on errors (env LISTENER_DEBUG=1)")
     # The default stays a string so that argparse vets it with `type`, and a bad env var is one clear line.
@@ -85,9 +86,11 @@ def _parser() -> argparse.ArgumentParser:
     _option(run, "--grace", "GRACE", "seconds running handlers get to finish on SIGTERM", 10.0, float)
 
     dev = commands.add_parser("dev", help="platform, server and a listener in one process, for development")
-    dev.add_argument("target", help="path/to/module.py[:name]")
+    dev.add_argument("target", help="path/to/module.py[:name] or package.module[:name]")
     _db(dev)
     _option(dev, "--port", "PORT", "port to listen on", 8080, int)
+    dev.add_argument("--no-reload", action="store_true", default=_env("NO_RELOAD") == "1",
+                     help="do not load the module again when its file changes (env LISTENER_NO_RELOAD=1)")
 
     demo = commands.add_parser("demo", help="run the example listeners on the embedded platform, with live progress")
     _db(demo)
@@ -105,6 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     _db(prune)
     prune.add_argument("--older-than", type=duration, required=True, metavar="AGE",
                        help="e.g. 30d, 12h, 90m or 3600s")
+    prune.add_argument("--json", action="store_true", help='print {"deleted": N} instead of a sentence')
 
     jobs = commands.add_parser("jobs", help="look at and manage jobs on a server")
     jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True)
@@ -134,8 +138,10 @@ def _parser() -> argparse.ArgumentParser:
                            help="how often a job goes back to ready when its worker dies, before it fails (default 3)")
     waiting = jobs_commands.add_parser("wait", help="wait until a job has ended and show it")
     waiting.add_argument("job_id")
-    waiting.add_argument("--timeout", type=float, default=None)
+    waiting.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                         help="give up after this long: exit 1 saying where the job stood")
     for name, text in (("get", "show one job"), ("cancel", "cancel a job that has not ended"),
+                       ("retry", "run a failed job again, one more attempt"),
                        ("ack-outcome", "acknowledge a finished job's outcome")):
         sub = jobs_commands.add_parser(name, help=text)
         sub.add_argument("job_id")
@@ -161,41 +167,6 @@ def duration(text: str) -> timedelta:
     return timedelta(seconds=int(number) * units[unit])
 
 
-# -- loading a listener -----------------------------------------------------------
-
-
-def load_listener(target: str) -> Listener:
-    """The Listener named in `path/to/module.py[:name]` or `package.module[:name]`.
-
-    Without a name: the module's `listener`, else its only Listener.
-    """
-    where, _, name = target.partition(":")
-    if where.endswith(".py") or os.sep in where:
-        path = Path(where).resolve()
-        if not path.exists():
-            raise ListenerError(f"No such file: {where}.")
-        sys.path.insert(0, str(path.parent))
-        spec = importlib.util.spec_from_file_location(path.stem, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[path.stem] = module
-        spec.loader.exec_module(module)
-    else:
-        sys.path.insert(0, os.getcwd())
-        module = importlib.import_module(where)
-    if name:
-        found = getattr(module, name, None)
-        if not isinstance(found, Listener):
-            raise ListenerError(f"{where} has no Listener named {name!r}.")
-        return found
-    if isinstance(getattr(module, "listener", None), Listener):
-        return module.listener  # type: ignore[no-any-return]
-    candidates = [v for v in vars(module).values() if isinstance(v, Listener)]
-    if len(candidates) != 1:
-        raise ListenerError(f"{where} has {len(candidates)} Listeners; name one: {where}:NAME.")
-    return candidates[0]
-
-
 # -- commands ---------------------------------------------------------------------
 
 
@@ -205,6 +176,18 @@ async def _until_signal(scope: anyio.CancelScope) -> None:
             logging.getLogger("listener").info("Got %s: shutting down gracefully.", signal.Signals(signum).name)
             scope.cancel()
             return
+
+
+async def _listen(tg: TaskGroup, serving: Callable[..., Coroutine[Any, Any, None]], host: str, port: int) -> int:
+    """Start the server in `tg` and return its bound port; a port already taken is one clear line, not a trace."""
+    try:
+        bound: int = await tg.start(serving)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise ListenerError(f"Port {port} on {host} is already in use: stop what listens there, or choose another "
+                            "with --port (env LISTENER_PORT).") from exc
+    return bound
 
 
 async def _serve(args: argparse.Namespace) -> None:
@@ -217,10 +200,10 @@ async def _serve(args: argparse.Namespace) -> None:
         if token is not None and not _env("ADMIN_TOKEN"):
             print(f"Created the admin user. Its token, shown only this once:\n\n    {token}\n", flush=True)
         tg.start_soon(_until_signal, tg.cancel_scope)
-        port = await tg.start(functools.partial(serve, platform, host=args.host, port=args.port, users=users,
-                                                max_body=args.max_body))
+        port = await _listen(tg, functools.partial(serve, platform, host=args.host, port=args.port, users=users,
+                                                   max_body=args.max_body), args.host, args.port)
         print(f"Listener is serving http://{args.host}:{port}/api/v1 on {args.db}\n"
-              f"Web page: http://{args.host}:{port}/", flush=True)
+              f"Web page: http://{args.host}:{port}/\nAPI docs: http://{args.host}:{port}/api/docs", flush=True)
 
 
 async def _run(args: argparse.Namespace) -> None:
@@ -236,25 +219,20 @@ async def _run(args: argparse.Namespace) -> None:
 
 
 async def _dev(args: argparse.Namespace) -> None:
+    from listener.dev import dev_admin, running
     from listener.platform.server import serve
 
-    listener = load_listener(args.target)
+    listener = load_listener(args.target)  # a module that does not load stops here, before the database opens
     async with Platform.open(args.db) as platform, anyio.create_task_group() as tg:
         users = Users(platform.store, platform.clock)
-        token = await users.ensure_admin()
-        if token is None:
-            _, token = await users.create(f"dev-{os.urandom(3).hex()}", Role.ADMIN)
+        token = await dev_admin(users, args.db)
         tg.start_soon(_until_signal, tg.cancel_scope)
-        port = await tg.start(functools.partial(serve, platform, port=args.port, users=users))
-        await tg.start(_running, platform, listener)
+        port = await _listen(tg, functools.partial(serve, platform, port=args.port, users=users), "127.0.0.1",
+                             args.port)
+        await tg.start(functools.partial(running, platform, args.target, listener, reload=not args.no_reload))
         print(f"Listener dev server: http://127.0.0.1:{port}/api/v1\nToken: {token}\n"
-              f"Web page: http://127.0.0.1:{port}/ (sign in with the token)", flush=True)
-
-
-async def _running(platform: Platform, listener: Listener, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
-    async with platform.running(listener):
-        task_status.started()
-        await anyio.sleep_forever()
+              f"Web page: http://127.0.0.1:{port}/ (sign in with the token)\n"
+              f"API docs: http://127.0.0.1:{port}/api/docs", flush=True)
 
 
 async def _demo(args: argparse.Namespace) -> None:
@@ -267,7 +245,10 @@ async def _prune(args: argparse.Namespace) -> None:
     # A one-off command: the system agent is left to the servers (it would claim jobs and quit).
     async with Platform.open(args.db, sweep_interval=None, retention=None, system_jobs=False) as platform:
         pruned = await platform.api.as_actor("cli").jobs.prune(args.older_than)
-        print(f"Deleted {pruned} finished job(s) older than {args.older_than}, with their events.")
+        if args.json:
+            print(json.dumps({"deleted": pruned}))
+        else:
+            print(f"Deleted {pruned} finished job(s) older than {args.older_than}, with their events.")
 
 
 async def _users(args: argparse.Namespace) -> None:
@@ -290,14 +271,48 @@ def _show(console: Console, jobs: Sequence[Job], as_json: bool, total: int | Non
         else:
             print(json.dumps({"items": [j.model_dump(mode="json") for j in jobs], "total": total}, indent=2))
         return
-    table = Table("id", "job", "status", "progress", "info", "created by", "created", "outcome / error")
-    for job in jobs:
-        result = job.error_message or (job.outcome.message if job.outcome else "") or ""
-        table.add_row(job.id, job.job, job.status.value, f"{job.progress}%", job.info or "", job.created_by or "",
-                      job.created_at.strftime("%Y-%m-%d %H:%M:%S"), result)
-    console.print(table)
+    console.print(_table(jobs, console.width))
     if total is not None:
         console.print(f"{len(jobs)} of {total} job(s)")
+
+
+# Shown whole, however narrow the terminal: an id is what a person copies into the next command.
+_WHOLE = ("id", "job", "status", "progress")
+# Left out where the terminal is too narrow for them, the last first (`jobs get --json` shows everything).
+_OPTIONAL = ("outcome / error", "info", "created", "created by")
+_FOLDED = 12  # an optional column is shown if this much of it fits; longer text folds onto more lines
+
+
+def _table(jobs: Sequence[Job], width: int) -> Table:
+    cells = {
+        "id": [job.id for job in jobs],
+        "job": [job.job for job in jobs],
+        "status": [job.status.value for job in jobs],
+        "progress": [f"{job.progress}%" for job in jobs],
+        "info": [job.info or "" for job in jobs],
+        "created by": [job.created_by or "" for job in jobs],
+        "created": [job.created_at.strftime("%Y-%m-%d %H:%M:%S") for job in jobs],
+        "outcome / error": [job.error_message or (job.outcome.message if job.outcome else "") or "" for job in jobs],
+    }
+
+    def room(name: str) -> int:  # its text and a space either side (the table draws no lines between columns)
+        longest = max([len(name), *map(len, cells[name])])
+        return (longest if name in _WHOLE else min(longest, _FOLDED)) + 2
+
+    left = width - sum(map(room, _WHOLE))
+    shown = set(_WHOLE)
+    for name in _OPTIONAL:
+        if room(name) <= left:
+            shown.add(name)
+            left -= room(name)
+    table = Table(box=box.SIMPLE_HEAD)
+    for name in cells:
+        if name in shown:
+            whole = name in _WHOLE
+            table.add_column(name, no_wrap=whole, min_width=room(name) - 2 if whole else None, overflow="fold")
+    for row in zip(*(cells[name] for name in cells if name in shown), strict=True):
+        table.add_row(*row)
+    return table
 
 
 def _split(values: list[str] | None) -> list[str] | None:
@@ -339,8 +354,13 @@ async def _jobs(args: argparse.Namespace) -> None:
             job = await client.jobs.get(args.job_id)
         elif command == "cancel":
             job = await client.jobs.cancel(args.job_id)
+        elif command == "retry":
+            job = await client.jobs.retry(args.job_id)
         elif command == "wait":
-            job = await client.jobs.wait(args.job_id, timeout=args.timeout)
+            from listener.progress import wait_showing
+
+            # The bar is for a person at a terminal; --json and piped output get the job alone, when it ends.
+            job = await wait_showing(client, args.job_id, timeout=args.timeout, console=console, bar=not args.json)
         else:
             job = await client.jobs.acknowledge_outcome(args.job_id)
         _show(console, [job], args.json)
@@ -369,21 +389,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         anyio.run(functools.partial(_COMMANDS[args.command], args), backend_options=options)
     except KeyboardInterrupt:
         return 130
-    except (ListenerError, ConnectionError, TimeoutError) as exc:
+    except Exception as raised:
         if args.debug:
             raise
-        message = exc.message if isinstance(exc, ListenerError) else (str(exc) or type(exc).__name__)
+        error = _alone(raised)
+        if not isinstance(error, ListenerError | ConnectionError | TimeoutError):
+            print(f"listener: {type(error).__name__}: {error} (run with --debug for details)", file=sys.stderr)
+            return 1
+        message = error.message if isinstance(error, ListenerError) else (str(error) or type(error).__name__)
         print(f"listener: {message}", file=sys.stderr)
-        details = getattr(exc, "details", None)
+        details = getattr(error, "details", None)
         if details:
             print(json.dumps(details, default=str), file=sys.stderr)
         return 1
-    except Exception as exc:
-        if args.debug:
-            raise
-        print(f"listener: {type(exc).__name__}: {exc} (run with --debug for details)", file=sys.stderr)
-        return 1
     return 0
+
+
+def _alone(exc: Exception) -> Exception:
+    """The one error inside task groups' exception groups: what went wrong, not where it was gathered."""
+    while isinstance(exc, ExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import os
+import pty
+import re
+import socket
+import subprocess
 import sys
 from pathlib import Path
 
 import anyio
 import pytest
 
-from listener import Platform
+from listener import Platform, __version__
 from listener.cli import load_listener, main
 from listener.platform.auth import Role, Users
 from tests.conftest import Server
@@ -162,3 +168,108 @@ def test_prune_deletes_old_finished_jobs(db_path: Path, capsys: pytest.CaptureFi
     assert "Deleted 1 finished job(s)" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["prune", "--db", str(db_path), "--older-than", "soon"])
+
+
+def test_version_prints_the_package_s_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0 and capsys.readouterr().out == f"listener {__version__}\n"
+
+
+@pytest.mark.anyio
+async def test_jobs_retry_runs_a_failed_job_again_and_refuses_one_that_did_not_fail(server: Server) -> None:
+    api = server.platform.api
+    job = await api.jobs.ack((await api.jobs.create(type="workbook", operation="export")).id)
+    job = await api.jobs.fail(job.id, error="disk full")
+    code, out, err = await cli(server, "jobs", "retry", job.id, "--json")
+    assert code == 0, err
+    retried = json.loads(out)
+    assert (retried["id"], retried["status"]) == (job.id, "ready")
+    code, out, _ = await cli(server, "jobs", "retry", job.id)
+    assert code == 1 and out == ""
+    code, _, err = await cli(server, "jobs", "retry", job.id)
+    assert code == 1 and job.id in err.splitlines()[0] and "ready" in err.splitlines()[0]
+
+
+@pytest.mark.anyio
+async def test_jobs_wait_that_times_out_says_where_the_job_stood(server: Server) -> None:
+    api = server.platform.api
+    job = await api.jobs.ack((await api.jobs.create(type="workbook", operation="export")).id)
+    await api.jobs.update(job.id, progress=67, info="Exporting")
+    code, out, err = await cli(server, "jobs", "wait", job.id, "--timeout", "0.5")
+    assert code == 1 and out == ""
+    assert err == f"listener: Job {job.id} (workbook:export) still executing after 0.5s (67%, 'Exporting').\n"
+
+
+def in_terminal(args: list[str], columns: int, *, status: int = 0) -> str:
+    """What `args` prints to a terminal `columns` wide (a pseudo-terminal: rich draws for a person), exiting
+    with `status`."""
+    screen, terminal = pty.openpty()
+    try:
+        done = subprocess.run(args, stdout=terminal, stderr=subprocess.PIPE, timeout=30,
+                              env={**os.environ, "COLUMNS": str(columns)})
+        assert done.returncode == status, done.stderr
+    finally:
+        os.close(terminal)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(screen, 65536)
+        except OSError:  # EIO: the terminal's other side is closed and everything it wrote was read
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(screen)
+    return out.decode()
+
+
+@pytest.mark.anyio
+async def test_ids_stay_whole_in_a_narrow_terminal(server: Server) -> None:
+    api = server.platform.api
+    jobs = [await api.jobs.create(type="workbook", operation="export", info="A long description " * 5)
+            for _ in range(3)]
+    await api.jobs.fail((await api.jobs.ack(jobs[0].id)).id, error="Disk full")
+    command = [*LISTENER, "jobs", "list", "--url", server.url, "--token", server.admin_token]
+    for columns in (50, 80, 120):
+        out = await anyio.to_thread.run_sync(in_terminal, command, columns)
+        lines = out.splitlines()
+        assert max(map(len, re.sub(r"\x1b\[[0-9;]*m", "", out).splitlines())) <= columns, out
+        for job in jobs:
+            assert any(job.id in line for line in lines), out  # on one line, neither cut nor wrapped
+        # The free text gives way first, the error last of it.
+        assert ("Disk full" in out, "A long" in out) == (columns >= 80, columns >= 120), out
+    out = await anyio.to_thread.run_sync(in_terminal, command, 200)
+    assert "A long description" in out and "created by" in out
+
+
+@pytest.mark.anyio
+async def test_jobs_wait_in_a_terminal_draws_the_live_bar(server: Server) -> None:
+    api = server.platform.api
+    job = await api.jobs.ack((await api.jobs.create(type="workbook", operation="export")).id)
+    await api.jobs.update(job.id, progress=67, info="Exporting")
+    command = [*LISTENER, "jobs", "wait", job.id, "--timeout", "1", "--url", server.url, "--token", server.admin_token]
+    out = await anyio.to_thread.run_sync(functools.partial(in_terminal, command, 120, status=1))
+    assert f"{job.id} workbook:export" in out and "67%" in out and "Exporting" in out and "ETA" in out, out
+
+
+@pytest.mark.anyio
+async def test_a_port_in_use_is_one_line_naming_it(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        module = tmp_path / "empty.py"
+        module.write_text("from listener import Listener\nlistener = Listener('empty')\n")
+        for command in (["serve"], ["dev", str(module)]):
+            result = await anyio.run_process([*LISTENER, *command, "--db", str(tmp_path / "x.db"), "--port",
+                                              str(port)], check=False)
+            err = [line for line in result.stderr.decode().splitlines() if line.startswith("listener: ")]
+            assert result.returncode == 1 and "Traceback" not in result.stderr.decode(), result.stderr
+            assert err == [f"listener: Port {port} on 127.0.0.1 is already in use: stop what listens there, "
+                           "or choose another with --port (env LISTENER_PORT)."]
+
+
+def test_prune_json_says_how_many_it_deleted(db_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["prune", "--db", str(db_path), "--older-than", "1d", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"deleted": 0}

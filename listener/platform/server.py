@@ -29,6 +29,7 @@ from listener.platform.routes import ROUTES, Call, Reply, Route, forbid, parse_b
 from listener.platform.sharing import AgentGroups
 from listener.platform.stream import STREAM_ROUTE, subprotocol_token
 from listener.platform.web import add_routes as add_web_routes
+from listener.platform.web.docs import add_routes as add_docs_routes
 
 __all__ = ["DEFAULT_MAX_BODY", "create_app", "serve"]
 
@@ -204,6 +205,7 @@ def create_app(platform: Platform, *, users: Users | None = None, max_body: int 
         app.router.add_route(route.method, (API if route.prefixed else "") + route.path, _view(route),
                              name=route.operation_id)
     add_web_routes(app)  # the web page at / and /static/
+    add_docs_routes(app, _spec)  # the API docs at /api/docs
     app.on_shutdown.append(_close_sockets)
     return app
 

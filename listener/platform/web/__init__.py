@@ -14,7 +14,7 @@ from aiohttp import web
 
 from listener.errors import NotFound
 
-__all__ = ["CSP", "HEADERS", "add_routes"]
+__all__ = ["CSP", "HEADERS", "STATIC", "TYPES", "add_routes", "send"]
 
 STATIC = (Path(__file__).parent / "static").resolve()
 
@@ -48,7 +48,7 @@ def add_routes(app: web.Application) -> None:
 
 async def index(request: web.Request) -> web.StreamResponse:
     """The page itself; every view is a hash route inside it."""
-    return _send(STATIC / "index.html")
+    return send(STATIC / "index.html")
 
 
 async def static(request: web.Request) -> web.StreamResponse:
@@ -57,8 +57,9 @@ async def static(request: web.Request) -> web.StreamResponse:
     path = (STATIC / relative).resolve()
     if not path.is_relative_to(STATIC) or path.suffix not in TYPES or not path.is_file():
         raise NotFound(f"No such file: /static/{relative}.")
-    return _send(path)
+    return send(path)
 
 
-def _send(path: Path) -> web.FileResponse:
+def send(path: Path) -> web.FileResponse:
+    """A file of the page, with its type and the security headers."""
     return web.FileResponse(path, headers={**HEADERS, "Content-Type": TYPES[path.suffix]})
