@@ -64,6 +64,7 @@ from listener.platform.store.base import (
     status_detail,
     waits_for_slot,
 )
+from listener.platform.store.schema import STEPS
 from listener.tasks import task_scope
 
 __all__ = ["SqliteStore"]
@@ -72,148 +73,8 @@ log = logging.getLogger("listener.store")
 
 T = TypeVar("T")
 
-MIGRATIONS: list[str] = [
-    # 1: the initial schema
-    """
-    CREATE TABLE jobs (
-        id TEXT PRIMARY KEY,
-        status TEXT NOT NULL,
-        type TEXT NOT NULL,
-        operation TEXT NOT NULL,
-        created_by TEXT,
-        created_at TEXT NOT NULL,
-        doc TEXT NOT NULL,
-        ctx TEXT NOT NULL
-    );
-    CREATE INDEX jobs_status ON jobs (status);
-    CREATE INDEX jobs_type_operation ON jobs (type, operation);
-    CREATE INDEX jobs_created_by ON jobs (created_by);
-    CREATE TABLE objects (
-        id TEXT PRIMARY KEY,
-        kind TEXT NOT NULL,
-        parent_id TEXT,
-        doc TEXT NOT NULL
-    );
-    CREATE INDEX objects_kind_parent ON objects (kind, parent_id);
-    CREATE TABLE records (
-        pos INTEGER PRIMARY KEY,
-        id TEXT NOT NULL UNIQUE,
-        sheet_id TEXT NOT NULL,
-        vals TEXT NOT NULL,
-        created_at TEXT NOT NULL,
-        updated_at TEXT NOT NULL
-    );
-    CREATE INDEX records_sheet ON records (sheet_id, pos);
-    CREATE TABLE events (
-        seq INTEGER PRIMARY KEY,
-        topic TEXT NOT NULL,
-        job_id TEXT,
-        doc TEXT NOT NULL
-    );
-    CREATE INDEX events_job ON events (job_id, seq) WHERE job_id IS NOT NULL;
-    CREATE TABLE cursors (
-        name TEXT PRIMARY KEY,
-        seq INTEGER NOT NULL
-    );
-    """,
-    # 2: users and their hashed bearer tokens
-    """
-    CREATE TABLE users (
-        id TEXT PRIMARY KEY,
-        name TEXT NOT NULL UNIQUE,
-        role TEXT NOT NULL,
-        token_hash TEXT NOT NULL UNIQUE,
-        doc TEXT NOT NULL
-    );
-    """,
-    # 3: when something is due for a job without anyone asking (retry, lease end, timeout), as epoch seconds
-    """
-    ALTER TABLE jobs ADD COLUMN due_at REAL;
-    CREATE INDEX jobs_due ON jobs (due_at) WHERE due_at IS NOT NULL;
-    """,
-    # 4: Idempotency-Key of job creations, per caller
-    """
-    CREATE TABLE idempotency_keys (
-        caller TEXT NOT NULL,
-        key TEXT NOT NULL,
-        body_hash TEXT NOT NULL,
-        job_id TEXT NOT NULL,
-        PRIMARY KEY (caller, key)
-    );
-    """,
-    # 5: when a job ended (epoch seconds), for retention
-    """
-    ALTER TABLE jobs ADD COLUMN finished_at REAL;
-    CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
-    """,
-    # 6: a per-job log of the items that failed
-    """
-    CREATE TABLE job_errors (
-        pos INTEGER PRIMARY KEY,
-        job_id TEXT NOT NULL,
-        item TEXT,
-        message TEXT NOT NULL,
-        created_at TEXT NOT NULL
-    );
-    CREATE INDEX job_errors_job ON job_errors (job_id, pos);
-    """,
-    # 7: per-type settings and limits (with each type's rate bucket), parts of split jobs, jobs waiting for a slot
-    """
-    CREATE TABLE job_settings (
-        job TEXT PRIMARY KEY,
-        doc TEXT NOT NULL,
-        tokens REAL,
-        refilled_at REAL
-    );
-    ALTER TABLE jobs ADD COLUMN parent_id TEXT;
-    ALTER TABLE jobs ADD COLUMN part INTEGER;
-    ALTER TABLE jobs ADD COLUMN waiting INTEGER NOT NULL DEFAULT 0;
-    DROP INDEX jobs_type_operation;
-    CREATE INDEX jobs_type_operation_status ON jobs (type, operation, status);
-    CREATE INDEX jobs_parent ON jobs (parent_id, part) WHERE parent_id IS NOT NULL;
-    CREATE INDEX jobs_waiting ON jobs (type, operation, created_at) WHERE waiting = 1;
-    """,
-    # 8: the result rows a job writes (jobs.write_data), downloadable as CSV until they expire
-    """
-    CREATE TABLE job_data (
-        pos INTEGER PRIMARY KEY,
-        job_id TEXT NOT NULL,
-        row TEXT NOT NULL
-    );
-    CREATE INDEX job_data_job ON job_data (job_id, pos);
-    CREATE TABLE secrets (
-        name TEXT PRIMARY KEY,
-        value TEXT NOT NULL
-    );
-    """,
-    # 9: jobs.list by status and type: the index ends with the rowid, so one status and one type is a range
-    # read newest first (the page, no sort) and its count reads that range of the index alone
-    """
-    CREATE INDEX jobs_status_type ON jobs (status, type);
-    """,
-    # 10: the records of sheet snapshots (the snapshots themselves are objects of kind "snapshot"), in the
-    # sheet's order when each was taken
-    """
-    CREATE TABLE snapshot_records (
-        snapshot_id TEXT NOT NULL,
-        pos INTEGER NOT NULL,
-        id TEXT NOT NULL,
-        vals TEXT NOT NULL,
-        created_at TEXT NOT NULL,
-        updated_at TEXT NOT NULL,
-        PRIMARY KEY (snapshot_id, pos)
-    );
-    """,
-    # 11: what other systems' status words need beside the status (status_words): `retry` (scheduled after an
-    # attempt failed, Fiddler's RETRY) or `timeout` (failed by its timeout, Zoltar's TIMEOUT); only those rows
-    # are in the index, so RETRY or TIMEOUT with one type is a range read newest first, like a status
-    """
-    ALTER TABLE jobs ADD COLUMN status_detail TEXT;
-    UPDATE jobs SET status_detail = 'retry' WHERE status = 'scheduled' AND json_extract(doc, '$.attempt') >= 1;
-    UPDATE jobs SET status_detail = 'timeout' WHERE status = 'failed' AND json_extract(doc, '$.error.kind') = 'timeout';
-    CREATE INDEX jobs_status_detail ON jobs (status_detail, type) WHERE status_detail IS NOT NULL;
-    """,
-]
+MIGRATIONS: list[str] = [step.sqlite for step in STEPS]
+"""This store's scripts of the schema's steps, in order."""
 
 Synchronous = Literal["NORMAL", "FULL"]
 
