@@ -8,6 +8,7 @@ order, to its publishers (the event log's in-process fan-out).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,7 @@ from typing import Any, Protocol, TypeVar
 import anyio
 
 from listener import status_words
+from listener.errors import Conflict, NotFound
 from listener.models import Event, EventContext, Job, JobItemError, JobSettings, JobStatus, Record
 
 __all__ = [
@@ -36,17 +38,26 @@ __all__ = [
     "Store",
     "StoredObject",
     "StoredUser",
+    "Write",
     "admission",
     "deadline",
     "due_at",
+    "job_exists",
     "job_filter",
+    "job_not_found",
+    "object_not_found",
     "occupies",
     "plan_restore",
+    "publish",
+    "record_not_found",
     "settled",
     "status_detail",
     "status_terms",
+    "user_exists",
     "waits_for_slot",
 ]
+
+log = logging.getLogger("listener.store")
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,14 +159,14 @@ def occupies(job: Job | None) -> bool:
     return job is not None and job.status in (JobStatus.READY, JobStatus.EXECUTING)
 
 
-def admission(settings: JobSettings, running: int, tokens: float | None, refilled_at: float | None,
-              now: float) -> float | None:
+def admission(settings: JobSettings, running: int, bucket: Sequence[Any] | None, now: float) -> float | None:
     """Whether one more job of a limited type may start: the tokens left after it, or NoSlot.
 
-    `running` counts the type's jobs that occupy a slot now; `tokens`/`refilled_at` are the
-    type's rate bucket as stored (None: never used, so full). Returns the bucket's new level
-    (None when the type has no rate limit).
+    `running` counts the type's jobs that occupy a slot now; `bucket` is the type's rate bucket as
+    stored, its row (tokens, refilled_at) (None or NULLs: never used, so full). Returns the bucket's
+    new level (None when the type has no rate limit).
     """
+    tokens, refilled_at = bucket if bucket is not None else (None, None)
     if settings.max_running is not None and running >= settings.max_running:
         many = "one job" if settings.max_running == 1 else f"{settings.max_running} jobs"
         raise NoSlot("concurrency", f"Waiting: {settings.job} runs {many} at a time and {running} "
@@ -215,11 +226,22 @@ def due_at(job: Job) -> datetime | None:
     return end
 
 
-async def settled(done: anyio.Event) -> None:
-    """Wait until a write's batch has committed or rolled back, even if the caller is cancelled meanwhile.
+_T = TypeVar("_T")
 
-    The batch settles the write whatever happens to its caller, so the caller must not leave before
-    knowing which way it went.
+
+class Write(Protocol[_T]):
+    """A write queued for a batch, as the batch leaves it: its result or its error, and the events it appended."""
+
+    result: _T | None
+    error: BaseException | None
+    events: list[Event]
+
+
+async def settled(write: Write[_T], done: anyio.Event) -> tuple[_T, list[Event]]:
+    """The write's result and events once its batch has committed (`done`), or the error it failed with.
+
+    The batch settles the write whatever happens to its caller, so a caller cancelled meanwhile still
+    waits to know which way it went before it leaves.
     """
     try:
         await done.wait()
@@ -227,6 +249,9 @@ async def settled(done: anyio.Event) -> None:
         with anyio.CancelScope(shield=True):
             await done.wait()
         raise
+    if write.error is not None:
+        raise write.error
+    return write.result, write.events  # type: ignore[return-value]  # a write that did not fail has its result
 
 
 JobRule = Callable[[Job, EventContext], JobChange]
@@ -234,6 +259,37 @@ JobRule = Callable[[Job, EventContext], JobChange]
 
 Publisher = Callable[[Sequence[Event]], None]
 """Called after each commit with its events, in `seq` order."""
+
+
+def publish(publishers: Sequence[Publisher], events: Sequence[Event]) -> None:
+    """Hand committed events to every publisher, in order."""
+    for publisher in publishers:
+        try:
+            publisher(events)
+        except Exception:
+            # A subscriber's bug must not hold up the writers, nor the other subscribers: the events are committed.
+            log.exception("An event subscriber failed on events %d-%d", events[0].seq, events[-1].seq)
+
+
+def job_not_found(job_id: str) -> NotFound:
+    return NotFound(f"Job {job_id} not found.", details={"jobId": job_id})
+
+
+def job_exists(job_id: str) -> Conflict:
+    return Conflict(f"Job {job_id} already exists.", details={"jobId": job_id})
+
+
+def object_not_found(kind: str, object_id: str) -> NotFound:
+    """NotFound for an object of `kind` (a sheet, a snapshot, ...)."""
+    return NotFound(f"{kind.capitalize()} {object_id} not found.", details={"id": object_id})
+
+
+def record_not_found(record_id: str, sheet_id: str) -> NotFound:
+    return NotFound(f"Record {record_id} not found in sheet {sheet_id}.", details={"recordId": record_id})
+
+
+def user_exists(name: str) -> Conflict:
+    return Conflict(f"A user named {name!r} already exists.", details={"name": name})
 
 
 @dataclass(frozen=True, slots=True)

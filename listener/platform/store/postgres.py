@@ -32,7 +32,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import anyio
 import asyncpg
 
-from listener.errors import Conflict, Invalid, NotFound
+from listener.errors import Invalid
 from listener.models import Event, EventContext, Job, JobItemError, JobSettings, JobStatus, Record
 from listener.platform.store.base import (
     Idempotency,
@@ -51,11 +51,17 @@ from listener.platform.store.base import (
     StoredUser,
     admission,
     due_at,
+    job_exists,
     job_filter,
+    job_not_found,
+    object_not_found,
     occupies,
     plan_restore,
+    publish,
+    record_not_found,
     settled,
     status_detail,
+    user_exists,
     waits_for_slot,
 )
 from listener.platform.store.schema import STEPS
@@ -248,10 +254,7 @@ class PostgresStore:
         self._pending.append(write)
         done = self._pending_done
         self._flush_wake.set()
-        await settled(done)
-        if write.error is not None:
-            raise write.error
-        return write.result, write.events  # type: ignore[return-value]
+        return await settled(write, done)
 
     async def _flush_forever(self) -> None:
         while True:
@@ -398,12 +401,7 @@ class PostgresStore:
             try:
                 while events := self._take_committed() or await self._read_foreign():
                     self._tail = events[-1].seq
-                    for publish in self._publishers:
-                        try:
-                            publish(events)
-                        except Exception:
-                            log.exception("An event subscriber failed on events %d-%d", events[0].seq,
-                                          events[-1].seq)
+                    publish(self._publishers, events)
             except _TRANSIENT as exc:
                 log.warning("Could not read new events (%s); trying again.", exc)
                 await anyio.sleep(0.2)
@@ -498,7 +496,7 @@ class PostgresStore:
                 if row is not None:
                     current = Job.model_validate_json(row["doc"]), EventContext.model_validate_json(row["ctx"])
             if current is None:
-                raise NotFound(f"Job {job_id} not found.", details={"jobId": job_id})
+                raise job_not_found(job_id)
             job, ctx = current
             outcome = rule(job, ctx)
             if outcome.job is job and not outcome.events and not outcome.inserts:
@@ -508,7 +506,7 @@ class PostgresStore:
                 await self._admit(conn, outcome.job)
             for child, _, _ in outcome.inserts:
                 if child.id in self._jobs or child.id in self._inserted:
-                    raise Conflict(f"Job {child.id} already exists.", details={"jobId": child.id})
+                    raise job_exists(child.id)
             if outcome.data:
                 await conn.executemany("INSERT INTO job_data (job_id, row) VALUES ($1, $2)",
                                        [(job_id, json.dumps(row)) for row in outcome.data])
@@ -530,7 +528,7 @@ class PostgresStore:
 
     def _stage_insert(self, job: Job, context: EventContext) -> None:
         if job.id in self._jobs or job.id in self._inserted:
-            raise Conflict(f"Job {job.id} already exists.", details={"jobId": job.id})
+            raise job_exists(job.id)
         # Inserted with the batch's other new jobs in one statement at the end.
         self._inserted[job.id] = (job, context)
         self._jobs[job.id] = (job, context)
@@ -555,8 +553,7 @@ class PostgresStore:
             running += sum(1 for other, _ in self._jobs.values() if other.id != job.id and other.job == job.job
                            and occupies(other))
         now = job.updated_at.timestamp()
-        tokens = admission(settings, running, bucket["tokens"] if bucket else None,
-                           bucket["refilled_at"] if bucket else None, now)
+        tokens = admission(settings, running, bucket, now)
         if tokens is not None:
             await conn.execute("UPDATE job_settings SET tokens = $2, refilled_at = $3 WHERE job = $1",
                                job.job, tokens, now)
@@ -601,7 +598,7 @@ class PostgresStore:
     async def add_job_errors(self, job_id: str, errors: list[JobItemError]) -> int:
         async def add(conn: asyncpg.Connection) -> tuple[int, list[NewEvent]]:
             if await conn.fetchval("SELECT 1 FROM jobs WHERE id = $1", job_id) is None and job_id not in self._jobs:
-                raise NotFound(f"Job {job_id} not found.", details={"jobId": job_id})
+                raise job_not_found(job_id)
             await conn.executemany("INSERT INTO job_errors (job_id, item, message, created_at) VALUES ($1, $2, $3, $4)",
                                    [(job_id, e.item, e.message, e.created_at) for e in errors])
             return int(await conn.fetchval("SELECT count(*) FROM job_errors WHERE job_id = $1", job_id)), []
@@ -678,7 +675,7 @@ class PostgresStore:
     async def get_job(self, job_id: str) -> Job:
         row = await self._read(lambda conn: conn.fetchval("SELECT doc FROM jobs WHERE id = $1", job_id))
         if row is None:
-            raise NotFound(f"Job {job_id} not found.", details={"jobId": job_id})
+            raise job_not_found(job_id)
         return Job.model_validate_json(row)
 
     async def list_jobs(self, query: JobQuery) -> tuple[list[Job], int]:
@@ -725,7 +722,7 @@ class PostgresStore:
         row = await self._read(lambda conn: conn.fetchrow(
             "SELECT id, kind, parent_id, doc FROM objects WHERE id = $1", object_id))
         if row is None or (kind is not None and row["kind"] != kind):
-            raise NotFound(f"{(kind or 'object').capitalize()} {object_id} not found.", details={"id": object_id})
+            raise object_not_found(kind or "object", object_id)
         return StoredObject(row["id"], row["kind"], row["parent_id"], json.loads(row["doc"]))
 
     async def list_objects(self, kind: str, parent_id: str | None = None) -> list[StoredObject]:
@@ -757,7 +754,7 @@ class PostgresStore:
             row = await conn.fetchrow("SELECT parent_id, doc FROM objects WHERE id = $1 AND kind = $2 FOR UPDATE",
                                       object_id, kind)
             if row is None:
-                raise NotFound(f"{kind.capitalize()} {object_id} not found.", details={"id": object_id})
+                raise object_not_found(kind, object_id)
             doc, events = change(StoredObject(object_id, kind, row["parent_id"], json.loads(row["doc"])))
             if doc is None:
                 await conn.execute("DELETE FROM objects WHERE id = $1", object_id)
@@ -780,14 +777,12 @@ class PostgresStore:
                     "UPDATE records SET vals = vals || $3::jsonb, updated_at = $4 WHERE id = $1 AND sheet_id = $2"
                     " RETURNING 1", record_id, changes.sheet_id, json.dumps(values), changes.updated_at)
                 if done is None:
-                    raise NotFound(f"Record {record_id} not found in sheet {changes.sheet_id}.",
-                                   details={"recordId": record_id})
+                    raise record_not_found(record_id, changes.sheet_id)
             for record_id in changes.delete:
                 done = await conn.fetchval("DELETE FROM records WHERE id = $1 AND sheet_id = $2 RETURNING 1",
                                            record_id, changes.sheet_id)
                 if done is None:
-                    raise NotFound(f"Record {record_id} not found in sheet {changes.sheet_id}.",
-                                   details={"recordId": record_id})
+                    raise record_not_found(record_id, changes.sheet_id)
             return None, events
 
         _, added = await self._write(change)
@@ -809,7 +804,7 @@ class PostgresStore:
                               make: SnapshotMake) -> tuple[StoredObject, list[Event]]:
         async def create(conn: asyncpg.Connection) -> tuple[StoredObject, list[NewEvent]]:
             if await conn.fetchval("SELECT 1 FROM objects WHERE id = $1 AND kind = 'sheet'", sheet_id) is None:
-                raise NotFound(f"Sheet {sheet_id} not found.", details={"id": sheet_id})
+                raise object_not_found("sheet", sheet_id)
             status = await conn.execute(
                 "INSERT INTO snapshot_records (snapshot_id, pos, id, vals, created_at, updated_at)"
                 " SELECT $1, row_number() OVER (ORDER BY pos), id, vals, created_at, updated_at"
@@ -840,7 +835,7 @@ class PostgresStore:
             # the sheet's rows too, so a concurrent update of one of them comes before the restore or after it.
             if await conn.fetchval("SELECT 1 FROM objects WHERE id = $1 AND kind = 'snapshot' FOR SHARE",
                                    snapshot_id) is None:
-                raise NotFound(f"Snapshot {snapshot_id} not found.", details={"id": snapshot_id})
+                raise object_not_found("snapshot", snapshot_id)
             saved = [(r["id"], json.loads(r["vals"]), r["created_at"], r["updated_at"]) for r in await conn.fetch(
                 "SELECT id, vals, created_at, updated_at FROM snapshot_records WHERE snapshot_id = $1 ORDER BY pos",
                 snapshot_id)]
@@ -860,7 +855,7 @@ class PostgresStore:
         async def delete(conn: asyncpg.Connection) -> tuple[None, list[NewEvent]]:
             if await conn.fetchval("DELETE FROM objects WHERE id = $1 AND kind = 'snapshot' RETURNING 1",
                                    snapshot_id) is None:
-                raise NotFound(f"Snapshot {snapshot_id} not found.", details={"id": snapshot_id})
+                raise object_not_found("snapshot", snapshot_id)
             await conn.execute("DELETE FROM snapshot_records WHERE snapshot_id = $1", snapshot_id)
             return None, events
 
@@ -912,7 +907,7 @@ class PostgresStore:
                 await conn.execute("INSERT INTO users (id, name, role, token_hash, doc) VALUES ($1, $2, $3, $4, $5)",
                                    user.id, user.name, user.role, user.token_hash, json.dumps(user.doc))
             except asyncpg.UniqueViolationError:
-                raise Conflict(f"A user named {user.name!r} already exists.", details={"name": user.name}) from None
+                raise user_exists(user.name) from None
             return None, []
 
         await self._write(insert)

@@ -22,7 +22,6 @@ them run beside the writer).
 from __future__ import annotations
 
 import json
-import logging
 import secrets
 import sqlite3
 from collections import OrderedDict
@@ -37,7 +36,6 @@ import anyio
 import anyio.abc
 import anyio.to_thread
 
-from listener.errors import Conflict, NotFound
 from listener.models import Event, EventContext, Job, JobItemError, JobSettings, JobStatus, Record
 from listener.platform.store.base import (
     Idempotency,
@@ -57,19 +55,23 @@ from listener.platform.store.base import (
     StoredUser,
     admission,
     due_at,
+    job_exists,
     job_filter,
+    job_not_found,
+    object_not_found,
     occupies,
     plan_restore,
+    publish,
+    record_not_found,
     settled,
     status_detail,
+    user_exists,
     waits_for_slot,
 )
 from listener.platform.store.schema import STEPS
 from listener.tasks import task_scope
 
 __all__ = ["SqliteStore"]
-
-log = logging.getLogger("listener.store")
 
 T = TypeVar("T")
 
@@ -153,7 +155,7 @@ def _insert_job(tx: _Tx, job: Job, context: EventContext) -> None:
         tx.conn.execute(f"INSERT INTO jobs (id, {_JOB_COLUMNS}, doc, ctx) VALUES (?, {_JOB_MARKS}, ?, ?)",
                         (job.id, *_job_row(job), job.model_dump_json(), context.model_dump_json()))
     except sqlite3.IntegrityError:
-        raise Conflict(f"Job {job.id} already exists.", details={"jobId": job.id}) from None
+        raise job_exists(job.id) from None
 
 
 def _update_job(tx: _Tx, job_id: str, row: tuple[Any, ...], old: tuple[Any, ...] | None, doc: str) -> None:
@@ -270,10 +272,7 @@ class SqliteStore:
         self._pending.append(write)
         done = self._pending_done
         self._wake.set()
-        await settled(done)
-        if write.error is not None:
-            raise write.error
-        return write.result, write.events  # type: ignore[return-value]
+        return await settled(write, done)
 
     async def _flush_forever(self) -> None:
         while True:
@@ -304,13 +303,7 @@ class SqliteStore:
                     self._checkpoint_due.set()
                 committed = [e for w in batch if w.error is None for e in w.events]
                 if committed:
-                    for publish in self._publishers:
-                        try:
-                            publish(committed)
-                        except Exception:
-                            # A subscriber's bug must not hold up the writers: the batch is committed.
-                            log.exception("An event subscriber failed on events %d-%d", committed[0].seq,
-                                          committed[-1].seq)
+                    publish(self._publishers, committed)
             finally:
                 done.set()
 
@@ -417,7 +410,7 @@ class SqliteStore:
             if row is not None:
                 entry = Job.model_validate_json(row[0]), EventContext.model_validate_json(row[1])
         if entry is None:
-            raise NotFound(f"Job {job_id} not found.", details={"jobId": job_id})
+            raise job_not_found(job_id)
         return entry
 
     # -- reads ----------------------------------------------------------------
@@ -498,7 +491,7 @@ class SqliteStore:
                 " AND id != ?", (job.type, job.operation, job.id)).fetchone()[0]
         bucket = tx.conn.execute("SELECT tokens, refilled_at FROM job_settings WHERE job = ?", (job.job,)).fetchone()
         now = job.updated_at.timestamp()
-        tokens = admission(settings, running, bucket[0] if bucket else None, bucket[1] if bucket else None, now)
+        tokens = admission(settings, running, bucket, now)
         if tokens is not None:
             tx.conn.execute("UPDATE job_settings SET tokens = ?, refilled_at = ? WHERE job = ?", (tokens, now, job.job))
 
@@ -563,7 +556,7 @@ class SqliteStore:
     async def add_job_errors(self, job_id: str, errors: list[JobItemError]) -> int:
         def add(tx: _Tx) -> int:
             if tx.conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() is None:
-                raise NotFound(f"Job {job_id} not found.", details={"jobId": job_id})
+                raise job_not_found(job_id)
             tx.conn.executemany("INSERT INTO job_errors (job_id, item, message, created_at) VALUES (?, ?, ?, ?)",
                                 [(job_id, e.item, e.message, e.created_at.isoformat() if e.created_at else "")
                                  for e in errors])
@@ -637,7 +630,7 @@ class SqliteStore:
         def get(conn: sqlite3.Connection) -> Job:
             row = conn.execute("SELECT doc FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if row is None:
-                raise NotFound(f"Job {job_id} not found.", details={"jobId": job_id})
+                raise job_not_found(job_id)
             return Job.model_validate_json(row[0])
 
         return await self._read(get)
@@ -683,8 +676,7 @@ class SqliteStore:
         def get(conn: sqlite3.Connection) -> StoredObject:
             row = conn.execute("SELECT id, kind, parent_id, doc FROM objects WHERE id = ?", (object_id,)).fetchone()
             if row is None or (kind is not None and row[1] != kind):
-                name = (kind or "object").capitalize()
-                raise NotFound(f"{name} {object_id} not found.", details={"id": object_id})
+                raise object_not_found(kind or "object", object_id)
             return StoredObject(row[0], row[1], row[2], json.loads(row[3]))
 
         return await self._read(get)
@@ -720,7 +712,7 @@ class SqliteStore:
             row = tx.conn.execute("SELECT parent_id, doc FROM objects WHERE id = ? AND kind = ?",
                                   (object_id, kind)).fetchone()
             if row is None:
-                raise NotFound(f"{kind.capitalize()} {object_id} not found.", details={"id": object_id})
+                raise object_not_found(kind, object_id)
             doc, events = change(StoredObject(object_id, kind, row[0], json.loads(row[1])))
             if doc is None:
                 tx.conn.execute("DELETE FROM objects WHERE id = ?", (object_id,))
@@ -749,16 +741,14 @@ class SqliteStore:
                     "SELECT vals FROM records WHERE id = ? AND sheet_id = ?", (record_id, changes.sheet_id)
                 ).fetchone()
                 if row is None:
-                    raise NotFound(f"Record {record_id} not found in sheet {changes.sheet_id}.",
-                                   details={"recordId": record_id})
+                    raise record_not_found(record_id, changes.sheet_id)
                 merged = {**json.loads(row[0]), **values}
                 conn.execute("UPDATE records SET vals = ?, updated_at = ? WHERE id = ?",
                              (json.dumps(merged), stamp, record_id))
             for record_id in changes.delete:
                 cur = conn.execute("DELETE FROM records WHERE id = ? AND sheet_id = ?", (record_id, changes.sheet_id))
                 if cur.rowcount == 0:
-                    raise NotFound(f"Record {record_id} not found in sheet {changes.sheet_id}.",
-                                   details={"recordId": record_id})
+                    raise record_not_found(record_id, changes.sheet_id)
             tx.append(events)
 
         _, added = await self._write(change)
@@ -785,7 +775,7 @@ class SqliteStore:
         def create(tx: _Tx) -> StoredObject:
             conn = tx.conn
             if conn.execute("SELECT 1 FROM objects WHERE id = ? AND kind = 'sheet'", (sheet_id,)).fetchone() is None:
-                raise NotFound(f"Sheet {sheet_id} not found.", details={"id": sheet_id})
+                raise object_not_found("sheet", sheet_id)
             count = conn.execute(
                 "INSERT INTO snapshot_records (snapshot_id, pos, id, vals, created_at, updated_at)"
                 " SELECT ?, row_number() OVER (ORDER BY pos), id, vals, created_at, updated_at"
@@ -817,7 +807,7 @@ class SqliteStore:
             conn = tx.conn
             if conn.execute("SELECT 1 FROM objects WHERE id = ? AND kind = 'snapshot'",
                             (snapshot_id,)).fetchone() is None:
-                raise NotFound(f"Snapshot {snapshot_id} not found.", details={"id": snapshot_id})
+                raise object_not_found("snapshot", snapshot_id)
             saved = [(r[0], json.loads(r[1]), r[2], r[3]) for r in conn.execute(
                 "SELECT id, vals, created_at, updated_at FROM snapshot_records WHERE snapshot_id = ? ORDER BY pos",
                 (snapshot_id,))]
@@ -836,7 +826,7 @@ class SqliteStore:
     async def delete_snapshot(self, snapshot_id: str, events: list[NewEvent]) -> list[Event]:
         def delete(tx: _Tx) -> None:
             if tx.conn.execute("DELETE FROM objects WHERE id = ? AND kind = 'snapshot'", (snapshot_id,)).rowcount == 0:
-                raise NotFound(f"Snapshot {snapshot_id} not found.", details={"id": snapshot_id})
+                raise object_not_found("snapshot", snapshot_id)
             tx.conn.execute("DELETE FROM snapshot_records WHERE snapshot_id = ?", (snapshot_id,))
             tx.append(events)
 
@@ -897,7 +887,7 @@ class SqliteStore:
                 tx.conn.execute("INSERT INTO users (id, name, role, token_hash, doc) VALUES (?, ?, ?, ?, ?)",
                                 (user.id, user.name, user.role, user.token_hash, json.dumps(user.doc)))
             except sqlite3.IntegrityError:
-                raise Conflict(f"A user named {user.name!r} already exists.", details={"name": user.name}) from None
+                raise user_exists(user.name) from None
 
         await self._write(insert)
 
