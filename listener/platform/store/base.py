@@ -43,7 +43,6 @@ __all__ = [
     "deadline",
     "due_at",
     "job_exists",
-    "job_filter",
     "job_not_found",
     "object_not_found",
     "occupies",
@@ -52,7 +51,6 @@ __all__ = [
     "record_not_found",
     "settled",
     "status_detail",
-    "status_terms",
     "user_exists",
     "waits_for_slot",
 ]
@@ -105,53 +103,6 @@ class NoSlot(Exception):
 def status_detail(job: Job) -> str | None:
     """The detail kept beside the job's status, so that `RETRY` and `TIMEOUT` are indexed too (status_words)."""
     return status_words.status_detail(job.status.value, job.attempt, job.error.kind if job.error else None)
-
-
-StatusTerm = tuple[str, list[str]]
-"""("status", s): status IN s; ("status_detail", d): status_detail IN d; ("undetailed", s): status IN s, no detail."""
-
-
-def status_terms(query: JobQuery) -> tuple[list[str], list[StatusTerm]]:
-    """How a store reads a query's status filter: `status IN (the first)` (if any), and the OR of the second's terms.
-
-    Details alone (RETRY, TIMEOUT) are `status_detail IN (...)`, a range of the partial index. Any other filter is
-    a range of jobs_status_type per status, and a row's detail is read only for a status that needs it.
-    """
-    plain, undetailed = [s.value for s in query.status], [s.value for s in query.undetailed]
-    details = list(query.status_details)
-    if not plain and not undetailed:
-        return [], [("status_detail", details)] if details else []
-    if not details and not undetailed:
-        return plain, []
-    statuses = list(dict.fromkeys([*plain, *undetailed, *(status_words.DETAILS[d] for d in details)]))
-    terms = [(c, v) for c, v in (("status", plain), ("undetailed", undetailed), ("status_detail", details)) if v]
-    return statuses, terms
-
-
-def job_filter(query: JobQuery, any_of: Callable[[str, Sequence[str]], str], equals: Callable[[str, str], str]) -> str:
-    """The WHERE clause of a job listing (empty for none), built alike by both stores.
-
-    `any_of(column, values)` and `equals(column, value)` are the store's own conditions: each keeps the
-    value as a parameter and returns the condition's SQL. They are called in the order their conditions
-    appear in the clause.
-    """
-    where: list[str] = []
-    statuses, terms = status_terms(query)
-    if statuses:
-        where.append(any_of("status", statuses))
-    if terms:
-        ors = [f"{any_of('status', v)} AND status_detail IS NULL" if column == "undetailed" else any_of(column, v)
-               for column, v in terms]
-        where.append(ors[0] if len(ors) == 1 else f"({' OR '.join(f'({o})' for o in ors)})")
-    where += [any_of(column, [str(v) for v in values])
-              for column, values in (("type", query.type), ("operation", query.operation)) if values]
-    if query.created_by is not None:
-        where.append(equals("created_by", query.created_by))
-    if query.parent_id is not None:
-        where.append(equals("parent_id", query.parent_id))
-    if query.is_part is not None:
-        where.append("parent_id IS NOT NULL" if query.is_part else "parent_id IS NULL")
-    return f" WHERE {' AND '.join(where)}" if where else ""
 
 
 def occupies(job: Job | None) -> bool:

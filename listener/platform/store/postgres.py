@@ -33,11 +33,10 @@ import anyio
 import asyncpg
 
 from listener.errors import Invalid
-from listener.models import Event, EventContext, Job, JobItemError, JobSettings, JobStatus, Record
+from listener.models import Event, EventContext, Job, JobItemError, JobSettings
 from listener.platform.store.base import (
     Idempotency,
     IdempotentReplay,
-    JobQuery,
     JobRule,
     NewEvent,
     ObjectChange,
@@ -52,7 +51,6 @@ from listener.platform.store.base import (
     admission,
     due_at,
     job_exists,
-    job_filter,
     job_not_found,
     object_not_found,
     occupies,
@@ -64,6 +62,7 @@ from listener.platform.store.base import (
     user_exists,
     waits_for_slot,
 )
+from listener.platform.store.reads import Statement, StoreReads, numbered, part_stats_of
 from listener.platform.store.schema import STEPS
 from listener.tasks import task_scope
 
@@ -151,12 +150,22 @@ class _Write(Generic[T]):
     events: list[Event] = field(default_factory=list)
 
 
+def _ids(rows: list[Any]) -> list[str]:
+    return [r[0] for r in rows]
+
+
+def _first(rows: list[Any]) -> int:
+    return int(rows[0][0])
+
+
 async def _no_reset(conn: asyncpg.Connection) -> None:
     """Connections go back to the pool as they are: nothing here sets, listens or locks beyond a transaction."""
 
 
-class PostgresStore:
+class PostgresStore(StoreReads):
     """The Store on PostgreSQL. Open it with `async with PostgresStore.open(url):`."""
+
+    _position = "pos"
 
     def __init__(self, dsn: str, schema: str, *, pool_size: int, poll_interval: float) -> None:
         self.dsn = dsn
@@ -178,6 +187,7 @@ class PostgresStore:
         self._changed: dict[str, Job | None] = {}
         self._inserted: dict[str, tuple[Job, EventContext]] = {}
         self._limits: dict[str, JobSettings] = {}
+        self._limited: dict[str, JobSettings] = {}
 
     @property
     def settings(self) -> dict[str, str]:
@@ -380,6 +390,20 @@ class PostgresStore:
                 await anyio.sleep(0.05 * 2**attempt)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def _query(self, decode: Callable[..., T], *statements: Statement) -> T:
+        async def run(conn: asyncpg.Connection) -> list[list[Any]]:
+            return [await conn.fetch(numbered(sql), *params) for sql, params in statements]
+
+        return decode(*await self._read(run))
+
+    @staticmethod
+    def _any_of(column: str, values: Sequence[str], params: list[Any]) -> str:
+        if len(values) == 1:  # `=`, not `= ANY`: before 17, PostgreSQL reads an index in order only for `=`
+            params.append(str(values[0]))
+            return f"{column} = ?"
+        params.append([str(v) for v in values])
+        return f"{column} = ANY(?::text[])"
+
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
         """A connection of the pool (on the store's schema) for what is not a store write: file bytes.
@@ -540,8 +564,8 @@ class PostgresStore:
         time; the count then sees every other replica's committed admissions, and this batch's
         own changes, which are not written yet, are counted from its copies.
         """
-        settings = self._limits.get(job.job)
-        if settings is None or (settings.max_running is None and settings.starts_per_second is None):
+        settings = self._limited.get(job.job)
+        if settings is None:
             return
         bucket = await conn.fetchrow("SELECT tokens, refilled_at FROM job_settings WHERE job = $1 FOR UPDATE", job.job)
         running = 0
@@ -566,34 +590,20 @@ class PostgresStore:
             return None, []
 
         await self._write(put)
-        self._limits[settings.job] = settings
-
-    async def job_settings(self) -> dict[str, JobSettings]:
-        rows = await self._read(lambda conn: conn.fetch("SELECT job, doc FROM job_settings ORDER BY job"))
-        self._limits = {r["job"]: JobSettings.model_validate_json(r["doc"]) for r in rows}
-        return dict(self._limits)
-
-    def limits(self) -> dict[str, JobSettings]:
-        return self._limits
+        self._remember(settings)
 
     async def waiting_jobs(self, job: str, limit: int) -> list[str]:
         kind, _, operation = job.partition(":")
-        rows = await self._read(lambda conn: conn.fetch(
-            "SELECT id FROM jobs WHERE type = $1 AND operation = $2 AND waiting ORDER BY created_at, pos LIMIT $3",
-            kind, operation, limit))
-        return [r["id"] for r in rows]
+        return await self._query(_ids, ("SELECT id FROM jobs WHERE type = ? AND operation = ? AND waiting"
+                                        " ORDER BY created_at, pos LIMIT ?", (kind, operation, limit)))
 
     async def part_stats(self, parent_id: str) -> PartStats:
-        async def read(conn: asyncpg.Connection) -> PartStats:
-            rows = await conn.fetch("SELECT status, count(*) AS n, sum((doc->>'progress')::int) AS progress FROM jobs"
-                                    " WHERE parent_id = $1 GROUP BY status", parent_id)
-            failed = await conn.fetch("SELECT part FROM jobs WHERE parent_id = $1 AND status IN ('failed', 'cancelled')"
-                                      " ORDER BY part", parent_id)
-            by_status = {JobStatus(r["status"]): int(r["n"]) for r in rows}
-            progress = sum(int(r["progress"] or 0) for r in rows if not JobStatus(r["status"]).is_terminal)
-            return PartStats(by_status, progress, [r["part"] for r in failed])
-
-        return await self._read(read)
+        return await self._query(
+            part_stats_of,
+            ("SELECT status, count(*) AS n, sum((doc->>'progress')::int) AS progress FROM jobs WHERE parent_id = ?"
+             " GROUP BY status", (parent_id,)),
+            ("SELECT part FROM jobs WHERE parent_id = ? AND status IN ('failed', 'cancelled') ORDER BY part",
+             (parent_id,)))
 
     async def add_job_errors(self, job_id: str, errors: list[JobItemError]) -> int:
         async def add(conn: asyncpg.Connection) -> tuple[int, list[NewEvent]]:
@@ -606,16 +616,6 @@ class PostgresStore:
         count, _ = await self._write(add)
         return count
 
-    async def job_errors(self, job_id: str, limit: int, offset: int) -> tuple[list[JobItemError], int]:
-        async def read(conn: asyncpg.Connection) -> tuple[list[JobItemError], int]:
-            total = await conn.fetchval("SELECT count(*) FROM job_errors WHERE job_id = $1", job_id)
-            rows = await conn.fetch("SELECT item, message, created_at FROM job_errors WHERE job_id = $1 ORDER BY pos"
-                                    " LIMIT $2 OFFSET $3", job_id, limit, offset)
-            return [JobItemError(item=r["item"], message=r["message"], created_at=r["created_at"]) for r in rows], \
-                int(total)
-
-        return await self._read(read)
-
     async def secret(self, name: str) -> str:
         async def get(conn: asyncpg.Connection) -> tuple[str, list[NewEvent]]:
             # The first replica to ask makes it; every other one reads that one.
@@ -626,11 +626,6 @@ class PostgresStore:
         value, _ = await self._write(get)
         return value
 
-    async def job_data(self, job_id: str, after: int, limit: int) -> list[tuple[int, dict[str, Any]]]:
-        rows = await self._read(lambda conn: conn.fetch(
-            "SELECT pos, row FROM job_data WHERE job_id = $1 AND pos > $2 ORDER BY pos LIMIT $3", job_id, after, limit))
-        return [(int(r["pos"]), json.loads(r["row"])) for r in rows]
-
     async def prune_job_data(self, finished_before: datetime) -> int:
         async def prune(conn: asyncpg.Connection) -> tuple[int, list[NewEvent]]:
             status = await conn.execute("DELETE FROM job_data WHERE job_id IN"
@@ -639,15 +634,6 @@ class PostgresStore:
 
         pruned, _ = await self._write(prune)
         return pruned
-
-    async def count_jobs(self) -> dict[tuple[str, str], int]:
-        rows = await self._read(lambda conn: conn.fetch("SELECT status, type, count(*) AS n FROM jobs"
-                                                        " GROUP BY status, type"))
-        return {(r["status"], r["type"]): int(r["n"]) for r in rows}
-
-    async def cursors(self) -> dict[str, int]:
-        rows = await self._read(lambda conn: conn.fetch("SELECT name, seq FROM cursors"))
-        return {r["name"]: int(r["seq"]) for r in rows}
 
     async def prune_jobs(self, finished_before: datetime, limit: int) -> int:
         async def prune(conn: asyncpg.Connection) -> tuple[int, list[NewEvent]]:
@@ -663,46 +649,7 @@ class PostgresStore:
         return pruned
 
     async def due_jobs(self, now: datetime, limit: int) -> list[str]:
-        rows = await self._read(lambda conn: conn.fetch(
-            "SELECT id FROM jobs WHERE due_at <= $1 ORDER BY due_at LIMIT $2", now, limit))
-        return [r["id"] for r in rows]
-
-    async def ready_jobs(self, after: int, limit: int) -> list[tuple[int, Job, EventContext]]:
-        rows = await self._read(lambda conn: conn.fetch(
-            "SELECT pos, doc, ctx FROM jobs WHERE status = 'ready' AND pos > $1 ORDER BY pos LIMIT $2", after, limit))
-        return [(r["pos"], Job.model_validate_json(r["doc"]), EventContext.model_validate_json(r["ctx"])) for r in rows]
-
-    async def get_job(self, job_id: str) -> Job:
-        row = await self._read(lambda conn: conn.fetchval("SELECT doc FROM jobs WHERE id = $1", job_id))
-        if row is None:
-            raise job_not_found(job_id)
-        return Job.model_validate_json(row)
-
-    async def list_jobs(self, query: JobQuery) -> tuple[list[Job], int]:
-        params: list[Any] = []
-
-        def any_of(column: str, values: Sequence[str]) -> str:
-            if len(values) == 1:  # `=`, not `= ANY`: before 17, PostgreSQL reads an index in order only for `=`
-                params.append(str(values[0]))
-                return f"{column} = ${len(params)}"
-            params.append([str(v) for v in values])
-            return f"{column} = ANY(${len(params)}::text[])"
-
-        def equals(column: str, value: str) -> str:
-            params.append(value)
-            return f"{column} = ${len(params)}"
-
-        clause = job_filter(query, any_of, equals)
-        order = "part" if query.parent_id is not None else "pos DESC"
-
-        async def list_(conn: asyncpg.Connection) -> tuple[list[Job], int]:
-            total = await conn.fetchval(f"SELECT count(*) FROM jobs{clause}", *params)
-            rows = await conn.fetch(
-                f"SELECT doc FROM jobs{clause} ORDER BY {order} LIMIT ${len(params) + 1} OFFSET ${len(params) + 2}",
-                *params, query.limit, query.offset)
-            return [Job.model_validate_json(r["doc"]) for r in rows], int(total)
-
-        return await self._read(list_)
+        return await self._query(_ids, ("SELECT id FROM jobs WHERE due_at <= ? ORDER BY due_at LIMIT ?", (now, limit)))
 
     # -- domain objects -----------------------------------------------------------
 
@@ -717,24 +664,6 @@ class PostgresStore:
 
         _, added = await self._write(put)
         return added
-
-    async def get_object(self, object_id: str, kind: str | None = None) -> StoredObject:
-        row = await self._read(lambda conn: conn.fetchrow(
-            "SELECT id, kind, parent_id, doc FROM objects WHERE id = $1", object_id))
-        if row is None or (kind is not None and row["kind"] != kind):
-            raise object_not_found(kind or "object", object_id)
-        return StoredObject(row["id"], row["kind"], row["parent_id"], json.loads(row["doc"]))
-
-    async def list_objects(self, kind: str, parent_id: str | None = None) -> list[StoredObject]:
-        async def list_(conn: asyncpg.Connection) -> list[Any]:
-            if parent_id is None:
-                return list(await conn.fetch("SELECT id, kind, parent_id, doc FROM objects WHERE kind = $1"
-                                             " ORDER BY pos", kind))
-            return list(await conn.fetch("SELECT id, kind, parent_id, doc FROM objects WHERE kind = $1"
-                                         " AND parent_id = $2 ORDER BY pos", kind, parent_id))
-
-        rows = await self._read(list_)
-        return [StoredObject(r["id"], r["kind"], r["parent_id"], json.loads(r["doc"])) for r in rows]
 
     async def delete_objects(self, object_ids: list[str], events: list[NewEvent]) -> list[Event]:
         async def delete(conn: asyncpg.Connection) -> tuple[None, list[NewEvent]]:
@@ -788,16 +717,6 @@ class PostgresStore:
         _, added = await self._write(change)
         return added
 
-    async def list_records(self, sheet_id: str, limit: int, offset: int) -> tuple[list[Record], int]:
-        async def list_(conn: asyncpg.Connection) -> tuple[list[Record], int]:
-            total = await conn.fetchval("SELECT count(*) FROM records WHERE sheet_id = $1", sheet_id)
-            rows = await conn.fetch("SELECT id, vals, created_at, updated_at FROM records WHERE sheet_id = $1"
-                                    " ORDER BY pos LIMIT $2 OFFSET $3", sheet_id, limit, offset)
-            return [Record(id=r["id"], sheet_id=sheet_id, values=json.loads(r["vals"]), created_at=r["created_at"],
-                           updated_at=r["updated_at"]) for r in rows], int(total)
-
-        return await self._read(list_)
-
     # -- snapshots ----------------------------------------------------------------
 
     async def create_snapshot(self, snapshot_id: str, sheet_id: str,
@@ -815,18 +734,6 @@ class PostgresStore:
             return StoredObject(snapshot_id, "snapshot", sheet_id, doc), events
 
         return await self._write(create)
-
-    async def list_snapshot_records(self, snapshot_id: str, sheet_id: str, limit: int,
-                                    offset: int) -> tuple[list[Record], int]:
-        async def list_(conn: asyncpg.Connection) -> tuple[list[Record], int]:
-            total = await conn.fetchval("SELECT count(*) FROM snapshot_records WHERE snapshot_id = $1", snapshot_id)
-            rows = await conn.fetch("SELECT id, vals, created_at, updated_at FROM snapshot_records"
-                                    " WHERE snapshot_id = $1 ORDER BY pos LIMIT $2 OFFSET $3", snapshot_id, limit,
-                                    offset)
-            return [Record(id=r["id"], sheet_id=sheet_id, values=json.loads(r["vals"]), created_at=r["created_at"],
-                           updated_at=r["updated_at"]) for r in rows], int(total)
-
-        return await self._read(list_)
 
     async def restore_snapshot(self, snapshot_id: str, sheet_id: str, now: datetime,
                                make: RestoreMake) -> tuple[RecordCounts, list[Event]]:
@@ -871,24 +778,10 @@ class PostgresStore:
         _, added = await self._write(append)
         return added
 
-    async def read_events(self, after: int, limit: int, job_id: str | None = None) -> list[Event]:
-        async def read(conn: asyncpg.Connection) -> list[Any]:
-            if job_id is None:
-                return list(await conn.fetch("SELECT doc FROM events WHERE seq > $1 ORDER BY seq LIMIT $2", after,
-                                             limit))
-            return list(await conn.fetch("SELECT doc FROM events WHERE seq > $1 AND job_id = $3 ORDER BY seq"
-                                         " LIMIT $2", after, limit, job_id))
-
-        return [Event.model_validate_json(r["doc"]) for r in await self._read(read)]
-
     async def head(self) -> int:
-        return int(await self._read(lambda conn: conn.fetchval("SELECT seq FROM event_head WHERE id = 1")))
+        return await self._query(_first, ("SELECT seq FROM event_head WHERE id = 1", ()))
 
     # -- cursors --------------------------------------------------------------------
-
-    async def get_cursor(self, name: str) -> int | None:
-        value = await self._read(lambda conn: conn.fetchval("SELECT seq FROM cursors WHERE name = $1", name))
-        return None if value is None else int(value)
 
     async def set_cursor(self, name: str, seq: int) -> None:
         # A cursor only moves forward, whichever of two processes of one agent writes last.
@@ -911,14 +804,3 @@ class PostgresStore:
             return None, []
 
         await self._write(insert)
-
-    async def find_user(self, *, token_hash: str | None = None, name: str | None = None) -> StoredUser | None:
-        column, value = ("token_hash", token_hash) if token_hash is not None else ("name", name)
-        row = await self._read(lambda conn: conn.fetchrow(
-            f"SELECT id, name, role, token_hash, doc FROM users WHERE {column} = $1", value))
-        if row is None:
-            return None
-        return StoredUser(row["id"], row["name"], row["role"], row["token_hash"], json.loads(row["doc"]))
-
-    async def count_users(self) -> int:
-        return int(await self._read(lambda conn: conn.fetchval("SELECT count(*) FROM users")))

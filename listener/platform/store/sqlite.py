@@ -36,12 +36,11 @@ import anyio
 import anyio.abc
 import anyio.to_thread
 
-from listener.models import Event, EventContext, Job, JobItemError, JobSettings, JobStatus, Record
+from listener.models import Event, EventContext, Job, JobItemError, JobSettings
 from listener.platform.store.base import (
     Idempotency,
     IdempotentReplay,
     JobChange,
-    JobQuery,
     JobRule,
     NewEvent,
     ObjectChange,
@@ -56,7 +55,6 @@ from listener.platform.store.base import (
     admission,
     due_at,
     job_exists,
-    job_filter,
     job_not_found,
     object_not_found,
     occupies,
@@ -68,6 +66,7 @@ from listener.platform.store.base import (
     user_exists,
     waits_for_slot,
 )
+from listener.platform.store.reads import Statement, StoreReads, part_stats_of
 from listener.platform.store.schema import STEPS
 from listener.tasks import task_scope
 
@@ -170,8 +169,18 @@ def _update_job(tx: _Tx, job_id: str, row: tuple[Any, ...], old: tuple[Any, ...]
     tx.conn.execute(f"UPDATE jobs SET {sets}doc = ? WHERE id = ?", (*(row[i] for i in changed), doc, job_id))
 
 
-class SqliteStore:
+def _ids(rows: list[Any]) -> list[str]:
+    return [r[0] for r in rows]
+
+
+def _first(rows: list[Any]) -> int:
+    return int(rows[0][0])
+
+
+class SqliteStore(StoreReads):
     """The Store on one SQLite file. Open it with `async with SqliteStore.open(path):`."""
+
+    _position = "rowid"
 
     def __init__(self, path: Path, *, synchronous: Synchronous = "NORMAL", readers: int = 4) -> None:
         self.path = path
@@ -190,6 +199,7 @@ class SqliteStore:
         self._reader_slots: anyio.Semaphore | None = None
         self._closed = False
         self._limits: dict[str, JobSettings] = {}
+        self._limited: dict[str, JobSettings] = {}
         # Jobs as last committed, so a move does not read and parse the row it just wrote. Only the
         # writer touches it; another process's commit (PRAGMA data_version) clears it. So with the log's head.
         self._jobs: OrderedDict[str, tuple[Job, EventContext]] = OrderedDict()
@@ -424,6 +434,17 @@ class SqliteStore:
             finally:
                 self._readers.append(conn)
 
+    async def _query(self, decode: Callable[..., T], *statements: Statement) -> T:
+        def run(conn: sqlite3.Connection) -> T:
+            return decode(*[conn.execute(sql, params).fetchall() for sql, params in statements])
+
+        return await self._read(run)
+
+    @staticmethod
+    def _any_of(column: str, values: Sequence[str], params: list[Any]) -> str:
+        params.extend(values)
+        return f"{column} IN ({', '.join('?' * len(values))})"
+
     # -- jobs -----------------------------------------------------------------
 
     async def insert_job(self, job: Job, context: EventContext, events: list[NewEvent],
@@ -481,8 +502,8 @@ class SqliteStore:
 
     def _admit(self, tx: _Tx, job: Job) -> None:
         """Take a running slot (and a start, if rate-limited) for a job about to become ready, or NoSlot."""
-        settings = self._limits.get(job.job)
-        if settings is None or (settings.max_running is None and settings.starts_per_second is None):
+        settings = self._limited.get(job.job)
+        if settings is None:
             return
         running = 0
         if settings.max_running is not None:
@@ -502,56 +523,23 @@ class SqliteStore:
                             (settings.job, settings.model_dump_json()))
 
         await self._write(put)
-        self._limits[settings.job] = settings
-
-    async def job_settings(self) -> dict[str, JobSettings]:
-        def read(conn: sqlite3.Connection) -> dict[str, JobSettings]:
-            rows = conn.execute("SELECT job, doc FROM job_settings ORDER BY job").fetchall()
-            return {r[0]: JobSettings.model_validate_json(r[1]) for r in rows}
-
-        self._limits = await self._read(read)
-        return dict(self._limits)
-
-    def limits(self) -> dict[str, JobSettings]:
-        return self._limits
+        self._remember(settings)
 
     async def waiting_jobs(self, job: str, limit: int) -> list[str]:
         kind, _, operation = job.partition(":")
 
-        def read(conn: sqlite3.Connection) -> list[str]:
-            rows = conn.execute("SELECT id FROM jobs WHERE type = ? AND operation = ? AND waiting = 1"
-                                " ORDER BY created_at, rowid LIMIT ?", (kind, operation, limit)).fetchall()
-            return [r[0] for r in rows]
-
-        return await self._read(read)
+        return await self._query(_ids, ("SELECT id FROM jobs WHERE type = ? AND operation = ? AND waiting = 1"
+                                        " ORDER BY created_at, rowid LIMIT ?", (kind, operation, limit)))
 
     async def part_stats(self, parent_id: str) -> PartStats:
-        def read(conn: sqlite3.Connection) -> PartStats:
-            rows = conn.execute("SELECT status, count(*), sum(json_extract(doc, '$.progress')) FROM jobs"
-                                " WHERE parent_id = ? GROUP BY status", (parent_id,)).fetchall()
-            by_status = {JobStatus(r[0]): int(r[1]) for r in rows}
-            progress = sum(int(r[2] or 0) for r in rows if not JobStatus(r[0]).is_terminal)
-            failed = [r[0] for r in conn.execute("SELECT part FROM jobs WHERE parent_id = ? AND status IN"
-                                                 " ('failed', 'cancelled') ORDER BY part", (parent_id,))]
-            return PartStats(by_status, progress, failed)
-
-        return await self._read(read)
+        return await self._query(part_stats_of, ("SELECT status, count(*), sum(json_extract(doc, '$.progress'))"
+                                                 " FROM jobs WHERE parent_id = ? GROUP BY status", (parent_id,)),
+                                 ("SELECT part FROM jobs WHERE parent_id = ? AND status IN ('failed', 'cancelled')"
+                                  " ORDER BY part", (parent_id,)))
 
     async def due_jobs(self, now: datetime, limit: int) -> list[str]:
-        def due(conn: sqlite3.Connection) -> list[str]:
-            rows = conn.execute("SELECT id FROM jobs WHERE due_at <= ? ORDER BY due_at LIMIT ?",
-                                (now.timestamp(), limit)).fetchall()
-            return [r[0] for r in rows]
-
-        return await self._read(due)
-
-    async def ready_jobs(self, after: int, limit: int) -> list[tuple[int, Job, EventContext]]:
-        def ready(conn: sqlite3.Connection) -> list[tuple[int, Job, EventContext]]:
-            rows = conn.execute("SELECT rowid, doc, ctx FROM jobs WHERE status = 'ready' AND rowid > ?"
-                                " ORDER BY rowid LIMIT ?", (after, limit)).fetchall()
-            return [(r[0], Job.model_validate_json(r[1]), EventContext.model_validate_json(r[2])) for r in rows]
-
-        return await self._read(ready)
+        return await self._query(_ids, ("SELECT id FROM jobs WHERE due_at <= ? ORDER BY due_at LIMIT ?",
+                                        (now.timestamp(), limit)))
 
     async def add_job_errors(self, job_id: str, errors: list[JobItemError]) -> int:
         def add(tx: _Tx) -> int:
@@ -565,15 +553,6 @@ class SqliteStore:
         count, _ = await self._write(add)
         return count
 
-    async def job_errors(self, job_id: str, limit: int, offset: int) -> tuple[list[JobItemError], int]:
-        def read(conn: sqlite3.Connection) -> tuple[list[JobItemError], int]:
-            total = conn.execute("SELECT count(*) FROM job_errors WHERE job_id = ?", (job_id,)).fetchone()[0]
-            rows = conn.execute("SELECT item, message, created_at FROM job_errors WHERE job_id = ? ORDER BY pos"
-                                " LIMIT ? OFFSET ?", (job_id, limit, offset)).fetchall()
-            return [JobItemError(item=r[0], message=r[1], created_at=r[2]) for r in rows], int(total)
-
-        return await self._read(read)
-
     async def secret(self, name: str) -> str:
         def get(tx: _Tx) -> str:
             tx.conn.execute("INSERT INTO secrets (name, value) VALUES (?, ?) ON CONFLICT DO NOTHING",
@@ -583,14 +562,6 @@ class SqliteStore:
         value, _ = await self._write(get)
         return value
 
-    async def job_data(self, job_id: str, after: int, limit: int) -> list[tuple[int, dict[str, Any]]]:
-        def read(conn: sqlite3.Connection) -> list[tuple[int, dict[str, Any]]]:
-            rows = conn.execute("SELECT pos, row FROM job_data WHERE job_id = ? AND pos > ? ORDER BY pos LIMIT ?",
-                                (job_id, after, limit)).fetchall()
-            return [(int(r[0]), json.loads(r[1])) for r in rows]
-
-        return await self._read(read)
-
     async def prune_job_data(self, finished_before: datetime) -> int:
         def prune(tx: _Tx) -> int:
             cur = tx.conn.execute("DELETE FROM job_data WHERE job_id IN (SELECT id FROM jobs WHERE finished_at <= ?)",
@@ -599,19 +570,6 @@ class SqliteStore:
 
         pruned, _ = await self._write(prune)
         return pruned
-
-    async def count_jobs(self) -> dict[tuple[str, str], int]:
-        def count(conn: sqlite3.Connection) -> dict[tuple[str, str], int]:
-            rows = conn.execute("SELECT status, type, count(*) FROM jobs GROUP BY status, type").fetchall()
-            return {(r[0], r[1]): int(r[2]) for r in rows}
-
-        return await self._read(count)
-
-    async def cursors(self) -> dict[str, int]:
-        def read(conn: sqlite3.Connection) -> dict[str, int]:
-            return {r[0]: int(r[1]) for r in conn.execute("SELECT name, seq FROM cursors").fetchall()}
-
-        return await self._read(read)
 
     async def prune_jobs(self, finished_before: datetime, limit: int) -> int:
         def prune(tx: _Tx) -> int:
@@ -626,39 +584,6 @@ class SqliteStore:
         pruned, _ = await self._write(prune)
         return pruned
 
-    async def get_job(self, job_id: str) -> Job:
-        def get(conn: sqlite3.Connection) -> Job:
-            row = conn.execute("SELECT doc FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            if row is None:
-                raise job_not_found(job_id)
-            return Job.model_validate_json(row[0])
-
-        return await self._read(get)
-
-    async def list_jobs(self, query: JobQuery) -> tuple[list[Job], int]:
-        params: list[Any] = []
-
-        def any_of(column: str, values: Sequence[str]) -> str:
-            params.extend(values)
-            return f"{column} IN ({', '.join('?' * len(values))})"
-
-        def equals(column: str, value: str) -> str:
-            params.append(value)
-            return f"{column} = ?"
-
-        clause = job_filter(query, any_of, equals)
-        order = "part" if query.parent_id is not None else "rowid DESC"
-
-        def list_(conn: sqlite3.Connection) -> tuple[list[Job], int]:
-            total = conn.execute(f"SELECT count(*) FROM jobs{clause}", params).fetchone()[0]
-            rows = conn.execute(
-                f"SELECT doc FROM jobs{clause} ORDER BY {order} LIMIT ? OFFSET ?",
-                [*params, query.limit, query.offset],
-            ).fetchall()
-            return [Job.model_validate_json(r[0]) for r in rows], total
-
-        return await self._read(list_)
-
     # -- domain objects -------------------------------------------------------
 
     async def put_objects(self, objects: list[StoredObject], events: list[NewEvent]) -> list[Event]:
@@ -671,27 +596,6 @@ class SqliteStore:
 
         _, added = await self._write(put)
         return added
-
-    async def get_object(self, object_id: str, kind: str | None = None) -> StoredObject:
-        def get(conn: sqlite3.Connection) -> StoredObject:
-            row = conn.execute("SELECT id, kind, parent_id, doc FROM objects WHERE id = ?", (object_id,)).fetchone()
-            if row is None or (kind is not None and row[1] != kind):
-                raise object_not_found(kind or "object", object_id)
-            return StoredObject(row[0], row[1], row[2], json.loads(row[3]))
-
-        return await self._read(get)
-
-    async def list_objects(self, kind: str, parent_id: str | None = None) -> list[StoredObject]:
-        sql, params = "SELECT id, kind, parent_id, doc FROM objects WHERE kind = ?", [kind]
-        if parent_id is not None:
-            sql += " AND parent_id = ?"
-            params.append(parent_id)
-
-        def list_(conn: sqlite3.Connection) -> list[StoredObject]:
-            rows = conn.execute(sql + " ORDER BY rowid", params).fetchall()
-            return [StoredObject(r[0], r[1], r[2], json.loads(r[3])) for r in rows]
-
-        return await self._read(list_)
 
     async def delete_objects(self, object_ids: list[str], events: list[NewEvent]) -> list[Event]:
         def delete(tx: _Tx) -> None:
@@ -754,20 +658,6 @@ class SqliteStore:
         _, added = await self._write(change)
         return added
 
-    async def list_records(self, sheet_id: str, limit: int, offset: int) -> tuple[list[Record], int]:
-        def list_(conn: sqlite3.Connection) -> tuple[list[Record], int]:
-            total = conn.execute("SELECT count(*) FROM records WHERE sheet_id = ?", (sheet_id,)).fetchone()[0]
-            rows = conn.execute(
-                "SELECT id, vals, created_at, updated_at FROM records WHERE sheet_id = ? ORDER BY pos LIMIT ? OFFSET ?",
-                (sheet_id, limit, offset),
-            ).fetchall()
-            return [
-                Record(id=r[0], sheet_id=sheet_id, values=json.loads(r[1]), created_at=r[2], updated_at=r[3])
-                for r in rows
-            ], total
-
-        return await self._read(list_)
-
     # -- snapshots ------------------------------------------------------------
 
     async def create_snapshot(self, snapshot_id: str, sheet_id: str,
@@ -787,19 +677,6 @@ class SqliteStore:
             return StoredObject(snapshot_id, "snapshot", sheet_id, doc)
 
         return await self._write(create)
-
-    async def list_snapshot_records(self, snapshot_id: str, sheet_id: str, limit: int,
-                                    offset: int) -> tuple[list[Record], int]:
-        def list_(conn: sqlite3.Connection) -> tuple[list[Record], int]:
-            total = conn.execute("SELECT count(*) FROM snapshot_records WHERE snapshot_id = ?",
-                                 (snapshot_id,)).fetchone()[0]
-            rows = conn.execute(
-                "SELECT id, vals, created_at, updated_at FROM snapshot_records WHERE snapshot_id = ?"
-                " ORDER BY pos LIMIT ? OFFSET ?", (snapshot_id, limit, offset)).fetchall()
-            return [Record(id=r[0], sheet_id=sheet_id, values=json.loads(r[1]), created_at=r[2], updated_at=r[3])
-                    for r in rows], total
-
-        return await self._read(list_)
 
     async def restore_snapshot(self, snapshot_id: str, sheet_id: str, now: datetime,
                                make: RestoreMake) -> tuple[RecordCounts, list[Event]]:
@@ -839,34 +716,10 @@ class SqliteStore:
         _, added = await self._write(lambda tx: tx.append(events))
         return added
 
-    async def read_events(self, after: int, limit: int, job_id: str | None = None) -> list[Event]:
-        sql = "SELECT doc FROM events WHERE seq > ?"
-        params: list[Any] = [after]
-        if job_id is not None:
-            sql += " AND job_id = ?"
-            params.append(job_id)
-        sql += " ORDER BY seq LIMIT ?"
-        params.append(limit)
-
-        def read(conn: sqlite3.Connection) -> list[Event]:
-            return [Event.model_validate_json(r[0]) for r in conn.execute(sql, params).fetchall()]
-
-        return await self._read(read)
-
     async def head(self) -> int:
-        def head(conn: sqlite3.Connection) -> int:
-            return int(conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
-
-        return await self._read(head)
+        return await self._query(_first, ("SELECT coalesce(max(seq), 0) FROM events", ()))
 
     # -- cursors --------------------------------------------------------------
-
-    async def get_cursor(self, name: str) -> int | None:
-        def get(conn: sqlite3.Connection) -> int | None:
-            row = conn.execute("SELECT seq FROM cursors WHERE name = ?", (name,)).fetchone()
-            return None if row is None else int(row[0])
-
-        return await self._read(get)
 
     async def set_cursor(self, name: str, seq: int) -> None:
         def set_(tx: _Tx) -> None:
@@ -890,16 +743,3 @@ class SqliteStore:
                 raise user_exists(user.name) from None
 
         await self._write(insert)
-
-    async def find_user(self, *, token_hash: str | None = None, name: str | None = None) -> StoredUser | None:
-        column, value = ("token_hash", token_hash) if token_hash is not None else ("name", name)
-
-        def find(conn: sqlite3.Connection) -> StoredUser | None:
-            row = conn.execute(f"SELECT id, name, role, token_hash, doc FROM users WHERE {column} = ?",
-                               (value,)).fetchone()
-            return None if row is None else StoredUser(row[0], row[1], row[2], row[3], json.loads(row[4]))
-
-        return await self._read(find)
-
-    async def count_users(self) -> int:
-        return int(await self._read(lambda conn: conn.execute("SELECT count(*) FROM users").fetchone()[0]))
