@@ -8,6 +8,7 @@ order, to its publishers (the event log's in-process fan-out).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -329,33 +330,33 @@ SnapshotMake = Callable[[int], tuple[dict[str, Any], list[NewEvent]]]
 RestoreMake = Callable[[RecordCounts], list[NewEvent]]
 """Given what a restore changed, the events that report it (its commit's among them)."""
 
-_Stamp = TypeVar("_Stamp")
-SavedRow = tuple[str, dict[str, Any], _Stamp, _Stamp]
-"""A record as a store reads it for a restore: id, values, created and updated (in the store's own time type)."""
+def plan_restore(saved: Sequence[Sequence[Any]], current: Sequence[Sequence[Any]], sheet_id: str,
+                 now: Any) -> tuple[list[tuple[Any, ...]], RecordCounts]:
+    """The rows a sheet holds once restored to a snapshot, ready to insert, and what that changes.
 
-
-def plan_restore(saved: Sequence[SavedRow[_Stamp]], current: dict[str, tuple[dict[str, Any], _Stamp]],
-                 now: _Stamp) -> tuple[list[SavedRow[_Stamp]], RecordCounts]:
-    """The rows a sheet holds once restored to `saved` (a snapshot's records in order), and what that changes.
-
-    `current` is the sheet's records now, by id: values and updated time. A record the restore leaves as
-    it is keeps its updated time; one it brings back or changes is updated `now`; every record keeps
-    the id and creation time the snapshot saw. What is not in `saved` is deleted.
+    `saved` is the snapshot's records in order as rows (id, vals, created_at, updated_at), `current` the
+    sheet's records now as rows (id, vals, updated_at), each `vals` JSON text and each time in the store's
+    own type (as is `now`). A record the restore leaves as it is keeps its updated time; one it brings
+    back or changes is updated `now`; every record keeps the id and creation time the snapshot saw. What
+    is not in `saved` is deleted. The rows returned are (id, sheet_id, vals, created_at, updated_at).
     """
-    rows: list[SavedRow[_Stamp]] = []
+    there = {r[0]: (json.loads(r[1]), r[2]) for r in current}
+    rows: list[tuple[Any, ...]] = []
     inserted = updated = 0
-    for record_id, values, created_at, _ in saved:
-        now_ = current.get(record_id)
+    for record_id, vals, created_at, _ in saved:
+        values = json.loads(vals)
+        now_ = there.get(record_id)
         if now_ is None:
             inserted += 1
-            rows.append((record_id, values, created_at, now))
+            updated_at = now
         elif now_[0] != values:
             updated += 1
-            rows.append((record_id, values, created_at, now))
+            updated_at = now
         else:
-            rows.append((record_id, values, created_at, now_[1]))
+            updated_at = now_[1]
+        rows.append((record_id, sheet_id, json.dumps(values), created_at, updated_at))
     kept = len(saved) - inserted
-    return rows, RecordCounts(inserted=inserted, updated=updated, deleted=len(current) - kept)
+    return rows, RecordCounts(inserted=inserted, updated=updated, deleted=len(there) - kept)
 
 
 class Store(Protocol):

@@ -743,17 +743,15 @@ class PostgresStore(StoreReads):
             if await conn.fetchval("SELECT 1 FROM objects WHERE id = $1 AND kind = 'snapshot' FOR SHARE",
                                    snapshot_id) is None:
                 raise object_not_found("snapshot", snapshot_id)
-            saved = [(r["id"], json.loads(r["vals"]), r["created_at"], r["updated_at"]) for r in await conn.fetch(
-                "SELECT id, vals, created_at, updated_at FROM snapshot_records WHERE snapshot_id = $1 ORDER BY pos",
-                snapshot_id)]
-            current = {r["id"]: (json.loads(r["vals"]), r["updated_at"]) for r in await conn.fetch(
-                "SELECT id, vals, updated_at FROM records WHERE sheet_id = $1 FOR UPDATE", sheet_id)}
-            rows, counts = plan_restore(saved, current, now)
+            saved = await conn.fetch("SELECT id, vals, created_at, updated_at FROM snapshot_records"
+                                     " WHERE snapshot_id = $1 ORDER BY pos", snapshot_id)
+            current = await conn.fetch("SELECT id, vals, updated_at FROM records WHERE sheet_id = $1 FOR UPDATE",
+                                       sheet_id)
+            rows, counts = plan_restore(saved, current, sheet_id, now)
             # Every row again, in the snapshot's order: the sheet reads back as it did when it was taken.
             await conn.execute("DELETE FROM records WHERE sheet_id = $1", sheet_id)
             await conn.executemany(
-                "INSERT INTO records (id, sheet_id, vals, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)",
-                [(i, sheet_id, json.dumps(v), c, u) for i, v, c, u in rows])
+                "INSERT INTO records (id, sheet_id, vals, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)", rows)
             return counts, make(counts)
 
         return await self._write(restore)

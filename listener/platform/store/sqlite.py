@@ -685,16 +685,15 @@ class SqliteStore(StoreReads):
             if conn.execute("SELECT 1 FROM objects WHERE id = ? AND kind = 'snapshot'",
                             (snapshot_id,)).fetchone() is None:
                 raise object_not_found("snapshot", snapshot_id)
-            saved = [(r[0], json.loads(r[1]), r[2], r[3]) for r in conn.execute(
-                "SELECT id, vals, created_at, updated_at FROM snapshot_records WHERE snapshot_id = ? ORDER BY pos",
-                (snapshot_id,))]
-            current = {r[0]: (json.loads(r[1]), r[2]) for r in conn.execute(
-                "SELECT id, vals, updated_at FROM records WHERE sheet_id = ?", (sheet_id,))}
-            rows, counts = plan_restore(saved, current, now.isoformat())
+            saved = conn.execute("SELECT id, vals, created_at, updated_at FROM snapshot_records WHERE snapshot_id = ?"
+                                 " ORDER BY pos", (snapshot_id,)).fetchall()
+            current = conn.execute("SELECT id, vals, updated_at FROM records WHERE sheet_id = ?",
+                                   (sheet_id,)).fetchall()
+            rows, counts = plan_restore(saved, current, sheet_id, now.isoformat())
             # Every row again, in the snapshot's order: the sheet reads back as it did when it was taken.
             conn.execute("DELETE FROM records WHERE sheet_id = ?", (sheet_id,))
             conn.executemany("INSERT INTO records (id, sheet_id, vals, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
-                             [(i, sheet_id, json.dumps(v), c, u) for i, v, c, u in rows])
+                             rows)
             tx.append(make(counts))
             return counts
 
