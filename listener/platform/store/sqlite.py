@@ -1,22 +1,8 @@
-"""The embedded SQLite store: one file, WAL mode, one writer with group commit.
+"""The embedded SQLite store: one file in WAL mode, no server to start.
 
-Writes from many coroutines are queued and run by one writer connection: a
-batch is one `BEGIN IMMEDIATE ... COMMIT` in which each write has its own
-SAVEPOINT (when it needs one), so a write that fails rolls back alone while the
-others commit together. One commit serves the whole batch, which is what makes
-thousands of small transactions a second cheap.
-
-With `synchronous=NORMAL` a commit appends to the WAL without waiting for the
-disk, so a batch takes about as long as its statements: it runs on the event
-loop's thread. Handing it to a worker thread instead costs more than it saves:
-the two threads pass the GIL back and forth at every statement. What could
-block is done elsewhere: checkpoints (which fsync) run in a worker thread on a
-connection of their own, and when another process holds the write lock the
-batch goes to a worker thread to wait for it there. With `FULL` every commit
-waits for fsync, so batches always run in a worker thread.
-
-Reads use a small pool of their own connections, in worker threads (WAL lets
-them run beside the writer).
+SqliteStore is the Store's writes in SQLite's SQL, run by its writer (sqlite_writer.py: one connection,
+group commit), and its reads (reads.py), which run on a small pool of connections of their own, in worker
+threads (WAL lets them run beside the writer).
 """
 
 from __future__ import annotations
@@ -27,10 +13,9 @@ import sqlite3
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import anyio.abc
@@ -59,82 +44,22 @@ from listener.platform.store.base import (
     object_not_found,
     occupies,
     plan_restore,
-    publish,
     record_not_found,
-    settled,
     status_detail,
     user_exists,
     waits_for_slot,
 )
 from listener.platform.store.reads import Statement, StoreReads, part_stats_of
 from listener.platform.store.schema import STEPS
+from listener.platform.store.sqlite_writer import BUSY_TIMEOUT_MS, WAL_SIZE_LIMIT, SqliteWriter, Synchronous, Tx
 from listener.tasks import task_scope
 
-__all__ = ["SqliteStore"]
+__all__ = ["SqliteStore", "Synchronous"]
 
 T = TypeVar("T")
 
 MIGRATIONS: list[str] = [step.sqlite for step in STEPS]
 """This store's scripts of the schema's steps, in order."""
-
-Synchronous = Literal["NORMAL", "FULL"]
-
-
-@dataclass(slots=True)
-class _Write(Generic[T]):
-    fn: Callable[[_Tx], T]
-    # A lazy write checks everything before it changes anything, and calls `tx.begin()` first
-    # only if it could still fail after its first change: most job moves need no savepoint.
-    lazy: bool = False
-    result: T | None = None
-    error: BaseException | None = None
-    events: list[Event] = field(default_factory=list)
-
-
-_CACHE_SIZE = 10_000
-_BUSY_TIMEOUT_MS = 10_000
-# A checkpoint fsyncs the WAL and the database, and commits made meanwhile wait on the disk (5 to 30 ms here),
-# so they come every few seconds rather than at SQLite's default of every 1,000 pages (a few hundred commits):
-# the WAL then holds a few seconds of writes.
-_CHECKPOINT_COMMITS = 5_000
-_CHECKPOINT_SECONDS = 5.0
-_WAL_SIZE_LIMIT = 64 * 1024 * 1024  # what the WAL file is cut back to when it restarts
-_GATHER_ROUNDS = 8
-
-CachedJob = tuple[Job, EventContext] | None
-"""A job as the writer last committed it (None: deleted)."""
-
-
-class _Tx:
-    """One write's view of the open transaction (runs in the writer thread)."""
-
-    def __init__(self, conn: sqlite3.Connection, seq: int, jobs: dict[str, CachedJob]) -> None:
-        self.conn = conn
-        self.seq = seq
-        self.events: list[Event] = []
-        self.began = False
-        self.jobs = jobs  # what earlier writes of the batch, then earlier batches, left each job as
-        self.changed: dict[str, CachedJob] = {}
-
-    def begin(self) -> None:
-        """Make what follows undoable on its own (a savepoint), before the write's first change."""
-        if not self.began:
-            self.conn.execute("SAVEPOINT w")
-            self.began = True
-
-    def append(self, new: Sequence[NewEvent]) -> list[Event]:
-        added = []
-        for n in new:
-            self.seq += 1
-            event = n.at(self.seq)
-            self.conn.execute(
-                "INSERT INTO events (seq, topic, job_id, doc) VALUES (?, ?, ?, ?)",
-                (event.seq, event.topic, event.context.job_id, event.to_json()),
-            )
-            added.append(event)
-        self.events.extend(added)
-        return added
-
 
 _JOB_COLUMNS = ("status, type, operation, created_by, created_at, due_at, finished_at, parent_id, part, waiting,"
                 " status_detail")
@@ -149,7 +74,7 @@ def _job_row(job: Job) -> tuple[Any, ...]:
             job.parent_id, job.part, int(waits_for_slot(job)), status_detail(job))
 
 
-def _insert_job(tx: _Tx, job: Job, context: EventContext) -> None:
+def _insert_job(tx: Tx, job: Job, context: EventContext) -> None:
     try:
         tx.conn.execute(f"INSERT INTO jobs (id, {_JOB_COLUMNS}, doc, ctx) VALUES (?, {_JOB_MARKS}, ?, ?)",
                         (job.id, *_job_row(job), job.model_dump_json(), context.model_dump_json()))
@@ -157,7 +82,7 @@ def _insert_job(tx: _Tx, job: Job, context: EventContext) -> None:
         raise job_exists(job.id) from None
 
 
-def _update_job(tx: _Tx, job_id: str, row: tuple[Any, ...], old: tuple[Any, ...] | None, doc: str) -> None:
+def _update_job(tx: Tx, job_id: str, row: tuple[Any, ...], old: tuple[Any, ...] | None, doc: str) -> None:
     """Write the job's new row, setting only the columns that changed from `old` (None: all of them).
 
     SQLite rewrites the entries of every index on a column an UPDATE sets, changed or not. A progress
@@ -177,7 +102,7 @@ def _first(rows: list[Any]) -> int:
     return int(rows[0][0])
 
 
-class SqliteStore(StoreReads):
+class SqliteStore(SqliteWriter, StoreReads):
     """The Store on one SQLite file. Open it with `async with SqliteStore.open(path):`."""
 
     _position = "rowid"
@@ -186,7 +111,7 @@ class SqliteStore(StoreReads):
         self.path = path
         self._synchronous = synchronous
         self._publishers: list[Publisher] = []
-        self._pending: list[_Write[Any]] = []
+        self._pending = []
         self._pending_done = anyio.Event()
         self._wake = anyio.Event()
         self._writer: sqlite3.Connection | None = None
@@ -234,7 +159,7 @@ class SqliteStore(StoreReads):
 
     def _connection(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
-        conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute(f"PRAGMA synchronous = {self._synchronous}")
         return conn
 
@@ -243,10 +168,10 @@ class SqliteStore(StoreReads):
         writer = self._connection()
         writer.execute("PRAGMA journal_mode = WAL")
         self._migrate(writer)
-        # The writer never waits for the lock or checkpoints inside a batch: see the module's docstring.
+        # The writer never waits for the lock or checkpoints inside a batch: see sqlite_writer.py.
         writer.execute("PRAGMA busy_timeout = 0")
         writer.execute("PRAGMA wal_autocheckpoint = 0")
-        writer.execute(f"PRAGMA journal_size_limit = {_WAL_SIZE_LIMIT}")
+        writer.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
         self._writer = writer
         self._checkpointer = self._connection()
         self._readers = [self._connection() for _ in range(self._reader_count)]
@@ -272,156 +197,6 @@ class SqliteStore(StoreReads):
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-
-    # -- the writer -----------------------------------------------------------
-
-    async def _write(self, fn: Callable[[_Tx], T], *, lazy: bool = False) -> tuple[T, list[Event]]:
-        if self._closed:
-            raise RuntimeError("The store is closed.")
-        write: _Write[T] = _Write(fn, lazy)
-        self._pending.append(write)
-        done = self._pending_done
-        self._wake.set()
-        return await settled(write, done)
-
-    async def _flush_forever(self) -> None:
-        while True:
-            await self._wake.wait()
-            # Let the tasks that are ready to run queue their writes too, so that one commit serves them all:
-            # yield to them while that adds writes.
-            queued = 0
-            for _ in range(_GATHER_ROUNDS):
-                if len(self._pending) == queued:
-                    break
-                queued = len(self._pending)
-                await anyio.sleep(0)
-            await self._flush()
-
-    async def _flush(self) -> None:
-        self._wake = anyio.Event()
-        batch, done = self._pending, self._pending_done
-        if not batch:
-            return
-        self._pending, self._pending_done = [], anyio.Event()
-        with anyio.CancelScope(shield=True):
-            try:
-                async with self._writer_lock:
-                    if self._synchronous != "NORMAL" or not self._run_batch(batch, wait=False):
-                        await anyio.to_thread.run_sync(self._run_batch, batch, True)
-                self._commits += 1
-                if self._commits >= _CHECKPOINT_COMMITS:
-                    self._checkpoint_due.set()
-                committed = [e for w in batch if w.error is None for e in w.events]
-                if committed:
-                    publish(self._publishers, committed)
-            finally:
-                done.set()
-
-    async def _drain(self) -> None:
-        while self._pending:
-            await self._flush()
-
-    def _run_batch(self, batch: list[_Write[Any]], wait: bool) -> bool:
-        """Run the batch in one transaction; False (and nothing done) if it would have to wait for the lock."""
-        conn = self._writer
-        assert conn is not None
-        changed: dict[str, CachedJob] = {}
-        try:
-            if not self._begin(conn, wait):
-                return False
-            version = conn.execute("PRAGMA data_version").fetchone()[0]
-            if version != self._data_version or self._seq is None:
-                # Another connection committed (or our last batch failed): our copies may be stale.
-                self._jobs.clear()
-                self._data_version = version
-                self._seq = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
-            seq = self._seq
-            for write in batch:
-                tx = _Tx(conn, seq, changed)
-                if not write.lazy:
-                    tx.begin()
-                try:
-                    write.result = write.fn(tx)
-                except Exception as exc:
-                    if tx.began:
-                        conn.execute("ROLLBACK TO w")
-                        conn.execute("RELEASE w")
-                    elif isinstance(exc, sqlite3.Error):
-                        raise  # a lazy write that failed in the database may have changed something
-                    write.error = exc
-                else:
-                    if tx.began:
-                        conn.execute("RELEASE w")
-                    seq = tx.seq
-                    write.events = tx.events
-                    changed.update(tx.changed)
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            self._jobs.clear()
-            self._seq = None
-            for write in batch:
-                if write.error is None:
-                    write.error = exc
-                    write.events = []
-            return True
-        self._seq = seq
-        for job_id, entry in changed.items():
-            if entry is None:
-                self._jobs.pop(job_id, None)
-            else:
-                self._jobs[job_id] = entry
-                self._jobs.move_to_end(job_id)
-        while len(self._jobs) > _CACHE_SIZE:
-            self._jobs.popitem(last=False)
-        return True
-
-    @staticmethod
-    def _begin(conn: sqlite3.Connection, wait: bool) -> bool:
-        """BEGIN IMMEDIATE: at once, or False if another connection holds the write lock; or waiting for it."""
-        if not wait:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                if exc.sqlite_errorcode == sqlite3.SQLITE_BUSY:
-                    return False
-                raise
-            return True
-        conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        finally:
-            conn.execute("PRAGMA busy_timeout = 0")
-        return True
-
-    async def _checkpoint_forever(self) -> None:
-        """Copy the WAL back into the database now and then, off the event loop (a checkpoint fsyncs)."""
-        while True:
-            with anyio.move_on_after(_CHECKPOINT_SECONDS):
-                await self._checkpoint_due.wait()
-            if self._commits:
-                self._commits = 0
-                self._checkpoint_due = anyio.Event()
-                await anyio.to_thread.run_sync(self._checkpoint)
-
-    def _checkpoint(self) -> tuple[int, int, int]:
-        """(1 if it could not finish, frames in the WAL, frames now in the database)."""
-        assert self._checkpointer is not None
-        # PASSIVE: copies what no reader still needs, without waiting for or blocking anyone.
-        busy, frames, copied = self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        return busy, frames, copied
-
-    def _job(self, tx: _Tx, job_id: str) -> tuple[Job, EventContext]:
-        """The job as this batch has it so far, from memory when it can be."""
-        entry = tx.jobs[job_id] if job_id in tx.jobs else self._jobs.get(job_id)
-        if entry is None and job_id not in tx.jobs:
-            row = tx.conn.execute("SELECT doc, ctx FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            if row is not None:
-                entry = Job.model_validate_json(row[0]), EventContext.model_validate_json(row[1])
-        if entry is None:
-            raise job_not_found(job_id)
-        return entry
 
     # -- reads ----------------------------------------------------------------
 
@@ -449,7 +224,7 @@ class SqliteStore(StoreReads):
 
     async def insert_job(self, job: Job, context: EventContext, events: list[NewEvent],
                          idempotency: Idempotency | None = None) -> list[Event]:
-        def insert(tx: _Tx) -> None:
+        def insert(tx: Tx) -> None:
             if idempotency is not None:
                 i = idempotency
                 cur = tx.conn.execute("INSERT INTO idempotency_keys (caller, key, body_hash, job_id)"
@@ -469,7 +244,7 @@ class SqliteStore(StoreReads):
         return added
 
     async def change_job(self, job_id: str, rule: JobRule) -> tuple[Job | None, list[Event]]:
-        def change(tx: _Tx) -> Job | None:
+        def change(tx: Tx) -> Job | None:
             # A job this writer wrote has exactly its _job_row in its row; one read from the file may not (a
             # column added by a migration is filled in by the job's next update).
             known = job_id in tx.jobs or job_id in self._jobs
@@ -500,7 +275,7 @@ class SqliteStore(StoreReads):
 
         return await self._write(change, lazy=True)
 
-    def _admit(self, tx: _Tx, job: Job) -> None:
+    def _admit(self, tx: Tx, job: Job) -> None:
         """Take a running slot (and a start, if rate-limited) for a job about to become ready, or NoSlot."""
         settings = self._limited.get(job.job)
         if settings is None:
@@ -517,7 +292,7 @@ class SqliteStore(StoreReads):
             tx.conn.execute("UPDATE job_settings SET tokens = ?, refilled_at = ? WHERE job = ?", (tokens, now, job.job))
 
     async def set_job_settings(self, settings: JobSettings) -> None:
-        def put(tx: _Tx) -> None:
+        def put(tx: Tx) -> None:
             tx.conn.execute("INSERT INTO job_settings (job, doc) VALUES (?, ?)"
                             " ON CONFLICT (job) DO UPDATE SET doc = excluded.doc",
                             (settings.job, settings.model_dump_json()))
@@ -542,7 +317,7 @@ class SqliteStore(StoreReads):
                                         (now.timestamp(), limit)))
 
     async def add_job_errors(self, job_id: str, errors: list[JobItemError]) -> int:
-        def add(tx: _Tx) -> int:
+        def add(tx: Tx) -> int:
             if tx.conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() is None:
                 raise job_not_found(job_id)
             tx.conn.executemany("INSERT INTO job_errors (job_id, item, message, created_at) VALUES (?, ?, ?, ?)",
@@ -554,7 +329,7 @@ class SqliteStore(StoreReads):
         return count
 
     async def secret(self, name: str) -> str:
-        def get(tx: _Tx) -> str:
+        def get(tx: Tx) -> str:
             tx.conn.execute("INSERT INTO secrets (name, value) VALUES (?, ?) ON CONFLICT DO NOTHING",
                             (name, secrets.token_hex(32)))
             return str(tx.conn.execute("SELECT value FROM secrets WHERE name = ?", (name,)).fetchone()[0])
@@ -563,7 +338,7 @@ class SqliteStore(StoreReads):
         return value
 
     async def prune_job_data(self, finished_before: datetime) -> int:
-        def prune(tx: _Tx) -> int:
+        def prune(tx: Tx) -> int:
             cur = tx.conn.execute("DELETE FROM job_data WHERE job_id IN (SELECT id FROM jobs WHERE finished_at <= ?)",
                                   (finished_before.timestamp(),))
             return cur.rowcount
@@ -572,7 +347,7 @@ class SqliteStore(StoreReads):
         return pruned
 
     async def prune_jobs(self, finished_before: datetime, limit: int) -> int:
-        def prune(tx: _Tx) -> int:
+        def prune(tx: Tx) -> int:
             ids = [r[0] for r in tx.conn.execute("SELECT id FROM jobs WHERE finished_at < ? LIMIT ?",
                                                  (finished_before.timestamp(), limit))]
             tables = (("events", "job_id"), ("job_errors", "job_id"), ("job_data", "job_id"), ("jobs", "id"))
@@ -587,7 +362,7 @@ class SqliteStore(StoreReads):
     # -- domain objects -------------------------------------------------------
 
     async def put_objects(self, objects: list[StoredObject], events: list[NewEvent]) -> list[Event]:
-        def put(tx: _Tx) -> None:
+        def put(tx: Tx) -> None:
             tx.conn.executemany(
                 "INSERT OR REPLACE INTO objects (id, kind, parent_id, doc) VALUES (?, ?, ?, ?)",
                 [(o.id, o.kind, o.parent_id, json.dumps(o.doc)) for o in objects],
@@ -598,7 +373,7 @@ class SqliteStore(StoreReads):
         return added
 
     async def delete_objects(self, object_ids: list[str], events: list[NewEvent]) -> list[Event]:
-        def delete(tx: _Tx) -> None:
+        def delete(tx: Tx) -> None:
             ids = [(i,) for i in object_ids]
             tx.conn.executemany("DELETE FROM snapshot_records WHERE snapshot_id IN"
                                 " (SELECT id FROM objects WHERE kind = 'snapshot' AND parent_id = ?)", ids)
@@ -612,7 +387,7 @@ class SqliteStore(StoreReads):
 
     async def change_object(self, object_id: str, kind: str,
                             change: ObjectChange) -> tuple[StoredObject | None, list[Event]]:
-        def change_(tx: _Tx) -> StoredObject | None:
+        def change_(tx: Tx) -> StoredObject | None:
             row = tx.conn.execute("SELECT parent_id, doc FROM objects WHERE id = ? AND kind = ?",
                                   (object_id, kind)).fetchone()
             if row is None:
@@ -630,7 +405,7 @@ class SqliteStore(StoreReads):
     # -- records --------------------------------------------------------------
 
     async def change_records(self, changes: RecordChanges, events: list[NewEvent]) -> list[Event]:
-        def change(tx: _Tx) -> None:
+        def change(tx: Tx) -> None:
             conn = tx.conn
             conn.executemany(
                 "INSERT INTO records (id, sheet_id, vals, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
@@ -662,7 +437,7 @@ class SqliteStore(StoreReads):
 
     async def create_snapshot(self, snapshot_id: str, sheet_id: str,
                               make: SnapshotMake) -> tuple[StoredObject, list[Event]]:
-        def create(tx: _Tx) -> StoredObject:
+        def create(tx: Tx) -> StoredObject:
             conn = tx.conn
             if conn.execute("SELECT 1 FROM objects WHERE id = ? AND kind = 'sheet'", (sheet_id,)).fetchone() is None:
                 raise object_not_found("sheet", sheet_id)
@@ -680,7 +455,7 @@ class SqliteStore(StoreReads):
 
     async def restore_snapshot(self, snapshot_id: str, sheet_id: str, now: datetime,
                                make: RestoreMake) -> tuple[RecordCounts, list[Event]]:
-        def restore(tx: _Tx) -> RecordCounts:
+        def restore(tx: Tx) -> RecordCounts:
             conn = tx.conn
             if conn.execute("SELECT 1 FROM objects WHERE id = ? AND kind = 'snapshot'",
                             (snapshot_id,)).fetchone() is None:
@@ -700,7 +475,7 @@ class SqliteStore(StoreReads):
         return await self._write(restore)
 
     async def delete_snapshot(self, snapshot_id: str, events: list[NewEvent]) -> list[Event]:
-        def delete(tx: _Tx) -> None:
+        def delete(tx: Tx) -> None:
             if tx.conn.execute("DELETE FROM objects WHERE id = ? AND kind = 'snapshot'", (snapshot_id,)).rowcount == 0:
                 raise object_not_found("snapshot", snapshot_id)
             tx.conn.execute("DELETE FROM snapshot_records WHERE snapshot_id = ?", (snapshot_id,))
@@ -721,7 +496,7 @@ class SqliteStore(StoreReads):
     # -- cursors --------------------------------------------------------------
 
     async def set_cursor(self, name: str, seq: int) -> None:
-        def set_(tx: _Tx) -> None:
+        def set_(tx: Tx) -> None:
             # A cursor only moves forward: a late, slower writer must not rewind it.
             tx.conn.execute(
                 "INSERT INTO cursors (name, seq) VALUES (?, ?)"
@@ -734,7 +509,7 @@ class SqliteStore(StoreReads):
     # -- users ----------------------------------------------------------------
 
     async def insert_user(self, user: StoredUser) -> None:
-        def insert(tx: _Tx) -> None:
+        def insert(tx: Tx) -> None:
             try:
                 tx.conn.execute("INSERT INTO users (id, name, role, token_hash, doc) VALUES (?, ?, ?, ?, ?)",
                                 (user.id, user.name, user.role, user.token_hash, json.dumps(user.doc)))
