@@ -30,7 +30,8 @@ from listener.platform.store.base import (
     object_not_found,
 )
 
-__all__ = ["AnyOf", "Statement", "StoreReads", "job_filter", "numbered", "part_stats_of", "status_terms"]
+__all__ = ["AnyOf", "Statement", "StoreReads", "first_column", "job_filter", "number", "numbered", "part_stats_of",
+           "status_terms"]
 
 T = TypeVar("T")
 
@@ -105,7 +106,13 @@ def _object(row: Any) -> StoredObject:
     return StoredObject(row[0], row[1], row[2], json.loads(row[3]))
 
 
-def _count(rows: list[Any]) -> int:
+def first_column(rows: list[Any]) -> list[Any]:
+    """What a statement that reads one column read (ids, say)."""
+    return [r[0] for r in rows]
+
+
+def number(rows: list[Any]) -> int:
+    """What a statement that reads one number read (a count, the log's head)."""
     return int(rows[0][0])
 
 
@@ -147,7 +154,7 @@ class StoreReads:
         order = "part" if query.parent_id is not None else f"{self._position} DESC"
 
         def page(total: list[Any], rows: list[Any]) -> tuple[list[Job], int]:
-            return [Job.model_validate_json(r[0]) for r in rows], _count(total)
+            return [Job.model_validate_json(r[0]) for r in rows], number(total)
 
         return await self._query(page, (f"SELECT count(*) FROM jobs{clause}", params),
                                  (f"SELECT doc FROM jobs{clause} ORDER BY {order} LIMIT ? OFFSET ?",
@@ -169,7 +176,7 @@ class StoreReads:
 
     async def job_errors(self, job_id: str, limit: int, offset: int) -> tuple[list[JobItemError], int]:
         def page(total: list[Any], rows: list[Any]) -> tuple[list[JobItemError], int]:
-            return [JobItemError(item=r[0], message=r[1], created_at=r[2]) for r in rows], _count(total)
+            return [JobItemError(item=r[0], message=r[1], created_at=r[2]) for r in rows], number(total)
 
         return await self._query(page, ("SELECT count(*) FROM job_errors WHERE job_id = ?", (job_id,)),
                                  ("SELECT item, message, created_at FROM job_errors WHERE job_id = ? ORDER BY pos"
@@ -226,7 +233,7 @@ class StoreReads:
 
     async def list_records(self, sheet_id: str, limit: int, offset: int) -> tuple[list[Record], int]:
         def page(total: list[Any], rows: list[Any]) -> tuple[list[Record], int]:
-            return [_record(r, sheet_id) for r in rows], _count(total)
+            return [_record(r, sheet_id) for r in rows], number(total)
 
         return await self._query(page, ("SELECT count(*) FROM records WHERE sheet_id = ?", (sheet_id,)),
                                  ("SELECT id, vals, created_at, updated_at FROM records WHERE sheet_id = ?"
@@ -235,7 +242,7 @@ class StoreReads:
     async def list_snapshot_records(self, snapshot_id: str, sheet_id: str, limit: int,
                                     offset: int) -> tuple[list[Record], int]:
         def page(total: list[Any], rows: list[Any]) -> tuple[list[Record], int]:
-            return [_record(r, sheet_id) for r in rows], _count(total)
+            return [_record(r, sheet_id) for r in rows], number(total)
 
         return await self._query(page, ("SELECT count(*) FROM snapshot_records WHERE snapshot_id = ?", (snapshot_id,)),
                                  ("SELECT id, vals, created_at, updated_at FROM snapshot_records WHERE snapshot_id = ?"
@@ -285,4 +292,4 @@ class StoreReads:
                                         (value,)))
 
     async def count_users(self) -> int:
-        return await self._query(_count, ("SELECT count(*) FROM users", ()))
+        return await self._query(number, ("SELECT count(*) FROM users", ()))

@@ -49,7 +49,7 @@ from listener.platform.store.base import (
     user_exists,
     waits_for_slot,
 )
-from listener.platform.store.reads import Statement, StoreReads, part_stats_of
+from listener.platform.store.reads import Statement, StoreReads, first_column, number, part_stats_of
 from listener.platform.store.schema import STEPS
 from listener.platform.store.sqlite_writer import BUSY_TIMEOUT_MS, WAL_SIZE_LIMIT, SqliteWriter, Synchronous, Tx
 from listener.tasks import task_scope
@@ -92,14 +92,6 @@ def _update_job(tx: Tx, job_id: str, row: tuple[Any, ...], old: tuple[Any, ...] 
     changed = [i for i, value in enumerate(row) if old is None or value != old[i]]
     sets = "".join(f"{_JOB_COLUMN_NAMES[i]} = ?, " for i in changed)
     tx.conn.execute(f"UPDATE jobs SET {sets}doc = ? WHERE id = ?", (*(row[i] for i in changed), doc, job_id))
-
-
-def _ids(rows: list[Any]) -> list[str]:
-    return [r[0] for r in rows]
-
-
-def _first(rows: list[Any]) -> int:
-    return int(rows[0][0])
 
 
 class SqliteStore(SqliteWriter, StoreReads):
@@ -303,8 +295,8 @@ class SqliteStore(SqliteWriter, StoreReads):
     async def waiting_jobs(self, job: str, limit: int) -> list[str]:
         kind, _, operation = job.partition(":")
 
-        return await self._query(_ids, ("SELECT id FROM jobs WHERE type = ? AND operation = ? AND waiting = 1"
-                                        " ORDER BY created_at, rowid LIMIT ?", (kind, operation, limit)))
+        return await self._query(first_column, ("SELECT id FROM jobs WHERE type = ? AND operation = ? AND waiting = 1"
+                                                " ORDER BY created_at, rowid LIMIT ?", (kind, operation, limit)))
 
     async def part_stats(self, parent_id: str) -> PartStats:
         return await self._query(part_stats_of, ("SELECT status, count(*), sum(json_extract(doc, '$.progress'))"
@@ -313,8 +305,8 @@ class SqliteStore(SqliteWriter, StoreReads):
                                   " ORDER BY part", (parent_id,)))
 
     async def due_jobs(self, now: datetime, limit: int) -> list[str]:
-        return await self._query(_ids, ("SELECT id FROM jobs WHERE due_at <= ? ORDER BY due_at LIMIT ?",
-                                        (now.timestamp(), limit)))
+        return await self._query(first_column, ("SELECT id FROM jobs WHERE due_at <= ? ORDER BY due_at LIMIT ?",
+                                                (now.timestamp(), limit)))
 
     async def add_job_errors(self, job_id: str, errors: list[JobItemError]) -> int:
         def add(tx: Tx) -> int:
@@ -491,7 +483,7 @@ class SqliteStore(SqliteWriter, StoreReads):
         return added
 
     async def head(self) -> int:
-        return await self._query(_first, ("SELECT coalesce(max(seq), 0) FROM events", ()))
+        return await self._query(number, ("SELECT coalesce(max(seq), 0) FROM events", ()))
 
     # -- cursors --------------------------------------------------------------
 
