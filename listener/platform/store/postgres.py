@@ -1,32 +1,19 @@
 """The PostgreSQL store: several `listener serve` replicas on one database.
 
-Each write is one transaction that changes state and appends its events. The
-event log stays gap-free and in commit order across replicas because every
-appending transaction bumps one counter row (`event_head`) as its last step and
-holds that row lock until it commits: seq N+1 cannot commit before seq N.
-Claims use row locks (`SELECT ... FOR UPDATE`), so of 100 concurrent acks spread
-over replicas exactly one wins.
-
-Each replica publishes the log to its own subscribers from one "tail" task that
-reads new events in order. It is woken by its own commits, by LISTEN/NOTIFY for
-other replicas' commits, and by a slow timer that covers notifications missed
-while the listening connection was being re-established. Events this replica
-committed itself are published from memory when they are next in order; the
-table is read (and its rows parsed) only for other replicas' events: when one
-of their notifications comes, when ours leave a gap before them, and on the
-timer.
+PostgresStore is the Store's writes in PostgreSQL's SQL, run in the batch transactions of its
+writer (postgres_writer.py: a gap-free log across replicas, claims by row locks), and its reads
+(reads.py) on the connections of its pool. Each replica publishes the log to its subscribers
+itself (postgres_tail.py).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import anyio
@@ -49,47 +36,33 @@ from listener.platform.store.base import (
     StoredObject,
     StoredUser,
     admission,
-    due_at,
     job_exists,
     job_not_found,
     object_not_found,
     occupies,
     plan_restore,
-    publish,
     record_not_found,
-    settled,
-    status_detail,
     user_exists,
-    waits_for_slot,
 )
-from listener.platform.store.reads import Statement, StoreReads, numbered, part_stats_of
+from listener.platform.store.postgres_tail import PostgresTail
+from listener.platform.store.postgres_writer import TRANSIENT, PostgresWriter
+from listener.platform.store.reads import (
+    Statement,
+    StoreReads,
+    first_column,
+    number,
+    numbered,
+    part_stats_of,
+)
 from listener.platform.store.schema import STEPS
 from listener.tasks import task_scope
 
 __all__ = ["PostgresStore"]
 
-log = logging.getLogger("listener.store")
-
 T = TypeVar("T")
-CHANNEL = "listener_events"
 
 MIGRATIONS: list[str] = [step.postgres for step in STEPS]
 """This store's scripts of the schema's steps, in order."""
-
-# Errors after which a write is retried on a fresh connection: the server went away or
-# restarted the backend before the transaction committed, or a deadlock was broken.
-_TRANSIENT: tuple[type[BaseException], ...] = (
-    asyncpg.exceptions.ConnectionDoesNotExistError,
-    asyncpg.exceptions.AdminShutdownError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.DeadlockDetectedError,
-    asyncpg.exceptions.SerializationError,
-    asyncpg.exceptions.ConnectionFailureError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,  # what BEGIN raises on a connection the server just terminated
-    ConnectionError,
-    OSError,
-)
 
 
 def parse_url(url: str) -> tuple[str, str]:
@@ -104,65 +77,11 @@ def parse_url(url: str) -> tuple[str, str]:
     return urlunsplit(parts._replace(scheme="postgresql", query=urlencode(query))), schema
 
 
-# One round trip appends a batch: bump the head (taking its lock until commit), insert the events with
-# their seq and id written into their JSON, and notify the other replicas (delivered at commit).
-_APPEND = """
-WITH head AS (UPDATE event_head SET seq = seq + $1 WHERE id = 1 RETURNING seq),
-rows AS (
-    SELECT (SELECT seq FROM head) - $1 + n AS seq, topic, job_id, doc
-    FROM unnest($2::text[], $3::text[], $4::jsonb[]) WITH ORDINALITY AS u(topic, job_id, doc, n)
-),
-inserted AS (
-    INSERT INTO events (seq, topic, job_id, doc)
-    SELECT seq, topic, job_id,
-           doc || jsonb_build_object('seq', seq, 'id', 'ev_' || lpad(seq::text, 12, '0'))
-    FROM rows
-    RETURNING seq
-)
-SELECT max(seq) AS head, pg_notify('""" + CHANNEL + """', max(seq)::text) FROM inserted
-"""
-
-
-async def _append(conn: asyncpg.Connection, new: list[NewEvent]) -> list[Event]:
-    """Append events as the transaction's last step: the head row lock orders commits by seq."""
-    if not new:
-        return []
-    docs = [n.at(0) for n in new]
-    head = await conn.fetchval(_APPEND, len(new), [e.topic for e in docs], [e.context.job_id for e in docs],
-                               [e.model_dump_json() for e in docs])
-    return [n.at(head - len(new) + 1 + i) for i, n in enumerate(new)]
-
-
-WriteFn = Callable[[asyncpg.Connection], Awaitable[tuple[T, list[NewEvent]]]]
-"""A write: runs inside the batch transaction, returns its result and the events to append."""
-
-
-@dataclass(slots=True)
-class _Write(Generic[T]):
-    fn: WriteFn[T]
-    # A write that changes one job names it, so the batch can lock and read all such rows at once;
-    # it changes only the batch's cached copy, so it needs no savepoint of its own.
-    job_id: str | None = None
-    savepoint: bool = True
-    result: T | None = None
-    error: BaseException | None = None
-    new: list[NewEvent] = field(default_factory=list)
-    events: list[Event] = field(default_factory=list)
-
-
-def _ids(rows: list[Any]) -> list[str]:
-    return [r[0] for r in rows]
-
-
-def _first(rows: list[Any]) -> int:
-    return int(rows[0][0])
-
-
 async def _no_reset(conn: asyncpg.Connection) -> None:
     """Connections go back to the pool as they are: nothing here sets, listens or locks beyond a transaction."""
 
 
-class PostgresStore(StoreReads):
+class PostgresStore(PostgresTail, PostgresWriter, StoreReads):
     """The Store on PostgreSQL. Open it with `async with PostgresStore.open(url):`."""
 
     _position = "pos"
@@ -180,7 +99,7 @@ class PostgresStore(StoreReads):
         self._own_heads: set[int] = set()  # the last seq of each of our batches, to tell our notifications apart
         self._foreign = False  # another replica may have committed: the tail reads the table
         self._batch_head: int | None = None
-        self._pending: list[_Write[Any]] = []
+        self._pending = []
         self._pending_done = anyio.Event()
         self._flush_wake = anyio.Event()
         self._jobs: dict[str, tuple[Job, EventContext]] = {}
@@ -251,140 +170,12 @@ class PostgresStore(StoreReads):
             raise RuntimeError("The store is closed.")
         return self._pool
 
-    async def _write(self, fn: WriteFn[T], *, job_id: str | None = None,
-                     savepoint: bool = True) -> tuple[T, list[Event]]:
-        """Run `fn` in the next batch transaction; returns its result and the events it appended.
-
-        Concurrent writes share one transaction (each in its own savepoint, so one that fails rolls
-        back alone) and one commit: the commit's flush to disk and the log head's lock are paid once
-        per batch, not once per write.
-        """
-        self._ready()
-        write: _Write[T] = _Write(fn, job_id, savepoint and job_id is None)
-        self._pending.append(write)
-        done = self._pending_done
-        self._flush_wake.set()
-        return await settled(write, done)
-
-    async def _flush_forever(self) -> None:
-        while True:
-            await self._flush_wake.wait()
-            self._flush_wake = anyio.Event()
-            batch, done = self._pending, self._pending_done
-            if not batch:
-                continue
-            self._pending, self._pending_done = [], anyio.Event()
-            with anyio.CancelScope(shield=True):
-                try:
-                    await self._commit(batch)
-                    self._committed.update((e.seq, e) for w in batch if w.error is None for e in w.events)
-                finally:
-                    done.set()
-                self._wake.set()
-
-    async def _drain(self) -> None:
-        while self._pending:
-            self._flush_wake.set()
-            await self._pending_done.wait()
-
-    async def _commit(self, batch: list[_Write[Any]]) -> None:
-        for attempt in range(4):
-            for write in batch:
-                write.error, write.events, write.new = None, [], []
-            try:
-                try:
-                    await self._batch_transaction(batch)
-                except BaseException:
-                    self._own_heads.discard(self._batch_head or 0)  # not committed: no notification will come
-                    raise
-                return
-            except _TRANSIENT as exc:
-                if attempt == 3:
-                    for write in batch:
-                        write.error = exc
-                    return
-                log.warning("Retrying a batch of %d write(s) after a lost connection: %s", len(batch), exc)
-                await anyio.sleep(0.05 * 2**attempt)
-            except Exception as exc:  # the commit itself failed: nothing of the batch happened
-                for write in batch:
-                    write.error = exc
-                return
-
-    async def _batch_transaction(self, batch: list[_Write[Any]]) -> None:
-        self._batch_head = None
-        async with self._ready().acquire() as conn, conn.transaction():
-            # Lock and read every job the batch changes in one query, in id order so that two
-            # replicas' batches lock rows in the same order and cannot deadlock on them.
-            ids = sorted({w.job_id for w in batch if w.job_id is not None})
-            self._jobs, self._changed, self._inserted = {}, {}, {}
-            if ids:
-                rows = await conn.fetch("SELECT id, doc, ctx FROM jobs WHERE id = ANY($1::text[]) ORDER BY id"
-                                        " FOR UPDATE", ids)
-                self._jobs = {r["id"]: (Job.model_validate_json(r["doc"]), EventContext.model_validate_json(r["ctx"]))
-                              for r in rows}
-            for write in batch:
-                try:
-                    if write.savepoint:
-                        async with conn.transaction():
-                            write.result, write.new = await write.fn(conn)
-                    else:
-                        write.result, write.new = await write.fn(conn)
-                except _TRANSIENT:
-                    raise  # the transaction is lost: the whole batch goes again
-                except Exception as exc:
-                    if isinstance(exc, asyncpg.PostgresError) and not write.savepoint:
-                        raise  # without a savepoint the database error aborted the whole transaction
-                    write.error = exc
-            await self._save_jobs(conn)
-            new = [n for w in batch if w.error is None for n in w.new]
-            events = await _append(conn, new)
-            if events:  # its notification is ours: the tail has these events from memory once we commit
-                self._batch_head = events[-1].seq
-                self._own_heads.add(self._batch_head)
-            for write in batch:
-                if write.error is None:
-                    write.events, events = events[:len(write.new)], events[len(write.new):]
-
-    async def _save_jobs(self, conn: asyncpg.Connection) -> None:
-        """Write the batch's new and changed jobs back, in three statements whatever their number."""
-        # A job created and changed in the same batch is inserted as it ends up.
-        inserted = [(self._jobs[i][0] if i in self._jobs else job, ctx) for i, (job, ctx) in self._inserted.items()
-                    if self._changed.get(i, job) is not None]
-        if inserted:
-            await conn.execute(
-                "INSERT INTO jobs (id, status, type, operation, created_by, created_at, due_at, finished_at, parent_id,"
-                " part, waiting, doc, ctx, status_detail)"
-                " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
-                " $6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::text[], $10::int[], $11::bool[],"
-                " $12::jsonb[], $13::jsonb[], $14::text[])",
-                [j.id for j, _ in inserted], [j.status.value for j, _ in inserted], [j.type for j, _ in inserted],
-                [j.operation for j, _ in inserted], [j.created_by for j, _ in inserted],
-                [j.created_at for j, _ in inserted], [due_at(j) for j, _ in inserted],
-                [j.finished_at for j, _ in inserted], [j.parent_id for j, _ in inserted],
-                [j.part for j, _ in inserted], [waits_for_slot(j) for j, _ in inserted],
-                [j.model_dump_json() for j, _ in inserted], [c.model_dump_json() for _, c in inserted],
-                [status_detail(j) for j, _ in inserted])
-        changed = {i: job for i, job in self._changed.items() if i not in self._inserted}
-        updated = [(i, job) for i, job in changed.items() if job is not None]
-        deleted = [i for i, job in changed.items() if job is None]
-        if updated:
-            await conn.execute(
-                "UPDATE jobs SET status = u.status, due_at = u.due_at, finished_at = u.finished_at,"
-                " waiting = u.waiting, doc = u.doc, status_detail = u.status_detail"
-                " FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::bool[], $6::jsonb[],"
-                " $7::text[]) AS u(id, status, due_at, finished_at, waiting, doc, status_detail) WHERE jobs.id = u.id",
-                [i for i, _ in updated], [j.status.value for _, j in updated], [due_at(j) for _, j in updated],
-                [j.finished_at for _, j in updated], [waits_for_slot(j) for _, j in updated],
-                [j.model_dump_json() for _, j in updated], [status_detail(j) for _, j in updated])
-        if deleted:
-            await conn.execute("DELETE FROM jobs WHERE id = ANY($1::text[])", deleted)
-
     async def _read(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         for attempt in range(4):
             try:
                 async with self._ready().acquire() as conn:
                     return await fn(conn)
-            except _TRANSIENT:
+            except TRANSIENT:
                 if attempt == 3:
                     raise
                 await anyio.sleep(0.05 * 2**attempt)
@@ -412,81 +203,6 @@ class PostgresStore(StoreReads):
         """
         async with self._ready().acquire() as conn:
             yield conn
-
-    # -- publishing -------------------------------------------------------------
-
-    async def _tail_forever(self) -> None:
-        while True:
-            with anyio.move_on_after(self.poll_interval) as timer:
-                await self._wake.wait()
-            if timer.cancelled_caught:
-                self._foreign = True  # in case a notification was missed
-            self._wake = anyio.Event()
-            try:
-                while events := self._take_committed() or await self._read_foreign():
-                    self._tail = events[-1].seq
-                    publish(self._publishers, events)
-            except _TRANSIENT as exc:
-                log.warning("Could not read new events (%s); trying again.", exc)
-                await anyio.sleep(0.2)
-
-    def _notified(self, payload: str) -> None:
-        """A commit's notification (its last seq): ours wake the tail by themselves; another replica's must."""
-        try:
-            head = int(payload)
-        except ValueError:
-            head = -1
-        if head in self._own_heads or head <= self._tail:
-            self._own_heads.discard(head)
-            return
-        self._foreign = True
-        self._wake.set()
-
-    def _take_committed(self) -> list[Event]:
-        """Our own committed events that come next after the tail, in order."""
-        run: list[Event] = []
-        while (event := self._committed.pop(self._tail + 1 + len(run), None)) is not None:
-            run.append(event)
-        return run
-
-    async def _read_foreign(self) -> list[Event]:
-        """The next events from the table, if another replica's may come next (else none)."""
-        if not self._foreign and not self._committed:
-            return []  # nothing but our own commits since the last read, and they are all published
-        # A notification came, or our next event is not next: another replica's commit is in between.
-        self._foreign = False
-        events = await self.read_events(self._tail, 1000)
-        if events:
-            last = events[-1].seq
-            if self._committed:
-                self._committed = {seq: e for seq, e in self._committed.items() if seq > last}
-            if self._own_heads:  # a notification of ours that never came (the listening connection was down)
-                self._own_heads = {head for head in self._own_heads if head > last}
-        return events
-
-    async def _listen_forever(self) -> None:
-        delay = 0.1
-        while True:
-            try:
-                conn = await asyncpg.connect(self.dsn, server_settings=self.settings)
-            except _TRANSIENT as exc:
-                log.warning("Cannot listen for other replicas' events (%s); retrying in %.1fs.", exc, delay)
-                await anyio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            lost = anyio.Event()
-            try:
-                conn.add_termination_listener(lambda _, lost=lost: lost.set())
-                await conn.add_listener(CHANNEL, lambda _c, _p, _ch, payload: self._notified(payload))
-                delay = 0.1
-                self._foreign = True  # catch up on what was committed while we were not listening
-                self._wake.set()
-                await lost.wait()
-                log.warning("The listening connection was lost; reconnecting.")
-            finally:
-                with anyio.CancelScope(shield=True):
-                    if not conn.is_closed():
-                        await conn.close()
 
     # -- jobs ---------------------------------------------------------------------
 
@@ -550,13 +266,6 @@ class PostgresStore(StoreReads):
 
         return await self._write(change, job_id=job_id)
 
-    def _stage_insert(self, job: Job, context: EventContext) -> None:
-        if job.id in self._jobs or job.id in self._inserted:
-            raise job_exists(job.id)
-        # Inserted with the batch's other new jobs in one statement at the end.
-        self._inserted[job.id] = (job, context)
-        self._jobs[job.id] = (job, context)
-
     async def _admit(self, conn: asyncpg.Connection, job: Job) -> None:
         """Take a running slot (and a start, if rate-limited) for a job about to become ready, or NoSlot.
 
@@ -594,8 +303,8 @@ class PostgresStore(StoreReads):
 
     async def waiting_jobs(self, job: str, limit: int) -> list[str]:
         kind, _, operation = job.partition(":")
-        return await self._query(_ids, ("SELECT id FROM jobs WHERE type = ? AND operation = ? AND waiting"
-                                        " ORDER BY created_at, pos LIMIT ?", (kind, operation, limit)))
+        return await self._query(first_column, ("SELECT id FROM jobs WHERE type = ? AND operation = ? AND waiting"
+                                                " ORDER BY created_at, pos LIMIT ?", (kind, operation, limit)))
 
     async def part_stats(self, parent_id: str) -> PartStats:
         return await self._query(
@@ -649,7 +358,8 @@ class PostgresStore(StoreReads):
         return pruned
 
     async def due_jobs(self, now: datetime, limit: int) -> list[str]:
-        return await self._query(_ids, ("SELECT id FROM jobs WHERE due_at <= ? ORDER BY due_at LIMIT ?", (now, limit)))
+        return await self._query(first_column, ("SELECT id FROM jobs WHERE due_at <= ? ORDER BY due_at LIMIT ?",
+                                                (now, limit)))
 
     # -- domain objects -----------------------------------------------------------
 
@@ -777,7 +487,7 @@ class PostgresStore(StoreReads):
         return added
 
     async def head(self) -> int:
-        return await self._query(_first, ("SELECT seq FROM event_head WHERE id = 1", ()))
+        return await self._query(number, ("SELECT seq FROM event_head WHERE id = 1", ()))
 
     # -- cursors --------------------------------------------------------------------
 
