@@ -49,7 +49,6 @@ from listener.platform.store.postgres_writer import TRANSIENT, PostgresWriter
 from listener.platform.store.reads import (
     Statement,
     StoreReads,
-    first_column,
     number,
     numbered,
     part_stats_of,
@@ -85,6 +84,7 @@ class PostgresStore(PostgresTail, PostgresWriter, StoreReads):
     """The Store on PostgreSQL. Open it with `async with PostgresStore.open(url):`."""
 
     _position = "pos"
+    _waiting = "waiting"
 
     def __init__(self, dsn: str, schema: str, *, pool_size: int, poll_interval: float) -> None:
         self.dsn = dsn
@@ -195,6 +195,10 @@ class PostgresStore(PostgresTail, PostgresWriter, StoreReads):
         params.append([str(v) for v in values])
         return f"{column} = ANY(?::text[])"
 
+    @staticmethod
+    def _instant(instant: datetime) -> datetime:
+        return instant
+
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
         """A connection of the pool (on the store's schema) for what is not a store write: file bytes.
@@ -301,11 +305,6 @@ class PostgresStore(PostgresTail, PostgresWriter, StoreReads):
         await self._write(put)
         self._remember(settings)
 
-    async def waiting_jobs(self, job: str, limit: int) -> list[str]:
-        kind, _, operation = job.partition(":")
-        return await self._query(first_column, ("SELECT id FROM jobs WHERE type = ? AND operation = ? AND waiting"
-                                                " ORDER BY created_at, pos LIMIT ?", (kind, operation, limit)))
-
     async def part_stats(self, parent_id: str) -> PartStats:
         return await self._query(
             part_stats_of,
@@ -356,10 +355,6 @@ class PostgresStore(PostgresTail, PostgresWriter, StoreReads):
 
         pruned, _ = await self._write(prune)
         return pruned
-
-    async def due_jobs(self, now: datetime, limit: int) -> list[str]:
-        return await self._query(first_column, ("SELECT id FROM jobs WHERE due_at <= ? ORDER BY due_at LIMIT ?",
-                                                (now, limit)))
 
     # -- domain objects -----------------------------------------------------------
 

@@ -6,10 +6,10 @@ decode too, in one trip to a worker thread; PostgreSQL on one connection of its 
 by position, which both drivers' rows allow.
 
 The statements mark their parameters `?`; PostgreSQL numbers them (`numbered`). Where the dialects
-differ it is in one word, the column that keeps jobs and objects in the order they were inserted
-(`_position`: SQLite's rowid, PostgreSQL's pos), and in how a condition takes a list of values
-(`_any_of`). What a backend reads its own way (the log's head, due and waiting jobs, part counts)
-stays in the backend.
+differ it is in a word: the column that keeps jobs and objects in the order they were inserted
+(`_position`: SQLite's rowid, PostgreSQL's pos), how a waiting job is named (`_waiting`), how an
+instant is kept (`_instant`: epoch seconds, timestamptz) and how a condition takes a list of values
+(`_any_of`). What a backend reads its own way (the log's head, part counts) stays in the backend.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from listener import status_words
@@ -123,11 +124,13 @@ def _starts_limited(settings: JobSettings) -> bool:
 class StoreReads:
     """The reads of the Store protocol, and the per-type settings a store remembers from them.
 
-    A backend provides `_query`, `_position` and `_any_of`.
+    A backend provides `_query`, `_any_of`, `_instant`, `_position` and `_waiting`.
     """
 
     _position: ClassVar[str]
     """The column that keeps jobs and objects in the order they were inserted."""
+    _waiting: ClassVar[str]
+    """A waiting job's condition, as the partial index jobs_waiting says it (a query must, for the index to serve)."""
     _limits: dict[str, JobSettings]
     _limited: dict[str, JobSettings]
     """The settings that limit how many jobs of their type may start: what a store admits a job against."""
@@ -137,6 +140,10 @@ class StoreReads:
 
         @staticmethod
         def _any_of(column: str, values: Sequence[str], params: list[Any]) -> str: ...
+
+        @staticmethod
+        def _instant(instant: datetime) -> Any:
+            """An instant as the store keeps it in due_at and finished_at."""
 
     # -- jobs -----------------------------------------------------------------
 
@@ -167,6 +174,16 @@ class StoreReads:
         p = self._position
         return await self._query(ready, (f"SELECT {p}, doc, ctx FROM jobs WHERE status = 'ready' AND {p} > ?"
                                          f" ORDER BY {p} LIMIT ?", (after, limit)))
+
+    async def due_jobs(self, now: datetime, limit: int) -> list[str]:
+        return await self._query(first_column, ("SELECT id FROM jobs WHERE due_at <= ? ORDER BY due_at LIMIT ?",
+                                                (self._instant(now), limit)))
+
+    async def waiting_jobs(self, job: str, limit: int) -> list[str]:
+        kind, _, operation = job.partition(":")
+        return await self._query(first_column, (f"SELECT id FROM jobs WHERE type = ? AND operation = ?"
+                                                f" AND {self._waiting} ORDER BY created_at, {self._position} LIMIT ?",
+                                                (kind, operation, limit)))
 
     async def count_jobs(self) -> dict[tuple[str, str], int]:
         def counts(rows: list[Any]) -> dict[tuple[str, str], int]:

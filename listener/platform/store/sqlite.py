@@ -49,7 +49,7 @@ from listener.platform.store.base import (
     user_exists,
     waits_for_slot,
 )
-from listener.platform.store.reads import Statement, StoreReads, first_column, number, part_stats_of
+from listener.platform.store.reads import Statement, StoreReads, number, part_stats_of
 from listener.platform.store.schema import STEPS
 from listener.platform.store.sqlite_writer import BUSY_TIMEOUT_MS, WAL_SIZE_LIMIT, SqliteWriter, Synchronous, Tx
 from listener.tasks import task_scope
@@ -98,6 +98,7 @@ class SqliteStore(SqliteWriter, StoreReads):
     """The Store on one SQLite file. Open it with `async with SqliteStore.open(path):`."""
 
     _position = "rowid"
+    _waiting = "waiting = 1"
 
     def __init__(self, path: Path, *, synchronous: Synchronous = "NORMAL", readers: int = 4) -> None:
         self.path = path
@@ -212,6 +213,10 @@ class SqliteStore(SqliteWriter, StoreReads):
         params.extend(values)
         return f"{column} IN ({', '.join('?' * len(values))})"
 
+    @staticmethod
+    def _instant(instant: datetime) -> float:
+        return instant.timestamp()
+
     # -- jobs -----------------------------------------------------------------
 
     async def insert_job(self, job: Job, context: EventContext, events: list[NewEvent],
@@ -292,21 +297,11 @@ class SqliteStore(SqliteWriter, StoreReads):
         await self._write(put)
         self._remember(settings)
 
-    async def waiting_jobs(self, job: str, limit: int) -> list[str]:
-        kind, _, operation = job.partition(":")
-
-        return await self._query(first_column, ("SELECT id FROM jobs WHERE type = ? AND operation = ? AND waiting = 1"
-                                                " ORDER BY created_at, rowid LIMIT ?", (kind, operation, limit)))
-
     async def part_stats(self, parent_id: str) -> PartStats:
         return await self._query(part_stats_of, ("SELECT status, count(*), sum(json_extract(doc, '$.progress'))"
                                                  " FROM jobs WHERE parent_id = ? GROUP BY status", (parent_id,)),
                                  ("SELECT part FROM jobs WHERE parent_id = ? AND status IN ('failed', 'cancelled')"
                                   " ORDER BY part", (parent_id,)))
-
-    async def due_jobs(self, now: datetime, limit: int) -> list[str]:
-        return await self._query(first_column, ("SELECT id FROM jobs WHERE due_at <= ? ORDER BY due_at LIMIT ?",
-                                                (now.timestamp(), limit)))
 
     async def add_job_errors(self, job_id: str, errors: list[JobItemError]) -> int:
         def add(tx: Tx) -> int:
