@@ -43,7 +43,7 @@ AnyOf = Callable[[str, Sequence[str], list[Any]], str]
 """A store's `column IN values` condition: it adds what it needs to the parameters and returns its SQL."""
 
 
-@functools.lru_cache(maxsize=512)
+@functools.lru_cache(maxsize=512)  # the statements are few: each is numbered once, not on every read
 def numbered(sql: str) -> str:
     """`sql` with its `?` marks numbered as PostgreSQL's `$1`, `$2`, ... (no statement here has another `?`)."""
     first, *rest = sql.split("?")
