@@ -16,7 +16,7 @@ JOBS = [(s, attempt, kind) for s in STATUSES for attempt in (0, 1, 2) for kind i
 
 
 def lists(f: StatusFilter, status: str, attempt: int, kind: str | None) -> bool:
-    """What a store's query does with the filter (store/base.py status_terms), on one job."""
+    """What a store's query does with the filter (store/reads.py status_terms), on one job."""
     detail = status_words.status_detail(status, attempt, kind)
     return status in f.statuses or detail in f.details or (status in f.undetailed and detail is None)
 

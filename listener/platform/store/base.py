@@ -8,6 +8,8 @@ order, to its publishers (the event log's in-process fan-out).
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -16,6 +18,7 @@ from typing import Any, Protocol, TypeVar
 import anyio
 
 from listener import status_words
+from listener.errors import Conflict, NotFound
 from listener.models import Event, EventContext, Job, JobItemError, JobSettings, JobStatus, Record
 
 __all__ = [
@@ -36,17 +39,24 @@ __all__ = [
     "Store",
     "StoredObject",
     "StoredUser",
+    "Write",
     "admission",
     "deadline",
     "due_at",
-    "job_filter",
+    "job_exists",
+    "job_not_found",
+    "object_not_found",
     "occupies",
     "plan_restore",
+    "publish",
+    "record_not_found",
     "settled",
     "status_detail",
-    "status_terms",
+    "user_exists",
     "waits_for_slot",
 ]
+
+log = logging.getLogger("listener.store")
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,66 +106,19 @@ def status_detail(job: Job) -> str | None:
     return status_words.status_detail(job.status.value, job.attempt, job.error.kind if job.error else None)
 
 
-StatusTerm = tuple[str, list[str]]
-"""("status", s): status IN s; ("status_detail", d): status_detail IN d; ("undetailed", s): status IN s, no detail."""
-
-
-def status_terms(query: JobQuery) -> tuple[list[str], list[StatusTerm]]:
-    """How a store reads a query's status filter: `status IN (the first)` (if any), and the OR of the second's terms.
-
-    Details alone (RETRY, TIMEOUT) are `status_detail IN (...)`, a range of the partial index. Any other filter is
-    a range of jobs_status_type per status, and a row's detail is read only for a status that needs it.
-    """
-    plain, undetailed = [s.value for s in query.status], [s.value for s in query.undetailed]
-    details = list(query.status_details)
-    if not plain and not undetailed:
-        return [], [("status_detail", details)] if details else []
-    if not details and not undetailed:
-        return plain, []
-    statuses = list(dict.fromkeys([*plain, *undetailed, *(status_words.DETAILS[d] for d in details)]))
-    terms = [(c, v) for c, v in (("status", plain), ("undetailed", undetailed), ("status_detail", details)) if v]
-    return statuses, terms
-
-
-def job_filter(query: JobQuery, any_of: Callable[[str, Sequence[str]], str], equals: Callable[[str, str], str]) -> str:
-    """The WHERE clause of a job listing (empty for none), built alike by both stores.
-
-    `any_of(column, values)` and `equals(column, value)` are the store's own conditions: each keeps the
-    value as a parameter and returns the condition's SQL. They are called in the order their conditions
-    appear in the clause.
-    """
-    where: list[str] = []
-    statuses, terms = status_terms(query)
-    if statuses:
-        where.append(any_of("status", statuses))
-    if terms:
-        ors = [f"{any_of('status', v)} AND status_detail IS NULL" if column == "undetailed" else any_of(column, v)
-               for column, v in terms]
-        where.append(ors[0] if len(ors) == 1 else f"({' OR '.join(f'({o})' for o in ors)})")
-    where += [any_of(column, [str(v) for v in values])
-              for column, values in (("type", query.type), ("operation", query.operation)) if values]
-    if query.created_by is not None:
-        where.append(equals("created_by", query.created_by))
-    if query.parent_id is not None:
-        where.append(equals("parent_id", query.parent_id))
-    if query.is_part is not None:
-        where.append("parent_id IS NOT NULL" if query.is_part else "parent_id IS NULL")
-    return f" WHERE {' AND '.join(where)}" if where else ""
-
-
 def occupies(job: Job | None) -> bool:
     """Whether the job holds one of its type's running slots (ready counts: it is about to run)."""
     return job is not None and job.status in (JobStatus.READY, JobStatus.EXECUTING)
 
 
-def admission(settings: JobSettings, running: int, tokens: float | None, refilled_at: float | None,
-              now: float) -> float | None:
+def admission(settings: JobSettings, running: int, bucket: Sequence[Any] | None, now: float) -> float | None:
     """Whether one more job of a limited type may start: the tokens left after it, or NoSlot.
 
-    `running` counts the type's jobs that occupy a slot now; `tokens`/`refilled_at` are the
-    type's rate bucket as stored (None: never used, so full). Returns the bucket's new level
-    (None when the type has no rate limit).
+    `running` counts the type's jobs that occupy a slot now; `bucket` is the type's rate bucket as
+    stored, its row (tokens, refilled_at) (None or NULLs: never used, so full). Returns the bucket's
+    new level (None when the type has no rate limit).
     """
+    tokens, refilled_at = bucket if bucket is not None else (None, None)
     if settings.max_running is not None and running >= settings.max_running:
         many = "one job" if settings.max_running == 1 else f"{settings.max_running} jobs"
         raise NoSlot("concurrency", f"Waiting: {settings.job} runs {many} at a time and {running} "
@@ -215,11 +178,22 @@ def due_at(job: Job) -> datetime | None:
     return end
 
 
-async def settled(done: anyio.Event) -> None:
-    """Wait until a write's batch has committed or rolled back, even if the caller is cancelled meanwhile.
+_T = TypeVar("_T")
 
-    The batch settles the write whatever happens to its caller, so the caller must not leave before
-    knowing which way it went.
+
+class Write(Protocol[_T]):
+    """A write queued for a batch, as the batch leaves it: its result or its error, and the events it appended."""
+
+    result: _T | None
+    error: BaseException | None
+    events: list[Event]
+
+
+async def settled(write: Write[_T], done: anyio.Event) -> tuple[_T, list[Event]]:
+    """The write's result and events once its batch has committed (`done`), or the error it failed with.
+
+    The batch settles the write whatever happens to its caller, so a caller cancelled meanwhile still
+    waits to know which way it went before it leaves.
     """
     try:
         await done.wait()
@@ -227,6 +201,9 @@ async def settled(done: anyio.Event) -> None:
         with anyio.CancelScope(shield=True):
             await done.wait()
         raise
+    if write.error is not None:
+        raise write.error
+    return write.result, write.events  # type: ignore[return-value]  # a write that did not fail has its result
 
 
 JobRule = Callable[[Job, EventContext], JobChange]
@@ -234,6 +211,37 @@ JobRule = Callable[[Job, EventContext], JobChange]
 
 Publisher = Callable[[Sequence[Event]], None]
 """Called after each commit with its events, in `seq` order."""
+
+
+def publish(publishers: Sequence[Publisher], events: Sequence[Event]) -> None:
+    """Hand committed events to every publisher, in order."""
+    for publisher in publishers:
+        try:
+            publisher(events)
+        except Exception:
+            # A subscriber's bug must not hold up the writers, nor the other subscribers: the events are committed.
+            log.exception("An event subscriber failed on events %d-%d", events[0].seq, events[-1].seq)
+
+
+def job_not_found(job_id: str) -> NotFound:
+    return NotFound(f"Job {job_id} not found.", details={"jobId": job_id})
+
+
+def job_exists(job_id: str) -> Conflict:
+    return Conflict(f"Job {job_id} already exists.", details={"jobId": job_id})
+
+
+def object_not_found(kind: str, object_id: str) -> NotFound:
+    """NotFound for an object of `kind` (a sheet, a snapshot, ...)."""
+    return NotFound(f"{kind.capitalize()} {object_id} not found.", details={"id": object_id})
+
+
+def record_not_found(record_id: str, sheet_id: str) -> NotFound:
+    return NotFound(f"Record {record_id} not found in sheet {sheet_id}.", details={"recordId": record_id})
+
+
+def user_exists(name: str) -> Conflict:
+    return Conflict(f"A user named {name!r} already exists.", details={"name": name})
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,33 +330,33 @@ SnapshotMake = Callable[[int], tuple[dict[str, Any], list[NewEvent]]]
 RestoreMake = Callable[[RecordCounts], list[NewEvent]]
 """Given what a restore changed, the events that report it (its commit's among them)."""
 
-_Stamp = TypeVar("_Stamp")
-SavedRow = tuple[str, dict[str, Any], _Stamp, _Stamp]
-"""A record as a store reads it for a restore: id, values, created and updated (in the store's own time type)."""
+def plan_restore(saved: Sequence[Sequence[Any]], current: Sequence[Sequence[Any]], sheet_id: str,
+                 now: Any) -> tuple[list[tuple[Any, ...]], RecordCounts]:
+    """The rows a sheet holds once restored to a snapshot, ready to insert, and what that changes.
 
-
-def plan_restore(saved: Sequence[SavedRow[_Stamp]], current: dict[str, tuple[dict[str, Any], _Stamp]],
-                 now: _Stamp) -> tuple[list[SavedRow[_Stamp]], RecordCounts]:
-    """The rows a sheet holds once restored to `saved` (a snapshot's records in order), and what that changes.
-
-    `current` is the sheet's records now, by id: values and updated time. A record the restore leaves as
-    it is keeps its updated time; one it brings back or changes is updated `now`; every record keeps
-    the id and creation time the snapshot saw. What is not in `saved` is deleted.
+    `saved` is the snapshot's records in order as rows (id, vals, created_at, updated_at), `current` the
+    sheet's records now as rows (id, vals, updated_at), each `vals` JSON text and each time in the store's
+    own type (as is `now`). A record the restore leaves as it is keeps its updated time; one it brings
+    back or changes is updated `now`; every record keeps the id and creation time the snapshot saw. What
+    is not in `saved` is deleted. The rows returned are (id, sheet_id, vals, created_at, updated_at).
     """
-    rows: list[SavedRow[_Stamp]] = []
+    there = {r[0]: (json.loads(r[1]), r[2]) for r in current}
+    rows: list[tuple[Any, ...]] = []
     inserted = updated = 0
-    for record_id, values, created_at, _ in saved:
-        now_ = current.get(record_id)
+    for record_id, vals, created_at, _ in saved:
+        values = json.loads(vals)
+        now_ = there.get(record_id)
         if now_ is None:
             inserted += 1
-            rows.append((record_id, values, created_at, now))
+            updated_at = now
         elif now_[0] != values:
             updated += 1
-            rows.append((record_id, values, created_at, now))
+            updated_at = now
         else:
-            rows.append((record_id, values, created_at, now_[1]))
+            updated_at = now_[1]
+        rows.append((record_id, sheet_id, json.dumps(values), created_at, updated_at))
     kept = len(saved) - inserted
-    return rows, RecordCounts(inserted=inserted, updated=updated, deleted=len(current) - kept)
+    return rows, RecordCounts(inserted=inserted, updated=updated, deleted=len(there) - kept)
 
 
 class Store(Protocol):

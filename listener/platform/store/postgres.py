@@ -1,43 +1,29 @@
 """The PostgreSQL store: several `listener serve` replicas on one database.
 
-Each write is one transaction that changes state and appends its events. The
-event log stays gap-free and in commit order across replicas because every
-appending transaction bumps one counter row (`event_head`) as its last step and
-holds that row lock until it commits: seq N+1 cannot commit before seq N.
-Claims use row locks (`SELECT ... FOR UPDATE`), so of 100 concurrent acks spread
-over replicas exactly one wins.
-
-Each replica publishes the log to its own subscribers from one "tail" task that
-reads new events in order. It is woken by its own commits, by LISTEN/NOTIFY for
-other replicas' commits, and by a slow timer that covers notifications missed
-while the listening connection was being re-established. Events this replica
-committed itself are published from memory when they are next in order; the
-table is read (and its rows parsed) only for other replicas' events: when one
-of their notifications comes, when ours leave a gap before them, and on the
-timer.
+PostgresStore is the Store's writes in PostgreSQL's SQL, run in the batch transactions of its
+writer (postgres_writer.py: a gap-free log across replicas, claims by row locks), and its reads
+(reads.py) on the connections of its pool. Each replica publishes the log to its subscribers
+itself (postgres_tail.py).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import anyio
 import asyncpg
 
-from listener.errors import Conflict, Invalid, NotFound
-from listener.models import Event, EventContext, Job, JobItemError, JobSettings, JobStatus, Record
+from listener.errors import Invalid
+from listener.models import Event, EventContext, Job, JobItemError, JobSettings
 from listener.platform.store.base import (
     Idempotency,
     IdempotentReplay,
-    JobQuery,
     JobRule,
     NewEvent,
     ObjectChange,
@@ -50,189 +36,32 @@ from listener.platform.store.base import (
     StoredObject,
     StoredUser,
     admission,
-    due_at,
-    job_filter,
+    job_exists,
+    job_not_found,
+    object_not_found,
     occupies,
     plan_restore,
-    settled,
-    status_detail,
-    waits_for_slot,
+    record_not_found,
+    user_exists,
 )
+from listener.platform.store.postgres_tail import PostgresTail
+from listener.platform.store.postgres_writer import TRANSIENT, PostgresWriter
+from listener.platform.store.reads import (
+    Statement,
+    StoreReads,
+    number,
+    numbered,
+    part_stats_of,
+)
+from listener.platform.store.schema import STEPS
 from listener.tasks import task_scope
 
 __all__ = ["PostgresStore"]
 
-log = logging.getLogger("listener.store")
-
 T = TypeVar("T")
-CHANNEL = "listener_events"
 
-MIGRATIONS: list[str] = [
-    # 1: the initial schema
-    """
-    CREATE TABLE jobs (
-        id text PRIMARY KEY,
-        status text NOT NULL,
-        type text NOT NULL,
-        operation text NOT NULL,
-        created_by text,
-        created_at timestamptz NOT NULL,
-        pos bigserial,
-        doc jsonb NOT NULL,
-        ctx jsonb NOT NULL
-    );
-    CREATE INDEX jobs_status ON jobs (status, pos);
-    CREATE INDEX jobs_type_operation ON jobs (type, operation, pos);
-    CREATE INDEX jobs_created_by ON jobs (created_by, pos);
-    CREATE INDEX jobs_pos ON jobs (pos);
-    CREATE TABLE objects (
-        id text PRIMARY KEY,
-        kind text NOT NULL,
-        parent_id text,
-        pos bigserial,
-        doc jsonb NOT NULL
-    );
-    CREATE INDEX objects_kind_parent ON objects (kind, parent_id, pos);
-    CREATE TABLE records (
-        pos bigserial PRIMARY KEY,
-        id text NOT NULL UNIQUE,
-        sheet_id text NOT NULL,
-        vals jsonb NOT NULL,
-        created_at timestamptz NOT NULL,
-        updated_at timestamptz NOT NULL
-    );
-    CREATE INDEX records_sheet ON records (sheet_id, pos);
-    CREATE TABLE events (
-        seq bigint PRIMARY KEY,
-        topic text NOT NULL,
-        job_id text,
-        doc jsonb NOT NULL
-    );
-    CREATE INDEX events_job ON events (job_id, seq) WHERE job_id IS NOT NULL;
-    CREATE TABLE event_head (
-        id int PRIMARY KEY CHECK (id = 1),
-        seq bigint NOT NULL
-    );
-    INSERT INTO event_head VALUES (1, 0);
-    CREATE TABLE cursors (
-        name text PRIMARY KEY,
-        seq bigint NOT NULL
-    );
-    """,
-    # 2: users and their hashed bearer tokens
-    """
-    CREATE TABLE users (
-        id text PRIMARY KEY,
-        name text NOT NULL UNIQUE,
-        role text NOT NULL,
-        token_hash text NOT NULL UNIQUE,
-        doc jsonb NOT NULL
-    );
-    """,
-    # 3: when something is due for a job without anyone asking (retry, lease end, timeout)
-    """
-    ALTER TABLE jobs ADD COLUMN due_at timestamptz;
-    CREATE INDEX jobs_due ON jobs (due_at) WHERE due_at IS NOT NULL;
-    """,
-    # 4: Idempotency-Key of job creations, per caller
-    """
-    CREATE TABLE idempotency_keys (
-        caller text NOT NULL,
-        key text NOT NULL,
-        body_hash text NOT NULL,
-        job_id text NOT NULL,
-        PRIMARY KEY (caller, key)
-    );
-    """,
-    # 5: when a job ended, for retention
-    """
-    ALTER TABLE jobs ADD COLUMN finished_at timestamptz;
-    CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
-    """,
-    # 6: a per-job log of the items that failed
-    """
-    CREATE TABLE job_errors (
-        pos bigserial PRIMARY KEY,
-        job_id text NOT NULL,
-        item text,
-        message text NOT NULL,
-        created_at timestamptz NOT NULL
-    );
-    CREATE INDEX job_errors_job ON job_errors (job_id, pos);
-    """,
-    # 7: per-type settings and limits (with each type's rate bucket), parts of split jobs, jobs waiting for a slot
-    """
-    CREATE TABLE job_settings (
-        job text PRIMARY KEY,
-        doc jsonb NOT NULL,
-        tokens double precision,
-        refilled_at double precision
-    );
-    ALTER TABLE jobs ADD COLUMN parent_id text;
-    ALTER TABLE jobs ADD COLUMN part int;
-    ALTER TABLE jobs ADD COLUMN waiting boolean NOT NULL DEFAULT false;
-    CREATE INDEX jobs_type_operation_status ON jobs (type, operation, status);
-    CREATE INDEX jobs_parent ON jobs (parent_id, part) WHERE parent_id IS NOT NULL;
-    CREATE INDEX jobs_waiting ON jobs (type, operation, created_at) WHERE waiting;
-    """,
-    # 8: the result rows a job writes (jobs.write_data), downloadable as CSV until they expire
-    """
-    CREATE TABLE job_data (
-        pos bigserial PRIMARY KEY,
-        job_id text NOT NULL,
-        row json NOT NULL  -- json, not jsonb: it keeps the columns in the order the listener wrote them
-    );
-    CREATE INDEX job_data_job ON job_data (job_id, pos);
-    CREATE TABLE secrets (
-        name text PRIMARY KEY,
-        value text NOT NULL
-    );
-    """,
-    # 9: jobs.list by status and type. The page: one status and one type is a range of the first index in pos
-    # order, read newest first with no sort. The total: an index-only scan of the second, whose equal keys
-    # (no pos) deduplicate into posting lists, a sixth of the size, counted in half the time of the first.
-    """
-    CREATE INDEX jobs_status_type ON jobs (status, type, pos);
-    CREATE INDEX jobs_status_type_count ON jobs (status, type);
-    """,
-    # 10: the records of sheet snapshots (the snapshots themselves are objects of kind "snapshot"), in the
-    # sheet's order when each was taken
-    """
-    CREATE TABLE snapshot_records (
-        snapshot_id text NOT NULL,
-        pos bigint NOT NULL,
-        id text NOT NULL,
-        vals jsonb NOT NULL,
-        created_at timestamptz NOT NULL,
-        updated_at timestamptz NOT NULL,
-        PRIMARY KEY (snapshot_id, pos)
-    );
-    """,
-    # 11: what other systems' status words need beside the status (status_words): `retry` (scheduled after an
-    # attempt failed, Fiddler's RETRY) or `timeout` (failed by its timeout, Zoltar's TIMEOUT); only those rows
-    # are in the index, so RETRY or TIMEOUT with one type is a range read in pos order, like a status
-    """
-    ALTER TABLE jobs ADD COLUMN status_detail text;
-    UPDATE jobs SET status_detail = 'retry' WHERE status = 'scheduled' AND (doc->>'attempt')::int >= 1;
-    UPDATE jobs SET status_detail = 'timeout' WHERE status = 'failed' AND doc->'error'->>'kind' = 'timeout';
-    CREATE INDEX jobs_status_detail ON jobs (status_detail, type, pos) WHERE status_detail IS NOT NULL;
-    """,
-]
-
-# Errors after which a write is retried on a fresh connection: the server went away or
-# restarted the backend before the transaction committed, or a deadlock was broken.
-_TRANSIENT: tuple[type[BaseException], ...] = (
-    asyncpg.exceptions.ConnectionDoesNotExistError,
-    asyncpg.exceptions.AdminShutdownError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.DeadlockDetectedError,
-    asyncpg.exceptions.SerializationError,
-    asyncpg.exceptions.ConnectionFailureError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,  # what BEGIN raises on a connection the server just terminated
-    ConnectionError,
-    OSError,
-)
+MIGRATIONS: list[str] = [step.postgres for step in STEPS]
+"""This store's scripts of the schema's steps, in order."""
 
 
 def parse_url(url: str) -> tuple[str, str]:
@@ -247,58 +76,15 @@ def parse_url(url: str) -> tuple[str, str]:
     return urlunsplit(parts._replace(scheme="postgresql", query=urlencode(query))), schema
 
 
-# One round trip appends a batch: bump the head (taking its lock until commit), insert the events with
-# their seq and id written into their JSON, and notify the other replicas (delivered at commit).
-_APPEND = """
-WITH head AS (UPDATE event_head SET seq = seq + $1 WHERE id = 1 RETURNING seq),
-rows AS (
-    SELECT (SELECT seq FROM head) - $1 + n AS seq, topic, job_id, doc
-    FROM unnest($2::text[], $3::text[], $4::jsonb[]) WITH ORDINALITY AS u(topic, job_id, doc, n)
-),
-inserted AS (
-    INSERT INTO events (seq, topic, job_id, doc)
-    SELECT seq, topic, job_id,
-           doc || jsonb_build_object('seq', seq, 'id', 'ev_' || lpad(seq::text, 12, '0'))
-    FROM rows
-    RETURNING seq
-)
-SELECT max(seq) AS head, pg_notify('""" + CHANNEL + """', max(seq)::text) FROM inserted
-"""
-
-
-async def _append(conn: asyncpg.Connection, new: list[NewEvent]) -> list[Event]:
-    """Append events as the transaction's last step: the head row lock orders commits by seq."""
-    if not new:
-        return []
-    docs = [n.at(0) for n in new]
-    head = await conn.fetchval(_APPEND, len(new), [e.topic for e in docs], [e.context.job_id for e in docs],
-                               [e.model_dump_json() for e in docs])
-    return [n.at(head - len(new) + 1 + i) for i, n in enumerate(new)]
-
-
-WriteFn = Callable[[asyncpg.Connection], Awaitable[tuple[T, list[NewEvent]]]]
-"""A write: runs inside the batch transaction, returns its result and the events to append."""
-
-
-@dataclass(slots=True)
-class _Write(Generic[T]):
-    fn: WriteFn[T]
-    # A write that changes one job names it, so the batch can lock and read all such rows at once;
-    # it changes only the batch's cached copy, so it needs no savepoint of its own.
-    job_id: str | None = None
-    savepoint: bool = True
-    result: T | None = None
-    error: BaseException | None = None
-    new: list[NewEvent] = field(default_factory=list)
-    events: list[Event] = field(default_factory=list)
-
-
 async def _no_reset(conn: asyncpg.Connection) -> None:
     """Connections go back to the pool as they are: nothing here sets, listens or locks beyond a transaction."""
 
 
-class PostgresStore:
+class PostgresStore(PostgresTail, PostgresWriter, StoreReads):
     """The Store on PostgreSQL. Open it with `async with PostgresStore.open(url):`."""
+
+    _position = "pos"
+    _waiting = "waiting"
 
     def __init__(self, dsn: str, schema: str, *, pool_size: int, poll_interval: float) -> None:
         self.dsn = dsn
@@ -313,13 +99,14 @@ class PostgresStore:
         self._own_heads: set[int] = set()  # the last seq of each of our batches, to tell our notifications apart
         self._foreign = False  # another replica may have committed: the tail reads the table
         self._batch_head: int | None = None
-        self._pending: list[_Write[Any]] = []
+        self._pending = []
         self._pending_done = anyio.Event()
         self._flush_wake = anyio.Event()
         self._jobs: dict[str, tuple[Job, EventContext]] = {}
         self._changed: dict[str, Job | None] = {}
         self._inserted: dict[str, tuple[Job, EventContext]] = {}
         self._limits: dict[str, JobSettings] = {}
+        self._limited: dict[str, JobSettings] = {}
 
     @property
     def settings(self) -> dict[str, str]:
@@ -383,147 +170,34 @@ class PostgresStore:
             raise RuntimeError("The store is closed.")
         return self._pool
 
-    async def _write(self, fn: WriteFn[T], *, job_id: str | None = None,
-                     savepoint: bool = True) -> tuple[T, list[Event]]:
-        """Run `fn` in the next batch transaction; returns its result and the events it appended.
-
-        Concurrent writes share one transaction (each in its own savepoint, so one that fails rolls
-        back alone) and one commit: the commit's flush to disk and the log head's lock are paid once
-        per batch, not once per write.
-        """
-        self._ready()
-        write: _Write[T] = _Write(fn, job_id, savepoint and job_id is None)
-        self._pending.append(write)
-        done = self._pending_done
-        self._flush_wake.set()
-        await settled(done)
-        if write.error is not None:
-            raise write.error
-        return write.result, write.events  # type: ignore[return-value]
-
-    async def _flush_forever(self) -> None:
-        while True:
-            await self._flush_wake.wait()
-            self._flush_wake = anyio.Event()
-            batch, done = self._pending, self._pending_done
-            if not batch:
-                continue
-            self._pending, self._pending_done = [], anyio.Event()
-            with anyio.CancelScope(shield=True):
-                try:
-                    await self._commit(batch)
-                    self._committed.update((e.seq, e) for w in batch if w.error is None for e in w.events)
-                finally:
-                    done.set()
-                self._wake.set()
-
-    async def _drain(self) -> None:
-        while self._pending:
-            self._flush_wake.set()
-            await self._pending_done.wait()
-
-    async def _commit(self, batch: list[_Write[Any]]) -> None:
-        for attempt in range(4):
-            for write in batch:
-                write.error, write.events, write.new = None, [], []
-            try:
-                try:
-                    await self._batch_transaction(batch)
-                except BaseException:
-                    self._own_heads.discard(self._batch_head or 0)  # not committed: no notification will come
-                    raise
-                return
-            except _TRANSIENT as exc:
-                if attempt == 3:
-                    for write in batch:
-                        write.error = exc
-                    return
-                log.warning("Retrying a batch of %d write(s) after a lost connection: %s", len(batch), exc)
-                await anyio.sleep(0.05 * 2**attempt)
-            except Exception as exc:  # the commit itself failed: nothing of the batch happened
-                for write in batch:
-                    write.error = exc
-                return
-
-    async def _batch_transaction(self, batch: list[_Write[Any]]) -> None:
-        self._batch_head = None
-        async with self._ready().acquire() as conn, conn.transaction():
-            # Lock and read every job the batch changes in one query, in id order so that two
-            # replicas' batches lock rows in the same order and cannot deadlock on them.
-            ids = sorted({w.job_id for w in batch if w.job_id is not None})
-            self._jobs, self._changed, self._inserted = {}, {}, {}
-            if ids:
-                rows = await conn.fetch("SELECT id, doc, ctx FROM jobs WHERE id = ANY($1::text[]) ORDER BY id"
-                                        " FOR UPDATE", ids)
-                self._jobs = {r["id"]: (Job.model_validate_json(r["doc"]), EventContext.model_validate_json(r["ctx"]))
-                              for r in rows}
-            for write in batch:
-                try:
-                    if write.savepoint:
-                        async with conn.transaction():
-                            write.result, write.new = await write.fn(conn)
-                    else:
-                        write.result, write.new = await write.fn(conn)
-                except _TRANSIENT:
-                    raise  # the transaction is lost: the whole batch goes again
-                except Exception as exc:
-                    if isinstance(exc, asyncpg.PostgresError) and not write.savepoint:
-                        raise  # without a savepoint the database error aborted the whole transaction
-                    write.error = exc
-            await self._save_jobs(conn)
-            new = [n for w in batch if w.error is None for n in w.new]
-            events = await _append(conn, new)
-            if events:  # its notification is ours: the tail has these events from memory once we commit
-                self._batch_head = events[-1].seq
-                self._own_heads.add(self._batch_head)
-            for write in batch:
-                if write.error is None:
-                    write.events, events = events[:len(write.new)], events[len(write.new):]
-
-    async def _save_jobs(self, conn: asyncpg.Connection) -> None:
-        """Write the batch's new and changed jobs back, in three statements whatever their number."""
-        # A job created and changed in the same batch is inserted as it ends up.
-        inserted = [(self._jobs[i][0] if i in self._jobs else job, ctx) for i, (job, ctx) in self._inserted.items()
-                    if self._changed.get(i, job) is not None]
-        if inserted:
-            await conn.execute(
-                "INSERT INTO jobs (id, status, type, operation, created_by, created_at, due_at, finished_at, parent_id,"
-                " part, waiting, doc, ctx, status_detail)"
-                " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
-                " $6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::text[], $10::int[], $11::bool[],"
-                " $12::jsonb[], $13::jsonb[], $14::text[])",
-                [j.id for j, _ in inserted], [j.status.value for j, _ in inserted], [j.type for j, _ in inserted],
-                [j.operation for j, _ in inserted], [j.created_by for j, _ in inserted],
-                [j.created_at for j, _ in inserted], [due_at(j) for j, _ in inserted],
-                [j.finished_at for j, _ in inserted], [j.parent_id for j, _ in inserted],
-                [j.part for j, _ in inserted], [waits_for_slot(j) for j, _ in inserted],
-                [j.model_dump_json() for j, _ in inserted], [c.model_dump_json() for _, c in inserted],
-                [status_detail(j) for j, _ in inserted])
-        changed = {i: job for i, job in self._changed.items() if i not in self._inserted}
-        updated = [(i, job) for i, job in changed.items() if job is not None]
-        deleted = [i for i, job in changed.items() if job is None]
-        if updated:
-            await conn.execute(
-                "UPDATE jobs SET status = u.status, due_at = u.due_at, finished_at = u.finished_at,"
-                " waiting = u.waiting, doc = u.doc, status_detail = u.status_detail"
-                " FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::bool[], $6::jsonb[],"
-                " $7::text[]) AS u(id, status, due_at, finished_at, waiting, doc, status_detail) WHERE jobs.id = u.id",
-                [i for i, _ in updated], [j.status.value for _, j in updated], [due_at(j) for _, j in updated],
-                [j.finished_at for _, j in updated], [waits_for_slot(j) for _, j in updated],
-                [j.model_dump_json() for _, j in updated], [status_detail(j) for _, j in updated])
-        if deleted:
-            await conn.execute("DELETE FROM jobs WHERE id = ANY($1::text[])", deleted)
-
     async def _read(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         for attempt in range(4):
             try:
                 async with self._ready().acquire() as conn:
                     return await fn(conn)
-            except _TRANSIENT:
+            except TRANSIENT:
                 if attempt == 3:
                     raise
                 await anyio.sleep(0.05 * 2**attempt)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _query(self, decode: Callable[..., T], *statements: Statement) -> T:
+        async def run(conn: asyncpg.Connection) -> list[list[Any]]:
+            return [await conn.fetch(numbered(sql), *params) for sql, params in statements]
+
+        return decode(*await self._read(run))
+
+    @staticmethod
+    def _any_of(column: str, values: Sequence[str], params: list[Any]) -> str:
+        if len(values) == 1:  # `=`, not `= ANY`: before 17, PostgreSQL reads an index in order only for `=`
+            params.append(str(values[0]))
+            return f"{column} = ?"
+        params.append([str(v) for v in values])
+        return f"{column} = ANY(?::text[])"
+
+    @staticmethod
+    def _instant(instant: datetime) -> datetime:
+        return instant
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
@@ -533,86 +207,6 @@ class PostgresStore:
         """
         async with self._ready().acquire() as conn:
             yield conn
-
-    # -- publishing -------------------------------------------------------------
-
-    async def _tail_forever(self) -> None:
-        while True:
-            with anyio.move_on_after(self.poll_interval) as timer:
-                await self._wake.wait()
-            if timer.cancelled_caught:
-                self._foreign = True  # in case a notification was missed
-            self._wake = anyio.Event()
-            try:
-                while events := self._take_committed() or await self._read_foreign():
-                    self._tail = events[-1].seq
-                    for publish in self._publishers:
-                        try:
-                            publish(events)
-                        except Exception:
-                            log.exception("An event subscriber failed on events %d-%d", events[0].seq,
-                                          events[-1].seq)
-            except _TRANSIENT as exc:
-                log.warning("Could not read new events (%s); trying again.", exc)
-                await anyio.sleep(0.2)
-
-    def _notified(self, payload: str) -> None:
-        """A commit's notification (its last seq): ours wake the tail by themselves; another replica's must."""
-        try:
-            head = int(payload)
-        except ValueError:
-            head = -1
-        if head in self._own_heads or head <= self._tail:
-            self._own_heads.discard(head)
-            return
-        self._foreign = True
-        self._wake.set()
-
-    def _take_committed(self) -> list[Event]:
-        """Our own committed events that come next after the tail, in order."""
-        run: list[Event] = []
-        while (event := self._committed.pop(self._tail + 1 + len(run), None)) is not None:
-            run.append(event)
-        return run
-
-    async def _read_foreign(self) -> list[Event]:
-        """The next events from the table, if another replica's may come next (else none)."""
-        if not self._foreign and not self._committed:
-            return []  # nothing but our own commits since the last read, and they are all published
-        # A notification came, or our next event is not next: another replica's commit is in between.
-        self._foreign = False
-        events = await self.read_events(self._tail, 1000)
-        if events:
-            last = events[-1].seq
-            if self._committed:
-                self._committed = {seq: e for seq, e in self._committed.items() if seq > last}
-            if self._own_heads:  # a notification of ours that never came (the listening connection was down)
-                self._own_heads = {head for head in self._own_heads if head > last}
-        return events
-
-    async def _listen_forever(self) -> None:
-        delay = 0.1
-        while True:
-            try:
-                conn = await asyncpg.connect(self.dsn, server_settings=self.settings)
-            except _TRANSIENT as exc:
-                log.warning("Cannot listen for other replicas' events (%s); retrying in %.1fs.", exc, delay)
-                await anyio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            lost = anyio.Event()
-            try:
-                conn.add_termination_listener(lambda _, lost=lost: lost.set())
-                await conn.add_listener(CHANNEL, lambda _c, _p, _ch, payload: self._notified(payload))
-                delay = 0.1
-                self._foreign = True  # catch up on what was committed while we were not listening
-                self._wake.set()
-                await lost.wait()
-                log.warning("The listening connection was lost; reconnecting.")
-            finally:
-                with anyio.CancelScope(shield=True):
-                    if not conn.is_closed():
-                        await conn.close()
 
     # -- jobs ---------------------------------------------------------------------
 
@@ -646,7 +240,7 @@ class PostgresStore:
                 if row is not None:
                     current = Job.model_validate_json(row["doc"]), EventContext.model_validate_json(row["ctx"])
             if current is None:
-                raise NotFound(f"Job {job_id} not found.", details={"jobId": job_id})
+                raise job_not_found(job_id)
             job, ctx = current
             outcome = rule(job, ctx)
             if outcome.job is job and not outcome.events and not outcome.inserts:
@@ -656,7 +250,7 @@ class PostgresStore:
                 await self._admit(conn, outcome.job)
             for child, _, _ in outcome.inserts:
                 if child.id in self._jobs or child.id in self._inserted:
-                    raise Conflict(f"Job {child.id} already exists.", details={"jobId": child.id})
+                    raise job_exists(child.id)
             if outcome.data:
                 await conn.executemany("INSERT INTO job_data (job_id, row) VALUES ($1, $2)",
                                        [(job_id, json.dumps(row)) for row in outcome.data])
@@ -676,13 +270,6 @@ class PostgresStore:
 
         return await self._write(change, job_id=job_id)
 
-    def _stage_insert(self, job: Job, context: EventContext) -> None:
-        if job.id in self._jobs or job.id in self._inserted:
-            raise Conflict(f"Job {job.id} already exists.", details={"jobId": job.id})
-        # Inserted with the batch's other new jobs in one statement at the end.
-        self._inserted[job.id] = (job, context)
-        self._jobs[job.id] = (job, context)
-
     async def _admit(self, conn: asyncpg.Connection, job: Job) -> None:
         """Take a running slot (and a start, if rate-limited) for a job about to become ready, or NoSlot.
 
@@ -690,8 +277,8 @@ class PostgresStore:
         time; the count then sees every other replica's committed admissions, and this batch's
         own changes, which are not written yet, are counted from its copies.
         """
-        settings = self._limits.get(job.job)
-        if settings is None or (settings.max_running is None and settings.starts_per_second is None):
+        settings = self._limited.get(job.job)
+        if settings is None:
             return
         bucket = await conn.fetchrow("SELECT tokens, refilled_at FROM job_settings WHERE job = $1 FOR UPDATE", job.job)
         running = 0
@@ -703,8 +290,7 @@ class PostgresStore:
             running += sum(1 for other, _ in self._jobs.values() if other.id != job.id and other.job == job.job
                            and occupies(other))
         now = job.updated_at.timestamp()
-        tokens = admission(settings, running, bucket["tokens"] if bucket else None,
-                           bucket["refilled_at"] if bucket else None, now)
+        tokens = admission(settings, running, bucket, now)
         if tokens is not None:
             await conn.execute("UPDATE job_settings SET tokens = $2, refilled_at = $3 WHERE job = $1",
                                job.job, tokens, now)
@@ -717,55 +303,26 @@ class PostgresStore:
             return None, []
 
         await self._write(put)
-        self._limits[settings.job] = settings
-
-    async def job_settings(self) -> dict[str, JobSettings]:
-        rows = await self._read(lambda conn: conn.fetch("SELECT job, doc FROM job_settings ORDER BY job"))
-        self._limits = {r["job"]: JobSettings.model_validate_json(r["doc"]) for r in rows}
-        return dict(self._limits)
-
-    def limits(self) -> dict[str, JobSettings]:
-        return self._limits
-
-    async def waiting_jobs(self, job: str, limit: int) -> list[str]:
-        kind, _, operation = job.partition(":")
-        rows = await self._read(lambda conn: conn.fetch(
-            "SELECT id FROM jobs WHERE type = $1 AND operation = $2 AND waiting ORDER BY created_at, pos LIMIT $3",
-            kind, operation, limit))
-        return [r["id"] for r in rows]
+        self._remember(settings)
 
     async def part_stats(self, parent_id: str) -> PartStats:
-        async def read(conn: asyncpg.Connection) -> PartStats:
-            rows = await conn.fetch("SELECT status, count(*) AS n, sum((doc->>'progress')::int) AS progress FROM jobs"
-                                    " WHERE parent_id = $1 GROUP BY status", parent_id)
-            failed = await conn.fetch("SELECT part FROM jobs WHERE parent_id = $1 AND status IN ('failed', 'cancelled')"
-                                      " ORDER BY part", parent_id)
-            by_status = {JobStatus(r["status"]): int(r["n"]) for r in rows}
-            progress = sum(int(r["progress"] or 0) for r in rows if not JobStatus(r["status"]).is_terminal)
-            return PartStats(by_status, progress, [r["part"] for r in failed])
-
-        return await self._read(read)
+        return await self._query(
+            part_stats_of,
+            ("SELECT status, count(*) AS n, sum((doc->>'progress')::int) AS progress FROM jobs WHERE parent_id = ?"
+             " GROUP BY status", (parent_id,)),
+            ("SELECT part FROM jobs WHERE parent_id = ? AND status IN ('failed', 'cancelled') ORDER BY part",
+             (parent_id,)))
 
     async def add_job_errors(self, job_id: str, errors: list[JobItemError]) -> int:
         async def add(conn: asyncpg.Connection) -> tuple[int, list[NewEvent]]:
             if await conn.fetchval("SELECT 1 FROM jobs WHERE id = $1", job_id) is None and job_id not in self._jobs:
-                raise NotFound(f"Job {job_id} not found.", details={"jobId": job_id})
+                raise job_not_found(job_id)
             await conn.executemany("INSERT INTO job_errors (job_id, item, message, created_at) VALUES ($1, $2, $3, $4)",
                                    [(job_id, e.item, e.message, e.created_at) for e in errors])
             return int(await conn.fetchval("SELECT count(*) FROM job_errors WHERE job_id = $1", job_id)), []
 
         count, _ = await self._write(add)
         return count
-
-    async def job_errors(self, job_id: str, limit: int, offset: int) -> tuple[list[JobItemError], int]:
-        async def read(conn: asyncpg.Connection) -> tuple[list[JobItemError], int]:
-            total = await conn.fetchval("SELECT count(*) FROM job_errors WHERE job_id = $1", job_id)
-            rows = await conn.fetch("SELECT item, message, created_at FROM job_errors WHERE job_id = $1 ORDER BY pos"
-                                    " LIMIT $2 OFFSET $3", job_id, limit, offset)
-            return [JobItemError(item=r["item"], message=r["message"], created_at=r["created_at"]) for r in rows], \
-                int(total)
-
-        return await self._read(read)
 
     async def secret(self, name: str) -> str:
         async def get(conn: asyncpg.Connection) -> tuple[str, list[NewEvent]]:
@@ -777,11 +334,6 @@ class PostgresStore:
         value, _ = await self._write(get)
         return value
 
-    async def job_data(self, job_id: str, after: int, limit: int) -> list[tuple[int, dict[str, Any]]]:
-        rows = await self._read(lambda conn: conn.fetch(
-            "SELECT pos, row FROM job_data WHERE job_id = $1 AND pos > $2 ORDER BY pos LIMIT $3", job_id, after, limit))
-        return [(int(r["pos"]), json.loads(r["row"])) for r in rows]
-
     async def prune_job_data(self, finished_before: datetime) -> int:
         async def prune(conn: asyncpg.Connection) -> tuple[int, list[NewEvent]]:
             status = await conn.execute("DELETE FROM job_data WHERE job_id IN"
@@ -790,15 +342,6 @@ class PostgresStore:
 
         pruned, _ = await self._write(prune)
         return pruned
-
-    async def count_jobs(self) -> dict[tuple[str, str], int]:
-        rows = await self._read(lambda conn: conn.fetch("SELECT status, type, count(*) AS n FROM jobs"
-                                                        " GROUP BY status, type"))
-        return {(r["status"], r["type"]): int(r["n"]) for r in rows}
-
-    async def cursors(self) -> dict[str, int]:
-        rows = await self._read(lambda conn: conn.fetch("SELECT name, seq FROM cursors"))
-        return {r["name"]: int(r["seq"]) for r in rows}
 
     async def prune_jobs(self, finished_before: datetime, limit: int) -> int:
         async def prune(conn: asyncpg.Connection) -> tuple[int, list[NewEvent]]:
@@ -813,48 +356,6 @@ class PostgresStore:
         pruned, _ = await self._write(prune)
         return pruned
 
-    async def due_jobs(self, now: datetime, limit: int) -> list[str]:
-        rows = await self._read(lambda conn: conn.fetch(
-            "SELECT id FROM jobs WHERE due_at <= $1 ORDER BY due_at LIMIT $2", now, limit))
-        return [r["id"] for r in rows]
-
-    async def ready_jobs(self, after: int, limit: int) -> list[tuple[int, Job, EventContext]]:
-        rows = await self._read(lambda conn: conn.fetch(
-            "SELECT pos, doc, ctx FROM jobs WHERE status = 'ready' AND pos > $1 ORDER BY pos LIMIT $2", after, limit))
-        return [(r["pos"], Job.model_validate_json(r["doc"]), EventContext.model_validate_json(r["ctx"])) for r in rows]
-
-    async def get_job(self, job_id: str) -> Job:
-        row = await self._read(lambda conn: conn.fetchval("SELECT doc FROM jobs WHERE id = $1", job_id))
-        if row is None:
-            raise NotFound(f"Job {job_id} not found.", details={"jobId": job_id})
-        return Job.model_validate_json(row)
-
-    async def list_jobs(self, query: JobQuery) -> tuple[list[Job], int]:
-        params: list[Any] = []
-
-        def any_of(column: str, values: Sequence[str]) -> str:
-            if len(values) == 1:  # `=`, not `= ANY`: before 17, PostgreSQL reads an index in order only for `=`
-                params.append(str(values[0]))
-                return f"{column} = ${len(params)}"
-            params.append([str(v) for v in values])
-            return f"{column} = ANY(${len(params)}::text[])"
-
-        def equals(column: str, value: str) -> str:
-            params.append(value)
-            return f"{column} = ${len(params)}"
-
-        clause = job_filter(query, any_of, equals)
-        order = "part" if query.parent_id is not None else "pos DESC"
-
-        async def list_(conn: asyncpg.Connection) -> tuple[list[Job], int]:
-            total = await conn.fetchval(f"SELECT count(*) FROM jobs{clause}", *params)
-            rows = await conn.fetch(
-                f"SELECT doc FROM jobs{clause} ORDER BY {order} LIMIT ${len(params) + 1} OFFSET ${len(params) + 2}",
-                *params, query.limit, query.offset)
-            return [Job.model_validate_json(r["doc"]) for r in rows], int(total)
-
-        return await self._read(list_)
-
     # -- domain objects -----------------------------------------------------------
 
     async def put_objects(self, objects: list[StoredObject], events: list[NewEvent]) -> list[Event]:
@@ -868,24 +369,6 @@ class PostgresStore:
 
         _, added = await self._write(put)
         return added
-
-    async def get_object(self, object_id: str, kind: str | None = None) -> StoredObject:
-        row = await self._read(lambda conn: conn.fetchrow(
-            "SELECT id, kind, parent_id, doc FROM objects WHERE id = $1", object_id))
-        if row is None or (kind is not None and row["kind"] != kind):
-            raise NotFound(f"{(kind or 'object').capitalize()} {object_id} not found.", details={"id": object_id})
-        return StoredObject(row["id"], row["kind"], row["parent_id"], json.loads(row["doc"]))
-
-    async def list_objects(self, kind: str, parent_id: str | None = None) -> list[StoredObject]:
-        async def list_(conn: asyncpg.Connection) -> list[Any]:
-            if parent_id is None:
-                return list(await conn.fetch("SELECT id, kind, parent_id, doc FROM objects WHERE kind = $1"
-                                             " ORDER BY pos", kind))
-            return list(await conn.fetch("SELECT id, kind, parent_id, doc FROM objects WHERE kind = $1"
-                                         " AND parent_id = $2 ORDER BY pos", kind, parent_id))
-
-        rows = await self._read(list_)
-        return [StoredObject(r["id"], r["kind"], r["parent_id"], json.loads(r["doc"])) for r in rows]
 
     async def delete_objects(self, object_ids: list[str], events: list[NewEvent]) -> list[Event]:
         async def delete(conn: asyncpg.Connection) -> tuple[None, list[NewEvent]]:
@@ -905,7 +388,7 @@ class PostgresStore:
             row = await conn.fetchrow("SELECT parent_id, doc FROM objects WHERE id = $1 AND kind = $2 FOR UPDATE",
                                       object_id, kind)
             if row is None:
-                raise NotFound(f"{kind.capitalize()} {object_id} not found.", details={"id": object_id})
+                raise object_not_found(kind, object_id)
             doc, events = change(StoredObject(object_id, kind, row["parent_id"], json.loads(row["doc"])))
             if doc is None:
                 await conn.execute("DELETE FROM objects WHERE id = $1", object_id)
@@ -928,28 +411,16 @@ class PostgresStore:
                     "UPDATE records SET vals = vals || $3::jsonb, updated_at = $4 WHERE id = $1 AND sheet_id = $2"
                     " RETURNING 1", record_id, changes.sheet_id, json.dumps(values), changes.updated_at)
                 if done is None:
-                    raise NotFound(f"Record {record_id} not found in sheet {changes.sheet_id}.",
-                                   details={"recordId": record_id})
+                    raise record_not_found(record_id, changes.sheet_id)
             for record_id in changes.delete:
                 done = await conn.fetchval("DELETE FROM records WHERE id = $1 AND sheet_id = $2 RETURNING 1",
                                            record_id, changes.sheet_id)
                 if done is None:
-                    raise NotFound(f"Record {record_id} not found in sheet {changes.sheet_id}.",
-                                   details={"recordId": record_id})
+                    raise record_not_found(record_id, changes.sheet_id)
             return None, events
 
         _, added = await self._write(change)
         return added
-
-    async def list_records(self, sheet_id: str, limit: int, offset: int) -> tuple[list[Record], int]:
-        async def list_(conn: asyncpg.Connection) -> tuple[list[Record], int]:
-            total = await conn.fetchval("SELECT count(*) FROM records WHERE sheet_id = $1", sheet_id)
-            rows = await conn.fetch("SELECT id, vals, created_at, updated_at FROM records WHERE sheet_id = $1"
-                                    " ORDER BY pos LIMIT $2 OFFSET $3", sheet_id, limit, offset)
-            return [Record(id=r["id"], sheet_id=sheet_id, values=json.loads(r["vals"]), created_at=r["created_at"],
-                           updated_at=r["updated_at"]) for r in rows], int(total)
-
-        return await self._read(list_)
 
     # -- snapshots ----------------------------------------------------------------
 
@@ -957,7 +428,7 @@ class PostgresStore:
                               make: SnapshotMake) -> tuple[StoredObject, list[Event]]:
         async def create(conn: asyncpg.Connection) -> tuple[StoredObject, list[NewEvent]]:
             if await conn.fetchval("SELECT 1 FROM objects WHERE id = $1 AND kind = 'sheet'", sheet_id) is None:
-                raise NotFound(f"Sheet {sheet_id} not found.", details={"id": sheet_id})
+                raise object_not_found("sheet", sheet_id)
             status = await conn.execute(
                 "INSERT INTO snapshot_records (snapshot_id, pos, id, vals, created_at, updated_at)"
                 " SELECT $1, row_number() OVER (ORDER BY pos), id, vals, created_at, updated_at"
@@ -969,18 +440,6 @@ class PostgresStore:
 
         return await self._write(create)
 
-    async def list_snapshot_records(self, snapshot_id: str, sheet_id: str, limit: int,
-                                    offset: int) -> tuple[list[Record], int]:
-        async def list_(conn: asyncpg.Connection) -> tuple[list[Record], int]:
-            total = await conn.fetchval("SELECT count(*) FROM snapshot_records WHERE snapshot_id = $1", snapshot_id)
-            rows = await conn.fetch("SELECT id, vals, created_at, updated_at FROM snapshot_records"
-                                    " WHERE snapshot_id = $1 ORDER BY pos LIMIT $2 OFFSET $3", snapshot_id, limit,
-                                    offset)
-            return [Record(id=r["id"], sheet_id=sheet_id, values=json.loads(r["vals"]), created_at=r["created_at"],
-                           updated_at=r["updated_at"]) for r in rows], int(total)
-
-        return await self._read(list_)
-
     async def restore_snapshot(self, snapshot_id: str, sheet_id: str, now: datetime,
                                make: RestoreMake) -> tuple[RecordCounts, list[Event]]:
         async def restore(conn: asyncpg.Connection) -> tuple[RecordCounts, list[NewEvent]]:
@@ -988,18 +447,16 @@ class PostgresStore:
             # the sheet's rows too, so a concurrent update of one of them comes before the restore or after it.
             if await conn.fetchval("SELECT 1 FROM objects WHERE id = $1 AND kind = 'snapshot' FOR SHARE",
                                    snapshot_id) is None:
-                raise NotFound(f"Snapshot {snapshot_id} not found.", details={"id": snapshot_id})
-            saved = [(r["id"], json.loads(r["vals"]), r["created_at"], r["updated_at"]) for r in await conn.fetch(
-                "SELECT id, vals, created_at, updated_at FROM snapshot_records WHERE snapshot_id = $1 ORDER BY pos",
-                snapshot_id)]
-            current = {r["id"]: (json.loads(r["vals"]), r["updated_at"]) for r in await conn.fetch(
-                "SELECT id, vals, updated_at FROM records WHERE sheet_id = $1 FOR UPDATE", sheet_id)}
-            rows, counts = plan_restore(saved, current, now)
+                raise object_not_found("snapshot", snapshot_id)
+            saved = await conn.fetch("SELECT id, vals, created_at, updated_at FROM snapshot_records"
+                                     " WHERE snapshot_id = $1 ORDER BY pos", snapshot_id)
+            current = await conn.fetch("SELECT id, vals, updated_at FROM records WHERE sheet_id = $1 FOR UPDATE",
+                                       sheet_id)
+            rows, counts = plan_restore(saved, current, sheet_id, now)
             # Every row again, in the snapshot's order: the sheet reads back as it did when it was taken.
             await conn.execute("DELETE FROM records WHERE sheet_id = $1", sheet_id)
             await conn.executemany(
-                "INSERT INTO records (id, sheet_id, vals, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)",
-                [(i, sheet_id, json.dumps(v), c, u) for i, v, c, u in rows])
+                "INSERT INTO records (id, sheet_id, vals, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)", rows)
             return counts, make(counts)
 
         return await self._write(restore)
@@ -1008,7 +465,7 @@ class PostgresStore:
         async def delete(conn: asyncpg.Connection) -> tuple[None, list[NewEvent]]:
             if await conn.fetchval("DELETE FROM objects WHERE id = $1 AND kind = 'snapshot' RETURNING 1",
                                    snapshot_id) is None:
-                raise NotFound(f"Snapshot {snapshot_id} not found.", details={"id": snapshot_id})
+                raise object_not_found("snapshot", snapshot_id)
             await conn.execute("DELETE FROM snapshot_records WHERE snapshot_id = $1", snapshot_id)
             return None, events
 
@@ -1024,24 +481,10 @@ class PostgresStore:
         _, added = await self._write(append)
         return added
 
-    async def read_events(self, after: int, limit: int, job_id: str | None = None) -> list[Event]:
-        async def read(conn: asyncpg.Connection) -> list[Any]:
-            if job_id is None:
-                return list(await conn.fetch("SELECT doc FROM events WHERE seq > $1 ORDER BY seq LIMIT $2", after,
-                                             limit))
-            return list(await conn.fetch("SELECT doc FROM events WHERE seq > $1 AND job_id = $3 ORDER BY seq"
-                                         " LIMIT $2", after, limit, job_id))
-
-        return [Event.model_validate_json(r["doc"]) for r in await self._read(read)]
-
     async def head(self) -> int:
-        return int(await self._read(lambda conn: conn.fetchval("SELECT seq FROM event_head WHERE id = 1")))
+        return await self._query(number, ("SELECT seq FROM event_head WHERE id = 1", ()))
 
     # -- cursors --------------------------------------------------------------------
-
-    async def get_cursor(self, name: str) -> int | None:
-        value = await self._read(lambda conn: conn.fetchval("SELECT seq FROM cursors WHERE name = $1", name))
-        return None if value is None else int(value)
 
     async def set_cursor(self, name: str, seq: int) -> None:
         # A cursor only moves forward, whichever of two processes of one agent writes last.
@@ -1060,18 +503,7 @@ class PostgresStore:
                 await conn.execute("INSERT INTO users (id, name, role, token_hash, doc) VALUES ($1, $2, $3, $4, $5)",
                                    user.id, user.name, user.role, user.token_hash, json.dumps(user.doc))
             except asyncpg.UniqueViolationError:
-                raise Conflict(f"A user named {user.name!r} already exists.", details={"name": user.name}) from None
+                raise user_exists(user.name) from None
             return None, []
 
         await self._write(insert)
-
-    async def find_user(self, *, token_hash: str | None = None, name: str | None = None) -> StoredUser | None:
-        column, value = ("token_hash", token_hash) if token_hash is not None else ("name", name)
-        row = await self._read(lambda conn: conn.fetchrow(
-            f"SELECT id, name, role, token_hash, doc FROM users WHERE {column} = $1", value))
-        if row is None:
-            return None
-        return StoredUser(row["id"], row["name"], row["role"], row["token_hash"], json.loads(row["doc"]))
-
-    async def count_users(self) -> int:
-        return int(await self._read(lambda conn: conn.fetchval("SELECT count(*) FROM users")))

@@ -1,49 +1,31 @@
-"""The embedded SQLite store: one file, WAL mode, one writer with group commit.
+"""The embedded SQLite store: one file in WAL mode, no server to start.
 
-Writes from many coroutines are queued and run by one writer connection: a
-batch is one `BEGIN IMMEDIATE ... COMMIT` in which each write has its own
-SAVEPOINT (when it needs one), so a write that fails rolls back alone while the
-others commit together. One commit serves the whole batch, which is what makes
-thousands of small transactions a second cheap.
-
-With `synchronous=NORMAL` a commit appends to the WAL without waiting for the
-disk, so a batch takes about as long as its statements: it runs on the event
-loop's thread. Handing it to a worker thread instead costs more than it saves:
-the two threads pass the GIL back and forth at every statement. What could
-block is done elsewhere: checkpoints (which fsync) run in a worker thread on a
-connection of their own, and when another process holds the write lock the
-batch goes to a worker thread to wait for it there. With `FULL` every commit
-waits for fsync, so batches always run in a worker thread.
-
-Reads use a small pool of their own connections, in worker threads (WAL lets
-them run beside the writer).
+SqliteStore is the Store's writes in SQLite's SQL, run by its writer (sqlite_writer.py: one connection,
+group commit), and its reads (reads.py), which run on a small pool of connections of their own, in worker
+threads (WAL lets them run beside the writer).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import secrets
 import sqlite3
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import anyio.abc
 import anyio.to_thread
 
-from listener.errors import Conflict, NotFound
-from listener.models import Event, EventContext, Job, JobItemError, JobSettings, JobStatus, Record
+from listener.models import Event, EventContext, Job, JobItemError, JobSettings
 from listener.platform.store.base import (
     Idempotency,
     IdempotentReplay,
     JobChange,
-    JobQuery,
     JobRule,
     NewEvent,
     ObjectChange,
@@ -57,222 +39,27 @@ from listener.platform.store.base import (
     StoredUser,
     admission,
     due_at,
-    job_filter,
+    job_exists,
+    job_not_found,
+    object_not_found,
     occupies,
     plan_restore,
-    settled,
+    record_not_found,
     status_detail,
+    user_exists,
     waits_for_slot,
 )
+from listener.platform.store.reads import Statement, StoreReads, number, part_stats_of
+from listener.platform.store.schema import STEPS
+from listener.platform.store.sqlite_writer import BUSY_TIMEOUT_MS, WAL_SIZE_LIMIT, SqliteWriter, Synchronous, Tx
 from listener.tasks import task_scope
 
-__all__ = ["SqliteStore"]
-
-log = logging.getLogger("listener.store")
+__all__ = ["SqliteStore", "Synchronous"]
 
 T = TypeVar("T")
 
-MIGRATIONS: list[str] = [
-    # 1: the initial schema
-    """
-    CREATE TABLE jobs (
-        id TEXT PRIMARY KEY,
-        status TEXT NOT NULL,
-        type TEXT NOT NULL,
-        operation TEXT NOT NULL,
-        created_by TEXT,
-        created_at TEXT NOT NULL,
-        doc TEXT NOT NULL,
-        ctx TEXT NOT NULL
-    );
-    CREATE INDEX jobs_status ON jobs (status);
-    CREATE INDEX jobs_type_operation ON jobs (type, operation);
-    CREATE INDEX jobs_created_by ON jobs (created_by);
-    CREATE TABLE objects (
-        id TEXT PRIMARY KEY,
-        kind TEXT NOT NULL,
-        parent_id TEXT,
-        doc TEXT NOT NULL
-    );
-    CREATE INDEX objects_kind_parent ON objects (kind, parent_id);
-    CREATE TABLE records (
-        pos INTEGER PRIMARY KEY,
-        id TEXT NOT NULL UNIQUE,
-        sheet_id TEXT NOT NULL,
-        vals TEXT NOT NULL,
-        created_at TEXT NOT NULL,
-        updated_at TEXT NOT NULL
-    );
-    CREATE INDEX records_sheet ON records (sheet_id, pos);
-    CREATE TABLE events (
-        seq INTEGER PRIMARY KEY,
-        topic TEXT NOT NULL,
-        job_id TEXT,
-        doc TEXT NOT NULL
-    );
-    CREATE INDEX events_job ON events (job_id, seq) WHERE job_id IS NOT NULL;
-    CREATE TABLE cursors (
-        name TEXT PRIMARY KEY,
-        seq INTEGER NOT NULL
-    );
-    """,
-    # 2: users and their hashed bearer tokens
-    """
-    CREATE TABLE users (
-        id TEXT PRIMARY KEY,
-        name TEXT NOT NULL UNIQUE,
-        role TEXT NOT NULL,
-        token_hash TEXT NOT NULL UNIQUE,
-        doc TEXT NOT NULL
-    );
-    """,
-    # 3: when something is due for a job without anyone asking (retry, lease end, timeout), as epoch seconds
-    """
-    ALTER TABLE jobs ADD COLUMN due_at REAL;
-    CREATE INDEX jobs_due ON jobs (due_at) WHERE due_at IS NOT NULL;
-    """,
-    # 4: Idempotency-Key of job creations, per caller
-    """
-    CREATE TABLE idempotency_keys (
-        caller TEXT NOT NULL,
-        key TEXT NOT NULL,
-        body_hash TEXT NOT NULL,
-        job_id TEXT NOT NULL,
-        PRIMARY KEY (caller, key)
-    );
-    """,
-    # 5: when a job ended (epoch seconds), for retention
-    """
-    ALTER TABLE jobs ADD COLUMN finished_at REAL;
-    CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
-    """,
-    # 6: a per-job log of the items that failed
-    """
-    CREATE TABLE job_errors (
-        pos INTEGER PRIMARY KEY,
-        job_id TEXT NOT NULL,
-        item TEXT,
-        message TEXT NOT NULL,
-        created_at TEXT NOT NULL
-    );
-    CREATE INDEX job_errors_job ON job_errors (job_id, pos);
-    """,
-    # 7: per-type settings and limits (with each type's rate bucket), parts of split jobs, jobs waiting for a slot
-    """
-    CREATE TABLE job_settings (
-        job TEXT PRIMARY KEY,
-        doc TEXT NOT NULL,
-        tokens REAL,
-        refilled_at REAL
-    );
-    ALTER TABLE jobs ADD COLUMN parent_id TEXT;
-    ALTER TABLE jobs ADD COLUMN part INTEGER;
-    ALTER TABLE jobs ADD COLUMN waiting INTEGER NOT NULL DEFAULT 0;
-    DROP INDEX jobs_type_operation;
-    CREATE INDEX jobs_type_operation_status ON jobs (type, operation, status);
-    CREATE INDEX jobs_parent ON jobs (parent_id, part) WHERE parent_id IS NOT NULL;
-    CREATE INDEX jobs_waiting ON jobs (type, operation, created_at) WHERE waiting = 1;
-    """,
-    # 8: the result rows a job writes (jobs.write_data), downloadable as CSV until they expire
-    """
-    CREATE TABLE job_data (
-        pos INTEGER PRIMARY KEY,
-        job_id TEXT NOT NULL,
-        row TEXT NOT NULL
-    );
-    CREATE INDEX job_data_job ON job_data (job_id, pos);
-    CREATE TABLE secrets (
-        name TEXT PRIMARY KEY,
-        value TEXT NOT NULL
-    );
-    """,
-    # 9: jobs.list by status and type: the index ends with the rowid, so one status and one type is a range
-    # read newest first (the page, no sort) and its count reads that range of the index alone
-    """
-    CREATE INDEX jobs_status_type ON jobs (status, type);
-    """,
-    # 10: the records of sheet snapshots (the snapshots themselves are objects of kind "snapshot"), in the
-    # sheet's order when each was taken
-    """
-    CREATE TABLE snapshot_records (
-        snapshot_id TEXT NOT NULL,
-        pos INTEGER NOT NULL,
-        id TEXT NOT NULL,
-        vals TEXT NOT NULL,
-        created_at TEXT NOT NULL,
-        updated_at TEXT NOT NULL,
-        PRIMARY KEY (snapshot_id, pos)
-    );
-    """,
-    # 11: what other systems' status words need beside the status (status_words): `retry` (scheduled after an
-    # attempt failed, Fiddler's RETRY) or `timeout` (failed by its timeout, Zoltar's TIMEOUT); only those rows
-    # are in the index, so RETRY or TIMEOUT with one type is a range read newest first, like a status
-    """
-    ALTER TABLE jobs ADD COLUMN status_detail TEXT;
-    UPDATE jobs SET status_detail = 'retry' WHERE status = 'scheduled' AND json_extract(doc, '$.attempt') >= 1;
-    UPDATE jobs SET status_detail = 'timeout' WHERE status = 'failed' AND json_extract(doc, '$.error.kind') = 'timeout';
-    CREATE INDEX jobs_status_detail ON jobs (status_detail, type) WHERE status_detail IS NOT NULL;
-    """,
-]
-
-Synchronous = Literal["NORMAL", "FULL"]
-
-
-@dataclass(slots=True)
-class _Write(Generic[T]):
-    fn: Callable[[_Tx], T]
-    # A lazy write checks everything before it changes anything, and calls `tx.begin()` first
-    # only if it could still fail after its first change: most job moves need no savepoint.
-    lazy: bool = False
-    result: T | None = None
-    error: BaseException | None = None
-    events: list[Event] = field(default_factory=list)
-
-
-_CACHE_SIZE = 10_000
-_BUSY_TIMEOUT_MS = 10_000
-# A checkpoint fsyncs the WAL and the database, and commits made meanwhile wait on the disk (5 to 30 ms here),
-# so they come every few seconds rather than at SQLite's default of every 1,000 pages (a few hundred commits):
-# the WAL then holds a few seconds of writes.
-_CHECKPOINT_COMMITS = 5_000
-_CHECKPOINT_SECONDS = 5.0
-_WAL_SIZE_LIMIT = 64 * 1024 * 1024  # what the WAL file is cut back to when it restarts
-_GATHER_ROUNDS = 8
-
-CachedJob = tuple[Job, EventContext] | None
-"""A job as the writer last committed it (None: deleted)."""
-
-
-class _Tx:
-    """One write's view of the open transaction (runs in the writer thread)."""
-
-    def __init__(self, conn: sqlite3.Connection, seq: int, jobs: dict[str, CachedJob]) -> None:
-        self.conn = conn
-        self.seq = seq
-        self.events: list[Event] = []
-        self.began = False
-        self.jobs = jobs  # what earlier writes of the batch, then earlier batches, left each job as
-        self.changed: dict[str, CachedJob] = {}
-
-    def begin(self) -> None:
-        """Make what follows undoable on its own (a savepoint), before the write's first change."""
-        if not self.began:
-            self.conn.execute("SAVEPOINT w")
-            self.began = True
-
-    def append(self, new: Sequence[NewEvent]) -> list[Event]:
-        added = []
-        for n in new:
-            self.seq += 1
-            event = n.at(self.seq)
-            self.conn.execute(
-                "INSERT INTO events (seq, topic, job_id, doc) VALUES (?, ?, ?, ?)",
-                (event.seq, event.topic, event.context.job_id, event.to_json()),
-            )
-            added.append(event)
-        self.events.extend(added)
-        return added
-
+MIGRATIONS: list[str] = [step.sqlite for step in STEPS]
+"""This store's scripts of the schema's steps, in order."""
 
 _JOB_COLUMNS = ("status, type, operation, created_by, created_at, due_at, finished_at, parent_id, part, waiting,"
                 " status_detail")
@@ -287,15 +74,15 @@ def _job_row(job: Job) -> tuple[Any, ...]:
             job.parent_id, job.part, int(waits_for_slot(job)), status_detail(job))
 
 
-def _insert_job(tx: _Tx, job: Job, context: EventContext) -> None:
+def _insert_job(tx: Tx, job: Job, context: EventContext) -> None:
     try:
         tx.conn.execute(f"INSERT INTO jobs (id, {_JOB_COLUMNS}, doc, ctx) VALUES (?, {_JOB_MARKS}, ?, ?)",
                         (job.id, *_job_row(job), job.model_dump_json(), context.model_dump_json()))
     except sqlite3.IntegrityError:
-        raise Conflict(f"Job {job.id} already exists.", details={"jobId": job.id}) from None
+        raise job_exists(job.id) from None
 
 
-def _update_job(tx: _Tx, job_id: str, row: tuple[Any, ...], old: tuple[Any, ...] | None, doc: str) -> None:
+def _update_job(tx: Tx, job_id: str, row: tuple[Any, ...], old: tuple[Any, ...] | None, doc: str) -> None:
     """Write the job's new row, setting only the columns that changed from `old` (None: all of them).
 
     SQLite rewrites the entries of every index on a column an UPDATE sets, changed or not. A progress
@@ -307,14 +94,17 @@ def _update_job(tx: _Tx, job_id: str, row: tuple[Any, ...], old: tuple[Any, ...]
     tx.conn.execute(f"UPDATE jobs SET {sets}doc = ? WHERE id = ?", (*(row[i] for i in changed), doc, job_id))
 
 
-class SqliteStore:
+class SqliteStore(SqliteWriter, StoreReads):
     """The Store on one SQLite file. Open it with `async with SqliteStore.open(path):`."""
+
+    _position = "rowid"
+    _waiting = "waiting = 1"
 
     def __init__(self, path: Path, *, synchronous: Synchronous = "NORMAL", readers: int = 4) -> None:
         self.path = path
         self._synchronous = synchronous
         self._publishers: list[Publisher] = []
-        self._pending: list[_Write[Any]] = []
+        self._pending = []
         self._pending_done = anyio.Event()
         self._wake = anyio.Event()
         self._writer: sqlite3.Connection | None = None
@@ -327,6 +117,7 @@ class SqliteStore:
         self._reader_slots: anyio.Semaphore | None = None
         self._closed = False
         self._limits: dict[str, JobSettings] = {}
+        self._limited: dict[str, JobSettings] = {}
         # Jobs as last committed, so a move does not read and parse the row it just wrote. Only the
         # writer touches it; another process's commit (PRAGMA data_version) clears it. So with the log's head.
         self._jobs: OrderedDict[str, tuple[Job, EventContext]] = OrderedDict()
@@ -361,7 +152,7 @@ class SqliteStore:
 
     def _connection(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
-        conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute(f"PRAGMA synchronous = {self._synchronous}")
         return conn
 
@@ -370,10 +161,10 @@ class SqliteStore:
         writer = self._connection()
         writer.execute("PRAGMA journal_mode = WAL")
         self._migrate(writer)
-        # The writer never waits for the lock or checkpoints inside a batch: see the module's docstring.
+        # The writer never waits for the lock or checkpoints inside a batch: see sqlite_writer.py.
         writer.execute("PRAGMA busy_timeout = 0")
         writer.execute("PRAGMA wal_autocheckpoint = 0")
-        writer.execute(f"PRAGMA journal_size_limit = {_WAL_SIZE_LIMIT}")
+        writer.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
         self._writer = writer
         self._checkpointer = self._connection()
         self._readers = [self._connection() for _ in range(self._reader_count)]
@@ -400,165 +191,6 @@ class SqliteStore:
             conn.execute("ROLLBACK")
             raise
 
-    # -- the writer -----------------------------------------------------------
-
-    async def _write(self, fn: Callable[[_Tx], T], *, lazy: bool = False) -> tuple[T, list[Event]]:
-        if self._closed:
-            raise RuntimeError("The store is closed.")
-        write: _Write[T] = _Write(fn, lazy)
-        self._pending.append(write)
-        done = self._pending_done
-        self._wake.set()
-        await settled(done)
-        if write.error is not None:
-            raise write.error
-        return write.result, write.events  # type: ignore[return-value]
-
-    async def _flush_forever(self) -> None:
-        while True:
-            await self._wake.wait()
-            # Let the tasks that are ready to run queue their writes too, so that one commit serves them all:
-            # yield to them while that adds writes.
-            queued = 0
-            for _ in range(_GATHER_ROUNDS):
-                if len(self._pending) == queued:
-                    break
-                queued = len(self._pending)
-                await anyio.sleep(0)
-            await self._flush()
-
-    async def _flush(self) -> None:
-        self._wake = anyio.Event()
-        batch, done = self._pending, self._pending_done
-        if not batch:
-            return
-        self._pending, self._pending_done = [], anyio.Event()
-        with anyio.CancelScope(shield=True):
-            try:
-                async with self._writer_lock:
-                    if self._synchronous != "NORMAL" or not self._run_batch(batch, wait=False):
-                        await anyio.to_thread.run_sync(self._run_batch, batch, True)
-                self._commits += 1
-                if self._commits >= _CHECKPOINT_COMMITS:
-                    self._checkpoint_due.set()
-                committed = [e for w in batch if w.error is None for e in w.events]
-                if committed:
-                    for publish in self._publishers:
-                        try:
-                            publish(committed)
-                        except Exception:
-                            # A subscriber's bug must not hold up the writers: the batch is committed.
-                            log.exception("An event subscriber failed on events %d-%d", committed[0].seq,
-                                          committed[-1].seq)
-            finally:
-                done.set()
-
-    async def _drain(self) -> None:
-        while self._pending:
-            await self._flush()
-
-    def _run_batch(self, batch: list[_Write[Any]], wait: bool) -> bool:
-        """Run the batch in one transaction; False (and nothing done) if it would have to wait for the lock."""
-        conn = self._writer
-        assert conn is not None
-        changed: dict[str, CachedJob] = {}
-        try:
-            if not self._begin(conn, wait):
-                return False
-            version = conn.execute("PRAGMA data_version").fetchone()[0]
-            if version != self._data_version or self._seq is None:
-                # Another connection committed (or our last batch failed): our copies may be stale.
-                self._jobs.clear()
-                self._data_version = version
-                self._seq = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]
-            seq = self._seq
-            for write in batch:
-                tx = _Tx(conn, seq, changed)
-                if not write.lazy:
-                    tx.begin()
-                try:
-                    write.result = write.fn(tx)
-                except Exception as exc:
-                    if tx.began:
-                        conn.execute("ROLLBACK TO w")
-                        conn.execute("RELEASE w")
-                    elif isinstance(exc, sqlite3.Error):
-                        raise  # a lazy write that failed in the database may have changed something
-                    write.error = exc
-                else:
-                    if tx.began:
-                        conn.execute("RELEASE w")
-                    seq = tx.seq
-                    write.events = tx.events
-                    changed.update(tx.changed)
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            self._jobs.clear()
-            self._seq = None
-            for write in batch:
-                if write.error is None:
-                    write.error = exc
-                    write.events = []
-            return True
-        self._seq = seq
-        for job_id, entry in changed.items():
-            if entry is None:
-                self._jobs.pop(job_id, None)
-            else:
-                self._jobs[job_id] = entry
-                self._jobs.move_to_end(job_id)
-        while len(self._jobs) > _CACHE_SIZE:
-            self._jobs.popitem(last=False)
-        return True
-
-    @staticmethod
-    def _begin(conn: sqlite3.Connection, wait: bool) -> bool:
-        """BEGIN IMMEDIATE: at once, or False if another connection holds the write lock; or waiting for it."""
-        if not wait:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                if exc.sqlite_errorcode == sqlite3.SQLITE_BUSY:
-                    return False
-                raise
-            return True
-        conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        finally:
-            conn.execute("PRAGMA busy_timeout = 0")
-        return True
-
-    async def _checkpoint_forever(self) -> None:
-        """Copy the WAL back into the database now and then, off the event loop (a checkpoint fsyncs)."""
-        while True:
-            with anyio.move_on_after(_CHECKPOINT_SECONDS):
-                await self._checkpoint_due.wait()
-            if self._commits:
-                self._commits = 0
-                self._checkpoint_due = anyio.Event()
-                await anyio.to_thread.run_sync(self._checkpoint)
-
-    def _checkpoint(self) -> tuple[int, int, int]:
-        """(1 if it could not finish, frames in the WAL, frames now in the database)."""
-        assert self._checkpointer is not None
-        # PASSIVE: copies what no reader still needs, without waiting for or blocking anyone.
-        busy, frames, copied = self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        return busy, frames, copied
-
-    def _job(self, tx: _Tx, job_id: str) -> tuple[Job, EventContext]:
-        """The job as this batch has it so far, from memory when it can be."""
-        entry = tx.jobs[job_id] if job_id in tx.jobs else self._jobs.get(job_id)
-        if entry is None and job_id not in tx.jobs:
-            row = tx.conn.execute("SELECT doc, ctx FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            if row is not None:
-                entry = Job.model_validate_json(row[0]), EventContext.model_validate_json(row[1])
-        if entry is None:
-            raise NotFound(f"Job {job_id} not found.", details={"jobId": job_id})
-        return entry
-
     # -- reads ----------------------------------------------------------------
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -570,11 +202,26 @@ class SqliteStore:
             finally:
                 self._readers.append(conn)
 
+    async def _query(self, decode: Callable[..., T], *statements: Statement) -> T:
+        def run(conn: sqlite3.Connection) -> T:
+            return decode(*[conn.execute(sql, params).fetchall() for sql, params in statements])
+
+        return await self._read(run)
+
+    @staticmethod
+    def _any_of(column: str, values: Sequence[str], params: list[Any]) -> str:
+        params.extend(values)
+        return f"{column} IN ({', '.join('?' * len(values))})"
+
+    @staticmethod
+    def _instant(instant: datetime) -> float:
+        return instant.timestamp()
+
     # -- jobs -----------------------------------------------------------------
 
     async def insert_job(self, job: Job, context: EventContext, events: list[NewEvent],
                          idempotency: Idempotency | None = None) -> list[Event]:
-        def insert(tx: _Tx) -> None:
+        def insert(tx: Tx) -> None:
             if idempotency is not None:
                 i = idempotency
                 cur = tx.conn.execute("INSERT INTO idempotency_keys (caller, key, body_hash, job_id)"
@@ -594,7 +241,7 @@ class SqliteStore:
         return added
 
     async def change_job(self, job_id: str, rule: JobRule) -> tuple[Job | None, list[Event]]:
-        def change(tx: _Tx) -> Job | None:
+        def change(tx: Tx) -> Job | None:
             # A job this writer wrote has exactly its _job_row in its row; one read from the file may not (a
             # column added by a migration is filled in by the job's next update).
             known = job_id in tx.jobs or job_id in self._jobs
@@ -625,10 +272,10 @@ class SqliteStore:
 
         return await self._write(change, lazy=True)
 
-    def _admit(self, tx: _Tx, job: Job) -> None:
+    def _admit(self, tx: Tx, job: Job) -> None:
         """Take a running slot (and a start, if rate-limited) for a job about to become ready, or NoSlot."""
-        settings = self._limits.get(job.job)
-        if settings is None or (settings.max_running is None and settings.starts_per_second is None):
+        settings = self._limited.get(job.job)
+        if settings is None:
             return
         running = 0
         if settings.max_running is not None:
@@ -637,72 +284,29 @@ class SqliteStore:
                 " AND id != ?", (job.type, job.operation, job.id)).fetchone()[0]
         bucket = tx.conn.execute("SELECT tokens, refilled_at FROM job_settings WHERE job = ?", (job.job,)).fetchone()
         now = job.updated_at.timestamp()
-        tokens = admission(settings, running, bucket[0] if bucket else None, bucket[1] if bucket else None, now)
+        tokens = admission(settings, running, bucket, now)
         if tokens is not None:
             tx.conn.execute("UPDATE job_settings SET tokens = ?, refilled_at = ? WHERE job = ?", (tokens, now, job.job))
 
     async def set_job_settings(self, settings: JobSettings) -> None:
-        def put(tx: _Tx) -> None:
+        def put(tx: Tx) -> None:
             tx.conn.execute("INSERT INTO job_settings (job, doc) VALUES (?, ?)"
                             " ON CONFLICT (job) DO UPDATE SET doc = excluded.doc",
                             (settings.job, settings.model_dump_json()))
 
         await self._write(put)
-        self._limits[settings.job] = settings
-
-    async def job_settings(self) -> dict[str, JobSettings]:
-        def read(conn: sqlite3.Connection) -> dict[str, JobSettings]:
-            rows = conn.execute("SELECT job, doc FROM job_settings ORDER BY job").fetchall()
-            return {r[0]: JobSettings.model_validate_json(r[1]) for r in rows}
-
-        self._limits = await self._read(read)
-        return dict(self._limits)
-
-    def limits(self) -> dict[str, JobSettings]:
-        return self._limits
-
-    async def waiting_jobs(self, job: str, limit: int) -> list[str]:
-        kind, _, operation = job.partition(":")
-
-        def read(conn: sqlite3.Connection) -> list[str]:
-            rows = conn.execute("SELECT id FROM jobs WHERE type = ? AND operation = ? AND waiting = 1"
-                                " ORDER BY created_at, rowid LIMIT ?", (kind, operation, limit)).fetchall()
-            return [r[0] for r in rows]
-
-        return await self._read(read)
+        self._remember(settings)
 
     async def part_stats(self, parent_id: str) -> PartStats:
-        def read(conn: sqlite3.Connection) -> PartStats:
-            rows = conn.execute("SELECT status, count(*), sum(json_extract(doc, '$.progress')) FROM jobs"
-                                " WHERE parent_id = ? GROUP BY status", (parent_id,)).fetchall()
-            by_status = {JobStatus(r[0]): int(r[1]) for r in rows}
-            progress = sum(int(r[2] or 0) for r in rows if not JobStatus(r[0]).is_terminal)
-            failed = [r[0] for r in conn.execute("SELECT part FROM jobs WHERE parent_id = ? AND status IN"
-                                                 " ('failed', 'cancelled') ORDER BY part", (parent_id,))]
-            return PartStats(by_status, progress, failed)
-
-        return await self._read(read)
-
-    async def due_jobs(self, now: datetime, limit: int) -> list[str]:
-        def due(conn: sqlite3.Connection) -> list[str]:
-            rows = conn.execute("SELECT id FROM jobs WHERE due_at <= ? ORDER BY due_at LIMIT ?",
-                                (now.timestamp(), limit)).fetchall()
-            return [r[0] for r in rows]
-
-        return await self._read(due)
-
-    async def ready_jobs(self, after: int, limit: int) -> list[tuple[int, Job, EventContext]]:
-        def ready(conn: sqlite3.Connection) -> list[tuple[int, Job, EventContext]]:
-            rows = conn.execute("SELECT rowid, doc, ctx FROM jobs WHERE status = 'ready' AND rowid > ?"
-                                " ORDER BY rowid LIMIT ?", (after, limit)).fetchall()
-            return [(r[0], Job.model_validate_json(r[1]), EventContext.model_validate_json(r[2])) for r in rows]
-
-        return await self._read(ready)
+        return await self._query(part_stats_of, ("SELECT status, count(*), sum(json_extract(doc, '$.progress'))"
+                                                 " FROM jobs WHERE parent_id = ? GROUP BY status", (parent_id,)),
+                                 ("SELECT part FROM jobs WHERE parent_id = ? AND status IN ('failed', 'cancelled')"
+                                  " ORDER BY part", (parent_id,)))
 
     async def add_job_errors(self, job_id: str, errors: list[JobItemError]) -> int:
-        def add(tx: _Tx) -> int:
+        def add(tx: Tx) -> int:
             if tx.conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() is None:
-                raise NotFound(f"Job {job_id} not found.", details={"jobId": job_id})
+                raise job_not_found(job_id)
             tx.conn.executemany("INSERT INTO job_errors (job_id, item, message, created_at) VALUES (?, ?, ?, ?)",
                                 [(job_id, e.item, e.message, e.created_at.isoformat() if e.created_at else "")
                                  for e in errors])
@@ -711,17 +315,8 @@ class SqliteStore:
         count, _ = await self._write(add)
         return count
 
-    async def job_errors(self, job_id: str, limit: int, offset: int) -> tuple[list[JobItemError], int]:
-        def read(conn: sqlite3.Connection) -> tuple[list[JobItemError], int]:
-            total = conn.execute("SELECT count(*) FROM job_errors WHERE job_id = ?", (job_id,)).fetchone()[0]
-            rows = conn.execute("SELECT item, message, created_at FROM job_errors WHERE job_id = ? ORDER BY pos"
-                                " LIMIT ? OFFSET ?", (job_id, limit, offset)).fetchall()
-            return [JobItemError(item=r[0], message=r[1], created_at=r[2]) for r in rows], int(total)
-
-        return await self._read(read)
-
     async def secret(self, name: str) -> str:
-        def get(tx: _Tx) -> str:
+        def get(tx: Tx) -> str:
             tx.conn.execute("INSERT INTO secrets (name, value) VALUES (?, ?) ON CONFLICT DO NOTHING",
                             (name, secrets.token_hex(32)))
             return str(tx.conn.execute("SELECT value FROM secrets WHERE name = ?", (name,)).fetchone()[0])
@@ -729,16 +324,8 @@ class SqliteStore:
         value, _ = await self._write(get)
         return value
 
-    async def job_data(self, job_id: str, after: int, limit: int) -> list[tuple[int, dict[str, Any]]]:
-        def read(conn: sqlite3.Connection) -> list[tuple[int, dict[str, Any]]]:
-            rows = conn.execute("SELECT pos, row FROM job_data WHERE job_id = ? AND pos > ? ORDER BY pos LIMIT ?",
-                                (job_id, after, limit)).fetchall()
-            return [(int(r[0]), json.loads(r[1])) for r in rows]
-
-        return await self._read(read)
-
     async def prune_job_data(self, finished_before: datetime) -> int:
-        def prune(tx: _Tx) -> int:
+        def prune(tx: Tx) -> int:
             cur = tx.conn.execute("DELETE FROM job_data WHERE job_id IN (SELECT id FROM jobs WHERE finished_at <= ?)",
                                   (finished_before.timestamp(),))
             return cur.rowcount
@@ -746,21 +333,8 @@ class SqliteStore:
         pruned, _ = await self._write(prune)
         return pruned
 
-    async def count_jobs(self) -> dict[tuple[str, str], int]:
-        def count(conn: sqlite3.Connection) -> dict[tuple[str, str], int]:
-            rows = conn.execute("SELECT status, type, count(*) FROM jobs GROUP BY status, type").fetchall()
-            return {(r[0], r[1]): int(r[2]) for r in rows}
-
-        return await self._read(count)
-
-    async def cursors(self) -> dict[str, int]:
-        def read(conn: sqlite3.Connection) -> dict[str, int]:
-            return {r[0]: int(r[1]) for r in conn.execute("SELECT name, seq FROM cursors").fetchall()}
-
-        return await self._read(read)
-
     async def prune_jobs(self, finished_before: datetime, limit: int) -> int:
-        def prune(tx: _Tx) -> int:
+        def prune(tx: Tx) -> int:
             ids = [r[0] for r in tx.conn.execute("SELECT id FROM jobs WHERE finished_at < ? LIMIT ?",
                                                  (finished_before.timestamp(), limit))]
             tables = (("events", "job_id"), ("job_errors", "job_id"), ("job_data", "job_id"), ("jobs", "id"))
@@ -772,43 +346,10 @@ class SqliteStore:
         pruned, _ = await self._write(prune)
         return pruned
 
-    async def get_job(self, job_id: str) -> Job:
-        def get(conn: sqlite3.Connection) -> Job:
-            row = conn.execute("SELECT doc FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            if row is None:
-                raise NotFound(f"Job {job_id} not found.", details={"jobId": job_id})
-            return Job.model_validate_json(row[0])
-
-        return await self._read(get)
-
-    async def list_jobs(self, query: JobQuery) -> tuple[list[Job], int]:
-        params: list[Any] = []
-
-        def any_of(column: str, values: Sequence[str]) -> str:
-            params.extend(values)
-            return f"{column} IN ({', '.join('?' * len(values))})"
-
-        def equals(column: str, value: str) -> str:
-            params.append(value)
-            return f"{column} = ?"
-
-        clause = job_filter(query, any_of, equals)
-        order = "part" if query.parent_id is not None else "rowid DESC"
-
-        def list_(conn: sqlite3.Connection) -> tuple[list[Job], int]:
-            total = conn.execute(f"SELECT count(*) FROM jobs{clause}", params).fetchone()[0]
-            rows = conn.execute(
-                f"SELECT doc FROM jobs{clause} ORDER BY {order} LIMIT ? OFFSET ?",
-                [*params, query.limit, query.offset],
-            ).fetchall()
-            return [Job.model_validate_json(r[0]) for r in rows], total
-
-        return await self._read(list_)
-
     # -- domain objects -------------------------------------------------------
 
     async def put_objects(self, objects: list[StoredObject], events: list[NewEvent]) -> list[Event]:
-        def put(tx: _Tx) -> None:
+        def put(tx: Tx) -> None:
             tx.conn.executemany(
                 "INSERT OR REPLACE INTO objects (id, kind, parent_id, doc) VALUES (?, ?, ?, ?)",
                 [(o.id, o.kind, o.parent_id, json.dumps(o.doc)) for o in objects],
@@ -818,30 +359,8 @@ class SqliteStore:
         _, added = await self._write(put)
         return added
 
-    async def get_object(self, object_id: str, kind: str | None = None) -> StoredObject:
-        def get(conn: sqlite3.Connection) -> StoredObject:
-            row = conn.execute("SELECT id, kind, parent_id, doc FROM objects WHERE id = ?", (object_id,)).fetchone()
-            if row is None or (kind is not None and row[1] != kind):
-                name = (kind or "object").capitalize()
-                raise NotFound(f"{name} {object_id} not found.", details={"id": object_id})
-            return StoredObject(row[0], row[1], row[2], json.loads(row[3]))
-
-        return await self._read(get)
-
-    async def list_objects(self, kind: str, parent_id: str | None = None) -> list[StoredObject]:
-        sql, params = "SELECT id, kind, parent_id, doc FROM objects WHERE kind = ?", [kind]
-        if parent_id is not None:
-            sql += " AND parent_id = ?"
-            params.append(parent_id)
-
-        def list_(conn: sqlite3.Connection) -> list[StoredObject]:
-            rows = conn.execute(sql + " ORDER BY rowid", params).fetchall()
-            return [StoredObject(r[0], r[1], r[2], json.loads(r[3])) for r in rows]
-
-        return await self._read(list_)
-
     async def delete_objects(self, object_ids: list[str], events: list[NewEvent]) -> list[Event]:
-        def delete(tx: _Tx) -> None:
+        def delete(tx: Tx) -> None:
             ids = [(i,) for i in object_ids]
             tx.conn.executemany("DELETE FROM snapshot_records WHERE snapshot_id IN"
                                 " (SELECT id FROM objects WHERE kind = 'snapshot' AND parent_id = ?)", ids)
@@ -855,11 +374,11 @@ class SqliteStore:
 
     async def change_object(self, object_id: str, kind: str,
                             change: ObjectChange) -> tuple[StoredObject | None, list[Event]]:
-        def change_(tx: _Tx) -> StoredObject | None:
+        def change_(tx: Tx) -> StoredObject | None:
             row = tx.conn.execute("SELECT parent_id, doc FROM objects WHERE id = ? AND kind = ?",
                                   (object_id, kind)).fetchone()
             if row is None:
-                raise NotFound(f"{kind.capitalize()} {object_id} not found.", details={"id": object_id})
+                raise object_not_found(kind, object_id)
             doc, events = change(StoredObject(object_id, kind, row[0], json.loads(row[1])))
             if doc is None:
                 tx.conn.execute("DELETE FROM objects WHERE id = ?", (object_id,))
@@ -873,7 +392,7 @@ class SqliteStore:
     # -- records --------------------------------------------------------------
 
     async def change_records(self, changes: RecordChanges, events: list[NewEvent]) -> list[Event]:
-        def change(tx: _Tx) -> None:
+        def change(tx: Tx) -> None:
             conn = tx.conn
             conn.executemany(
                 "INSERT INTO records (id, sheet_id, vals, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
@@ -888,43 +407,27 @@ class SqliteStore:
                     "SELECT vals FROM records WHERE id = ? AND sheet_id = ?", (record_id, changes.sheet_id)
                 ).fetchone()
                 if row is None:
-                    raise NotFound(f"Record {record_id} not found in sheet {changes.sheet_id}.",
-                                   details={"recordId": record_id})
+                    raise record_not_found(record_id, changes.sheet_id)
                 merged = {**json.loads(row[0]), **values}
                 conn.execute("UPDATE records SET vals = ?, updated_at = ? WHERE id = ?",
                              (json.dumps(merged), stamp, record_id))
             for record_id in changes.delete:
                 cur = conn.execute("DELETE FROM records WHERE id = ? AND sheet_id = ?", (record_id, changes.sheet_id))
                 if cur.rowcount == 0:
-                    raise NotFound(f"Record {record_id} not found in sheet {changes.sheet_id}.",
-                                   details={"recordId": record_id})
+                    raise record_not_found(record_id, changes.sheet_id)
             tx.append(events)
 
         _, added = await self._write(change)
         return added
 
-    async def list_records(self, sheet_id: str, limit: int, offset: int) -> tuple[list[Record], int]:
-        def list_(conn: sqlite3.Connection) -> tuple[list[Record], int]:
-            total = conn.execute("SELECT count(*) FROM records WHERE sheet_id = ?", (sheet_id,)).fetchone()[0]
-            rows = conn.execute(
-                "SELECT id, vals, created_at, updated_at FROM records WHERE sheet_id = ? ORDER BY pos LIMIT ? OFFSET ?",
-                (sheet_id, limit, offset),
-            ).fetchall()
-            return [
-                Record(id=r[0], sheet_id=sheet_id, values=json.loads(r[1]), created_at=r[2], updated_at=r[3])
-                for r in rows
-            ], total
-
-        return await self._read(list_)
-
     # -- snapshots ------------------------------------------------------------
 
     async def create_snapshot(self, snapshot_id: str, sheet_id: str,
                               make: SnapshotMake) -> tuple[StoredObject, list[Event]]:
-        def create(tx: _Tx) -> StoredObject:
+        def create(tx: Tx) -> StoredObject:
             conn = tx.conn
             if conn.execute("SELECT 1 FROM objects WHERE id = ? AND kind = 'sheet'", (sheet_id,)).fetchone() is None:
-                raise NotFound(f"Sheet {sheet_id} not found.", details={"id": sheet_id})
+                raise object_not_found("sheet", sheet_id)
             count = conn.execute(
                 "INSERT INTO snapshot_records (snapshot_id, pos, id, vals, created_at, updated_at)"
                 " SELECT ?, row_number() OVER (ORDER BY pos), id, vals, created_at, updated_at"
@@ -937,45 +440,31 @@ class SqliteStore:
 
         return await self._write(create)
 
-    async def list_snapshot_records(self, snapshot_id: str, sheet_id: str, limit: int,
-                                    offset: int) -> tuple[list[Record], int]:
-        def list_(conn: sqlite3.Connection) -> tuple[list[Record], int]:
-            total = conn.execute("SELECT count(*) FROM snapshot_records WHERE snapshot_id = ?",
-                                 (snapshot_id,)).fetchone()[0]
-            rows = conn.execute(
-                "SELECT id, vals, created_at, updated_at FROM snapshot_records WHERE snapshot_id = ?"
-                " ORDER BY pos LIMIT ? OFFSET ?", (snapshot_id, limit, offset)).fetchall()
-            return [Record(id=r[0], sheet_id=sheet_id, values=json.loads(r[1]), created_at=r[2], updated_at=r[3])
-                    for r in rows], total
-
-        return await self._read(list_)
-
     async def restore_snapshot(self, snapshot_id: str, sheet_id: str, now: datetime,
                                make: RestoreMake) -> tuple[RecordCounts, list[Event]]:
-        def restore(tx: _Tx) -> RecordCounts:
+        def restore(tx: Tx) -> RecordCounts:
             conn = tx.conn
             if conn.execute("SELECT 1 FROM objects WHERE id = ? AND kind = 'snapshot'",
                             (snapshot_id,)).fetchone() is None:
-                raise NotFound(f"Snapshot {snapshot_id} not found.", details={"id": snapshot_id})
-            saved = [(r[0], json.loads(r[1]), r[2], r[3]) for r in conn.execute(
-                "SELECT id, vals, created_at, updated_at FROM snapshot_records WHERE snapshot_id = ? ORDER BY pos",
-                (snapshot_id,))]
-            current = {r[0]: (json.loads(r[1]), r[2]) for r in conn.execute(
-                "SELECT id, vals, updated_at FROM records WHERE sheet_id = ?", (sheet_id,))}
-            rows, counts = plan_restore(saved, current, now.isoformat())
+                raise object_not_found("snapshot", snapshot_id)
+            saved = conn.execute("SELECT id, vals, created_at, updated_at FROM snapshot_records WHERE snapshot_id = ?"
+                                 " ORDER BY pos", (snapshot_id,)).fetchall()
+            current = conn.execute("SELECT id, vals, updated_at FROM records WHERE sheet_id = ?",
+                                   (sheet_id,)).fetchall()
+            rows, counts = plan_restore(saved, current, sheet_id, now.isoformat())
             # Every row again, in the snapshot's order: the sheet reads back as it did when it was taken.
             conn.execute("DELETE FROM records WHERE sheet_id = ?", (sheet_id,))
             conn.executemany("INSERT INTO records (id, sheet_id, vals, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
-                             [(i, sheet_id, json.dumps(v), c, u) for i, v, c, u in rows])
+                             rows)
             tx.append(make(counts))
             return counts
 
         return await self._write(restore)
 
     async def delete_snapshot(self, snapshot_id: str, events: list[NewEvent]) -> list[Event]:
-        def delete(tx: _Tx) -> None:
+        def delete(tx: Tx) -> None:
             if tx.conn.execute("DELETE FROM objects WHERE id = ? AND kind = 'snapshot'", (snapshot_id,)).rowcount == 0:
-                raise NotFound(f"Snapshot {snapshot_id} not found.", details={"id": snapshot_id})
+                raise object_not_found("snapshot", snapshot_id)
             tx.conn.execute("DELETE FROM snapshot_records WHERE snapshot_id = ?", (snapshot_id,))
             tx.append(events)
 
@@ -988,37 +477,13 @@ class SqliteStore:
         _, added = await self._write(lambda tx: tx.append(events))
         return added
 
-    async def read_events(self, after: int, limit: int, job_id: str | None = None) -> list[Event]:
-        sql = "SELECT doc FROM events WHERE seq > ?"
-        params: list[Any] = [after]
-        if job_id is not None:
-            sql += " AND job_id = ?"
-            params.append(job_id)
-        sql += " ORDER BY seq LIMIT ?"
-        params.append(limit)
-
-        def read(conn: sqlite3.Connection) -> list[Event]:
-            return [Event.model_validate_json(r[0]) for r in conn.execute(sql, params).fetchall()]
-
-        return await self._read(read)
-
     async def head(self) -> int:
-        def head(conn: sqlite3.Connection) -> int:
-            return int(conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
-
-        return await self._read(head)
+        return await self._query(number, ("SELECT coalesce(max(seq), 0) FROM events", ()))
 
     # -- cursors --------------------------------------------------------------
 
-    async def get_cursor(self, name: str) -> int | None:
-        def get(conn: sqlite3.Connection) -> int | None:
-            row = conn.execute("SELECT seq FROM cursors WHERE name = ?", (name,)).fetchone()
-            return None if row is None else int(row[0])
-
-        return await self._read(get)
-
     async def set_cursor(self, name: str, seq: int) -> None:
-        def set_(tx: _Tx) -> None:
+        def set_(tx: Tx) -> None:
             # A cursor only moves forward: a late, slower writer must not rewind it.
             tx.conn.execute(
                 "INSERT INTO cursors (name, seq) VALUES (?, ?)"
@@ -1031,24 +496,11 @@ class SqliteStore:
     # -- users ----------------------------------------------------------------
 
     async def insert_user(self, user: StoredUser) -> None:
-        def insert(tx: _Tx) -> None:
+        def insert(tx: Tx) -> None:
             try:
                 tx.conn.execute("INSERT INTO users (id, name, role, token_hash, doc) VALUES (?, ?, ?, ?, ?)",
                                 (user.id, user.name, user.role, user.token_hash, json.dumps(user.doc)))
             except sqlite3.IntegrityError:
-                raise Conflict(f"A user named {user.name!r} already exists.", details={"name": user.name}) from None
+                raise user_exists(user.name) from None
 
         await self._write(insert)
-
-    async def find_user(self, *, token_hash: str | None = None, name: str | None = None) -> StoredUser | None:
-        column, value = ("token_hash", token_hash) if token_hash is not None else ("name", name)
-
-        def find(conn: sqlite3.Connection) -> StoredUser | None:
-            row = conn.execute(f"SELECT id, name, role, token_hash, doc FROM users WHERE {column} = ?",
-                               (value,)).fetchone()
-            return None if row is None else StoredUser(row[0], row[1], row[2], row[3], json.loads(row[4]))
-
-        return await self._read(find)
-
-    async def count_users(self) -> int:
-        return int(await self._read(lambda conn: conn.execute("SELECT count(*) FROM users").fetchone()[0]))

@@ -1,0 +1,312 @@
+"""The Store's reads, written once for both backends: each statement, and how its rows read back.
+
+A backend runs a read with its own `_query(decode, *statements)`: the statements in order on one of
+its read connections, then `decode` with their rows, one list per statement. SQLite runs all of it,
+decode too, in one trip to a worker thread; PostgreSQL on one connection of its pool. Rows are read
+by position, which both drivers' rows allow.
+
+The statements mark their parameters `?`; PostgreSQL numbers them (`numbered`). Where the dialects
+differ it is in a word: the column that keeps jobs and objects in the order they were inserted
+(`_position`: SQLite's rowid, PostgreSQL's pos), how a waiting job is named (`_waiting`), how an
+instant is kept (`_instant`: epoch seconds, timestamptz) and how a condition takes a list of values
+(`_any_of`). What a backend reads its own way (the log's head, part counts) stays in the backend.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+from listener import status_words
+from listener.models import Event, EventContext, Job, JobItemError, JobSettings, JobStatus, Record
+from listener.platform.store.base import (
+    JobQuery,
+    PartStats,
+    StoredObject,
+    StoredUser,
+    job_not_found,
+    object_not_found,
+)
+
+__all__ = ["AnyOf", "Statement", "StoreReads", "first_column", "job_filter", "number", "numbered", "part_stats_of",
+           "status_terms"]
+
+T = TypeVar("T")
+
+Statement = tuple[str, Sequence[Any]]
+"""A statement with `?` marks, and its parameters."""
+
+AnyOf = Callable[[str, Sequence[str], list[Any]], str]
+"""A store's `column IN values` condition: it adds what it needs to the parameters and returns its SQL."""
+
+
+@functools.lru_cache(maxsize=512)  # the statements are few: each is numbered once, not on every read
+def numbered(sql: str) -> str:
+    """`sql` with its `?` marks numbered as PostgreSQL's `$1`, `$2`, ... (no statement here has another `?`)."""
+    first, *rest = sql.split("?")
+    return first + "".join(f"${n}{text}" for n, text in enumerate(rest, start=1))
+
+
+StatusTerm = tuple[str, list[str]]
+"""("status", s): status IN s; ("status_detail", d): status_detail IN d; ("undetailed", s): status IN s, no detail."""
+
+
+def status_terms(query: JobQuery) -> tuple[list[str], list[StatusTerm]]:
+    """How a store reads a query's status filter: `status IN (the first)` (if any), and the OR of the second's terms.
+
+    Details alone (RETRY, TIMEOUT) are `status_detail IN (...)`, a range of the partial index. Any other filter is
+    a range of jobs_status_type per status, and a row's detail is read only for a status that needs it.
+    """
+    plain, undetailed = [s.value for s in query.status], [s.value for s in query.undetailed]
+    details = list(query.status_details)
+    if not plain and not undetailed:
+        return [], [("status_detail", details)] if details else []
+    if not details and not undetailed:
+        return plain, []
+    statuses = list(dict.fromkeys([*plain, *undetailed, *(status_words.DETAILS[d] for d in details)]))
+    terms = [(c, v) for c, v in (("status", plain), ("undetailed", undetailed), ("status_detail", details)) if v]
+    return statuses, terms
+
+
+def job_filter(query: JobQuery, any_of: AnyOf, params: list[Any]) -> str:
+    """The WHERE clause of a job listing (empty for none); its parameters go to `params` in the clause's order."""
+    where: list[str] = []
+    statuses, terms = status_terms(query)
+    if statuses:
+        where.append(any_of("status", statuses, params))
+    if terms:
+        ors = [f"{any_of('status', v, params)} AND status_detail IS NULL" if column == "undetailed"
+               else any_of(column, v, params) for column, v in terms]
+        where.append(ors[0] if len(ors) == 1 else f"({' OR '.join(f'({o})' for o in ors)})")
+    where += [any_of(column, [str(v) for v in values], params)
+              for column, values in (("type", query.type), ("operation", query.operation)) if values]
+    for column, value in (("created_by", query.created_by), ("parent_id", query.parent_id)):
+        if value is not None:
+            params.append(value)
+            where.append(f"{column} = ?")
+    if query.is_part is not None:
+        where.append("parent_id IS NOT NULL" if query.is_part else "parent_id IS NULL")
+    return f" WHERE {' AND '.join(where)}" if where else ""
+
+
+def part_stats_of(counts: list[Any], failed: list[Any]) -> PartStats:
+    """A split job's PartStats from its parts' (status, count, sum of progress) rows and the failed parts' numbers."""
+    by_status = {JobStatus(r[0]): int(r[1]) for r in counts}
+    progress = sum(int(r[2] or 0) for r in counts if not JobStatus(r[0]).is_terminal)
+    return PartStats(by_status, progress, [r[0] for r in failed])
+
+
+def _record(row: Any, sheet_id: str) -> Record:
+    return Record(id=row[0], sheet_id=sheet_id, values=json.loads(row[1]), created_at=row[2], updated_at=row[3])
+
+
+def _object(row: Any) -> StoredObject:
+    return StoredObject(row[0], row[1], row[2], json.loads(row[3]))
+
+
+def first_column(rows: list[Any]) -> list[Any]:
+    """What a statement that reads one column read (ids, say)."""
+    return [r[0] for r in rows]
+
+
+def number(rows: list[Any]) -> int:
+    """What a statement that reads one number read (a count, the log's head)."""
+    return int(rows[0][0])
+
+
+def _starts_limited(settings: JobSettings) -> bool:
+    return settings.max_running is not None or settings.starts_per_second is not None
+
+
+class StoreReads:
+    """The reads of the Store protocol, and the per-type settings a store remembers from them.
+
+    A backend provides `_query`, `_any_of`, `_instant`, `_position` and `_waiting`.
+    """
+
+    _position: ClassVar[str]
+    """The column that keeps jobs and objects in the order they were inserted."""
+    _waiting: ClassVar[str]
+    """A waiting job's condition, as the partial index jobs_waiting says it (a query must, for the index to serve)."""
+    _limits: dict[str, JobSettings]
+    _limited: dict[str, JobSettings]
+    """The settings that limit how many jobs of their type may start: what a store admits a job against."""
+
+    if TYPE_CHECKING:
+        async def _query(self, decode: Callable[..., T], *statements: Statement) -> T: ...
+
+        @staticmethod
+        def _any_of(column: str, values: Sequence[str], params: list[Any]) -> str: ...
+
+        @staticmethod
+        def _instant(instant: datetime) -> Any:
+            """An instant as the store keeps it in due_at and finished_at."""
+
+    # -- jobs -----------------------------------------------------------------
+
+    async def get_job(self, job_id: str) -> Job:
+        def job(rows: list[Any]) -> Job:
+            if not rows:
+                raise job_not_found(job_id)
+            return Job.model_validate_json(rows[0][0])
+
+        return await self._query(job, ("SELECT doc FROM jobs WHERE id = ?", (job_id,)))
+
+    async def list_jobs(self, query: JobQuery) -> tuple[list[Job], int]:
+        params: list[Any] = []
+        clause = job_filter(query, self._any_of, params)
+        order = "part" if query.parent_id is not None else f"{self._position} DESC"
+
+        def page(total: list[Any], rows: list[Any]) -> tuple[list[Job], int]:
+            return [Job.model_validate_json(r[0]) for r in rows], number(total)
+
+        return await self._query(page, (f"SELECT count(*) FROM jobs{clause}", params),
+                                 (f"SELECT doc FROM jobs{clause} ORDER BY {order} LIMIT ? OFFSET ?",
+                                  [*params, query.limit, query.offset]))
+
+    async def ready_jobs(self, after: int, limit: int) -> list[tuple[int, Job, EventContext]]:
+        def ready(rows: list[Any]) -> list[tuple[int, Job, EventContext]]:
+            return [(r[0], Job.model_validate_json(r[1]), EventContext.model_validate_json(r[2])) for r in rows]
+
+        p = self._position
+        return await self._query(ready, (f"SELECT {p}, doc, ctx FROM jobs WHERE status = 'ready' AND {p} > ?"
+                                         f" ORDER BY {p} LIMIT ?", (after, limit)))
+
+    async def due_jobs(self, now: datetime, limit: int) -> list[str]:
+        return await self._query(first_column, ("SELECT id FROM jobs WHERE due_at <= ? ORDER BY due_at LIMIT ?",
+                                                (self._instant(now), limit)))
+
+    async def waiting_jobs(self, job: str, limit: int) -> list[str]:
+        kind, _, operation = job.partition(":")
+        return await self._query(first_column, (f"SELECT id FROM jobs WHERE type = ? AND operation = ?"
+                                                f" AND {self._waiting} ORDER BY created_at, {self._position} LIMIT ?",
+                                                (kind, operation, limit)))
+
+    async def count_jobs(self) -> dict[tuple[str, str], int]:
+        def counts(rows: list[Any]) -> dict[tuple[str, str], int]:
+            return {(r[0], r[1]): int(r[2]) for r in rows}
+
+        return await self._query(counts, ("SELECT status, type, count(*) FROM jobs GROUP BY status, type", ()))
+
+    async def job_errors(self, job_id: str, limit: int, offset: int) -> tuple[list[JobItemError], int]:
+        def page(total: list[Any], rows: list[Any]) -> tuple[list[JobItemError], int]:
+            return [JobItemError(item=r[0], message=r[1], created_at=r[2]) for r in rows], number(total)
+
+        return await self._query(page, ("SELECT count(*) FROM job_errors WHERE job_id = ?", (job_id,)),
+                                 ("SELECT item, message, created_at FROM job_errors WHERE job_id = ? ORDER BY pos"
+                                  " LIMIT ? OFFSET ?", (job_id, limit, offset)))
+
+    async def job_data(self, job_id: str, after: int, limit: int) -> list[tuple[int, dict[str, Any]]]:
+        def data(rows: list[Any]) -> list[tuple[int, dict[str, Any]]]:
+            return [(int(r[0]), json.loads(r[1])) for r in rows]
+
+        return await self._query(data, ("SELECT pos, row FROM job_data WHERE job_id = ? AND pos > ? ORDER BY pos"
+                                        " LIMIT ?", (job_id, after, limit)))
+
+    # -- per-type settings ----------------------------------------------------
+
+    async def job_settings(self) -> dict[str, JobSettings]:
+        def settings(rows: list[Any]) -> dict[str, JobSettings]:
+            return {r[0]: JobSettings.model_validate_json(r[1]) for r in rows}
+
+        self._limits = await self._query(settings, ("SELECT job, doc FROM job_settings ORDER BY job", ()))
+        self._limited = {job: s for job, s in self._limits.items() if _starts_limited(s)}
+        return dict(self._limits)
+
+    def limits(self) -> dict[str, JobSettings]:
+        return self._limits
+
+    def _remember(self, settings: JobSettings) -> None:
+        """Enforce `settings` from now on (they were just saved)."""
+        self._limits[settings.job] = settings
+        if _starts_limited(settings):
+            self._limited[settings.job] = settings
+        else:
+            self._limited.pop(settings.job, None)
+
+    # -- domain objects, records and snapshots --------------------------------
+
+    async def get_object(self, object_id: str, kind: str | None = None) -> StoredObject:
+        def stored(rows: list[Any]) -> StoredObject:
+            if not rows or (kind is not None and rows[0][1] != kind):
+                raise object_not_found(kind or "object", object_id)
+            return _object(rows[0])
+
+        return await self._query(stored, ("SELECT id, kind, parent_id, doc FROM objects WHERE id = ?", (object_id,)))
+
+    async def list_objects(self, kind: str, parent_id: str | None = None) -> list[StoredObject]:
+        sql, params = "SELECT id, kind, parent_id, doc FROM objects WHERE kind = ?", [kind]
+        if parent_id is not None:
+            sql += " AND parent_id = ?"
+            params.append(parent_id)
+
+        def objects(rows: list[Any]) -> list[StoredObject]:
+            return [_object(r) for r in rows]
+
+        return await self._query(objects, (f"{sql} ORDER BY {self._position}", params))
+
+    async def list_records(self, sheet_id: str, limit: int, offset: int) -> tuple[list[Record], int]:
+        def page(total: list[Any], rows: list[Any]) -> tuple[list[Record], int]:
+            return [_record(r, sheet_id) for r in rows], number(total)
+
+        return await self._query(page, ("SELECT count(*) FROM records WHERE sheet_id = ?", (sheet_id,)),
+                                 ("SELECT id, vals, created_at, updated_at FROM records WHERE sheet_id = ?"
+                                  " ORDER BY pos LIMIT ? OFFSET ?", (sheet_id, limit, offset)))
+
+    async def list_snapshot_records(self, snapshot_id: str, sheet_id: str, limit: int,
+                                    offset: int) -> tuple[list[Record], int]:
+        def page(total: list[Any], rows: list[Any]) -> tuple[list[Record], int]:
+            return [_record(r, sheet_id) for r in rows], number(total)
+
+        return await self._query(page, ("SELECT count(*) FROM snapshot_records WHERE snapshot_id = ?", (snapshot_id,)),
+                                 ("SELECT id, vals, created_at, updated_at FROM snapshot_records WHERE snapshot_id = ?"
+                                  " ORDER BY pos LIMIT ? OFFSET ?", (snapshot_id, limit, offset)))
+
+    # -- the event log and cursors --------------------------------------------
+
+    async def read_events(self, after: int, limit: int, job_id: str | None = None) -> list[Event]:
+        sql = "SELECT doc FROM events WHERE seq > ?"
+        params: list[Any] = [after]
+        if job_id is not None:
+            sql += " AND job_id = ?"
+            params.append(job_id)
+
+        sql += " ORDER BY seq LIMIT ?"
+        params.append(limit)
+
+        def events(rows: list[Any]) -> list[Event]:
+            return [Event.model_validate_json(r[0]) for r in rows]
+
+        return await self._query(events, (sql, params))
+
+    async def get_cursor(self, name: str) -> int | None:
+        def cursor(rows: list[Any]) -> int | None:
+            return int(rows[0][0]) if rows else None
+
+        return await self._query(cursor, ("SELECT seq FROM cursors WHERE name = ?", (name,)))
+
+    async def cursors(self) -> dict[str, int]:
+        def cursors(rows: list[Any]) -> dict[str, int]:
+            return {r[0]: int(r[1]) for r in rows}
+
+        return await self._query(cursors, ("SELECT name, seq FROM cursors", ()))
+
+    # -- users ----------------------------------------------------------------
+
+    async def find_user(self, *, token_hash: str | None = None, name: str | None = None) -> StoredUser | None:
+        column, value = ("token_hash", token_hash) if token_hash is not None else ("name", name)
+
+        def user(rows: list[Any]) -> StoredUser | None:
+            if not rows:
+                return None
+            r = rows[0]
+            return StoredUser(r[0], r[1], r[2], r[3], json.loads(r[4]))
+
+        return await self._query(user, (f"SELECT id, name, role, token_hash, doc FROM users WHERE {column} = ?",
+                                        (value,)))
+
+    async def count_users(self) -> int:
+        return await self._query(number, ("SELECT count(*) FROM users", ()))
