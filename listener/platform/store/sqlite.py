@@ -67,7 +67,7 @@ _JOB_COLUMN_NAMES = _JOB_COLUMNS.split(", ")
 _JOB_MARKS = ", ".join("?" * len(_JOB_COLUMN_NAMES))
 
 
-_ROWS_KEPT = 20_000  # twice the writer's job cache: rows outlive their jobs there only briefly
+_ROWS_KEPT = 10_000  # jobs not ended, whose next move is likely; as many as the writer's job cache
 
 
 def _job_row(job: Job) -> tuple[Any, ...]:
@@ -274,7 +274,10 @@ class SqliteStore(SqliteWriter, StoreReads):
                 old = memo[1] if memo is not None and memo[0] is job else _job_row(job) if known else None
                 row = _job_row(new)
                 _update_job(tx, job_id, row, old, new.model_dump_json())
-                self._remember_row(new, row)
+                if new.status.is_terminal:
+                    self._rows.pop(job_id, None)  # moves of an ended job are rare: kept, it would hold the job
+                else:
+                    self._remember_row(new, row)
             if outcome.data:
                 tx.conn.executemany("INSERT INTO job_data (job_id, row) VALUES (?, ?)",
                                     [(job_id, json.dumps(row)) for row in outcome.data])
