@@ -45,7 +45,7 @@ async def receive(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
 async def closed(ws: aiohttp.ClientWebSocketResponse) -> int | None:
     """The socket's close code, once the server has closed it (messages before the close are skipped)."""
     with anyio.fail_after(5):
-        while not (await ws.receive()).type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+        while (await ws.receive()).type not in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
             pass
     return ws.close_code
 
@@ -126,7 +126,7 @@ async def test_an_open_stream_gets_no_event_after_its_token_is_rotated(server: S
         assert (await receive(ws))["event"]["context"]["jobId"] == first.id
         status, body = await call(server, "POST", f"{API}/users/alice/rotate", server.admin_token)
         assert status == 200
-        second = await new_job(server, "alice")
+        await new_job(server, "alice")
         while (message := await receive(ws))["type"] == "event":
             assert message["event"]["context"]["jobId"] == first.id, "no event after the rotate goes out"
         assert message["type"] == "error" and message["error"]["code"] == "unauthorized"
