@@ -64,8 +64,8 @@ def _list(users: list[User], as_json: bool) -> None:
     for user in users:
         if user.revoked_at is not None:
             token = f"revoked {user.revoked_at:%Y-%m-%d %H:%M:%S}"
-        elif user.token_rotated_at is not None:
-            token = f"rotated {user.token_rotated_at:%Y-%m-%d %H:%M:%S}"
+        elif user.rotated_at is not None:
+            token = f"rotated {user.rotated_at:%Y-%m-%d %H:%M:%S}"
         else:
             token = "works"
         table.add_row(user.name, user.role.value, f"{user.created_at:%Y-%m-%d %H:%M:%S}", token)

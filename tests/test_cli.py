@@ -160,7 +160,7 @@ async def test_users_list_revoke_and_rotate_on_the_database_a_server_shares(serv
     listed = json.loads(out)["items"]
     assert [(u["name"], u["role"], u["revokedAt"]) for u in listed] == [("admin", "admin", None),
                                                                          ("ann", "agent", None)]
-    assert "lst_" not in out and set(listed[0]) == {"id", "name", "role", "createdAt", "tokenRotatedAt", "revokedAt"}
+    assert "lst_" not in out and set(listed[0]) == {"id", "name", "role", "createdAt", "rotatedAt", "revokedAt"}
     code, out, _ = await users("list")
     assert code == 0 and "ann" in out and "agent" in out and "2 user(s)" in out
 

@@ -61,8 +61,8 @@ class User(Model):
     name: str
     role: Role
     created_at: datetime
-    token_rotated_at: datetime | None = None
-    """When its token was last replaced by a new one (`rotate`)."""
+    rotated_at: datetime | None = None
+    """When its token was last replaced by a new one (`rotate`); None if it still has its first."""
     revoked_at: datetime | None = None
     """When its token was revoked: since then it has no working token, until a rotate gives it one."""
 
@@ -175,7 +175,7 @@ class Users:
         now = self._clock.now()
 
         def rotate(stored: StoredUser, admins: list[StoredUser]) -> StoredUser:
-            doc = {**stored.doc, "tokenRotatedAt": now.isoformat(), "revokedAt": None}
+            doc = {**stored.doc, "rotatedAt": now.isoformat(), "revokedAt": None}
             return StoredUser(stored.id, stored.name, stored.role, hash_token(token), doc)
 
         return await self._change(name, rotate), token

@@ -61,7 +61,7 @@ async def test_an_admin_lists_users_and_no_one_else_may(server: Server) -> None:
     assert status == 200
     assert [(u["name"], u["role"]) for u in body["items"]] == [("admin", "admin"), ("alice", "member"),
                                                                 ("worker", "agent")]
-    assert set(body["items"][0]) == {"id", "name", "role", "createdAt", "tokenRotatedAt", "revokedAt"}, \
+    assert set(body["items"][0]) == {"id", "name", "role", "createdAt", "rotatedAt", "revokedAt"}, \
         "no token, nor its hash, ever leaves the server"
     for path in ("/users", "/users/alice/revoke", "/users/alice/rotate"):
         status, body = await call(server, "GET" if path == "/users" else "POST", API + path, alice)
@@ -77,7 +77,7 @@ async def test_a_revoked_token_is_refused_by_rest_at_once_and_rotate_gives_a_new
     assert (await call(server, "POST", f"{API}/users/alice/revoke", server.admin_token))[0] == 200, "idempotent"
 
     status, body = await call(server, "POST", f"{API}/users/alice/rotate", server.admin_token)
-    assert status == 200 and body["user"]["revokedAt"] is None and body["user"]["tokenRotatedAt"] is not None
+    assert status == 200 and body["user"]["revokedAt"] is None and body["user"]["rotatedAt"] is not None
     new = body["token"]
     assert new.startswith("lst_") and new != alice
     assert (await call(server, "GET", f"{API}/users/me", new))[1]["name"] == "alice"
