@@ -133,3 +133,16 @@ async def test_the_job_page_works_with_the_keyboard_alone(web: Web) -> None:
     await tab_to("Events")
     await expect(page.get_by_role("list", name="Events")).to_be_focused()
     assert (await jobs.get(job.id)).status.value == "cancelled"
+
+
+async def test_a_page_open_when_its_token_is_revoked_signs_out(web: Web) -> None:
+    server = web.server
+    token = await server.token("mia")
+    job = await server.platform.api.as_actor("mia").jobs.create(type="workbook", operation="export")
+    await web.sign_in(token, f"/jobs/{job.id}")
+    await expect(web.page.get_by_role("heading", level=1)).to_contain_text("workbook:export")
+    web.allow("401")  # the browser logs the refused requests
+    await server.users.revoke("mia")
+    await server.platform.api.as_actor("mia").jobs.create(type="workbook", operation="export")  # an event to refuse
+    await expect(web.page.locator("#signin")).to_be_visible()
+    await expect(web.page.locator("#signin-error")).to_contain_text("the token is no longer accepted")
