@@ -825,3 +825,7 @@ def forbid(user: User, route: Route) -> None:
         allowed = " or ".join(sorted(r.value for r in route.roles))
         raise Forbidden(f"{route.method} {route.path} needs the {allowed} role; {user.name} is {user.role.value}.",
                         details={"role": user.role.value})
+
+
+# The route modules of their own join the table here, so that whoever imports ROUTES gets all of it.
+from listener.platform import user_routes  # noqa: E402, F401

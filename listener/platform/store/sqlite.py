@@ -37,6 +37,7 @@ from listener.platform.store.base import (
     SnapshotMake,
     StoredObject,
     StoredUser,
+    UserChange,
     admission,
     due_at,
     job_exists,
@@ -47,9 +48,10 @@ from listener.platform.store.base import (
     record_not_found,
     status_detail,
     user_exists,
+    user_not_found,
     waits_for_slot,
 )
-from listener.platform.store.reads import Statement, StoreReads, number, part_stats_of
+from listener.platform.store.reads import USER_COLUMNS, Statement, StoreReads, number, part_stats_of, stored_user
 from listener.platform.store.schema import STEPS
 from listener.platform.store.sqlite_writer import BUSY_TIMEOUT_MS, WAL_SIZE_LIMIT, SqliteWriter, Synchronous, Tx
 from listener.tasks import task_scope
@@ -527,3 +529,17 @@ class SqliteStore(SqliteWriter, StoreReads):
                 raise user_exists(user.name) from None
 
         await self._write(insert)
+
+    async def change_user(self, name: str, change: UserChange) -> StoredUser:
+        def change_(tx: Tx) -> StoredUser:
+            # The writer's transaction is the only one writing (BEGIN IMMEDIATE): the admins read here stay as read.
+            row = tx.conn.execute(f"SELECT {USER_COLUMNS} FROM users WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise user_not_found(name)
+            admins = tx.conn.execute(f"SELECT {USER_COLUMNS} FROM users WHERE role = 'admin' ORDER BY name").fetchall()
+            new = change(stored_user(row), [stored_user(a) for a in admins])
+            tx.conn.execute("UPDATE users SET role = ?, token_hash = ?, doc = ? WHERE id = ?",
+                            (new.role, new.token_hash, json.dumps(new.doc), new.id))
+            return new
+
+        return (await self._write(change_))[0]
