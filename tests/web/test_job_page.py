@@ -146,3 +146,28 @@ async def test_a_page_open_when_its_token_is_revoked_signs_out(web: Web) -> None
     await server.platform.api.as_actor("mia").jobs.create(type="workbook", operation="export")  # an event to refuse
     await expect(web.page.locator("#signin")).to_be_visible()
     await expect(web.page.locator("#signin-error")).to_contain_text("the token is no longer accepted")
+
+
+async def test_retry_failed_items_makes_a_job_for_exactly_those_and_its_page_links_back(web: Web) -> None:
+    server = web.server
+    api = server.platform.api.as_actor("admin")
+    job = await api.jobs.create(type="workbook", operation="import", input={"file": "rows.csv"})
+    await api.jobs.ack(job.id)
+    await api.jobs.log_errors(job.id, [{"item": "row 4", "message": "no email"}, {"message": "2 rows skipped"},
+                                       {"item": "row 9", "message": "bad date"}])
+    await api.jobs.fail(job.id, error="2 rows failed")
+
+    await web.sign_in(server.admin_token, f"/jobs/{job.id}")
+    page = web.page
+    button = page.get_by_role("button", name="Retry failed items")
+    await button.focus()
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("dialog")).to_contain_text("workbook:import (failed items)")
+    again = next(j for j in (await api.jobs.list(limit=10)).items if j.retry_of == job.id)
+    assert again.input == {"file": "rows.csv", "items": ["row 4", "row 9"]}
+
+    await page.keyboard.press("Escape")
+    await page.goto(f"{server.url}/#/jobs/{again.id}")
+    await expect(page.get_by_text("Retries the failed items of")).to_be_visible()
+    await expect(page.get_by_role("link", name=job.id)).to_be_visible()
+    await expect(page.get_by_role("button", name="Retry failed items")).to_have_count(0)  # nothing failed here yet

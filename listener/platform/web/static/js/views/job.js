@@ -20,12 +20,12 @@ const FIELDS = [
   ["attempt", "Attempt"], ["maxAttempts", "Max attempts"], ["nextAttemptAt", "Next retry"], ["retry", "Retry policy"],
   ["leaseSeconds", "Lease (s)"], ["leaseExpiresAt", "Lease expires"], ["timeoutSeconds", "Timeout (s)"],
   ["runAt", "Run at"], ["predecessorIds", "Waits for"], ["waitingFor", "Waiting for"], ["isPart", "Is a part"],
-  ["part", "Part"], ["parentId", "Parent job"], ["partData", "Part data"], ["parts", "Parts"], ["dataRows", "Job data rows"],
+  ["part", "Part"], ["parentId", "Parent job"], ["retryOf", "Retries the failed items of"], ["partData", "Part data"], ["parts", "Parts"], ["dataRows", "Job data rows"],
   ["outcomeAcknowledgedAt", "Outcome acknowledged"], ["metadata", "Metadata"], ["checkpoint", "Checkpoint"],
 ];
 // Shown in their own sections below, not in the list of fields.
 const ELSEWHERE = new Set(["input", "outcome", "error", "files"]);
-const ID_FIELDS = new Set(["id", "source", "destination", "parentId"]);
+const ID_FIELDS = new Set(["id", "source", "destination", "parentId", "retryOf"]);
 const ROLES = { input: "Input file", output: "Output file", error_report: "Error report" };
 
 export async function jobView(main, { id }, query, ctx) {
@@ -60,8 +60,19 @@ export async function jobView(main, { id }, query, ctx) {
     const csv = h("button", { type: "button", class: "btn small", disabled: !page.total,
       onclick: () => download(`/api/v1/jobs/${encodeURIComponent(id)}/errors.csv`).catch((e) => showError(e, "Error log")) },
     "Download error log (CSV)");
+    // Retry only what failed: a new job for the items the log names, once this one has ended.
+    const retryItems = TERMINAL.has(job.status) && page.items.some((e) => e.item != null)
+      ? h("button", { type: "button", class: "btn small primary", onclick: async () => {
+        try {
+          const again = await post(`/jobs/${encodeURIComponent(id)}/retry-failed-items`);
+          await track(again, { label: `${job.job} (failed items)` });
+        } catch (error) {
+          showError(error, "Retry failed items");
+        }
+      } }, "Retry failed items")
+      : null;
     fill(errorsBox,
-      h("div", { class: "page-head" }, h("h2", { id: "errors-title" }, `Error log (${page.total})`), csv),
+      h("div", { class: "page-head" }, h("h2", { id: "errors-title" }, `Error log (${page.total})`), retryItems, csv),
       page.total
         ? h("div", { class: "table-wrap" }, h("table", { class: "errors" },
           h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Item"), h("th", { scope: "col" }, "Message"), h("th", { scope: "col" }, "Time"))),
