@@ -281,7 +281,8 @@ class StoreReads:
         def schedules(rows: list[Any]) -> list[Schedule]:
             return [Schedule.model_validate_json(r[0]) for r in rows]
 
-        return await self._query(schedules, (f"SELECT doc FROM schedules ORDER BY {self._position}", ()))
+        # In creation order: an id begins with the time it was made.
+        return await self._query(schedules, ("SELECT doc FROM schedules ORDER BY id", ()))
 
     async def due_schedules(self, now: datetime, limit: int) -> list[str]:
         return await self._query(first_column, ("SELECT id FROM schedules WHERE next_run_at <= ? ORDER BY next_run_at"

@@ -290,7 +290,7 @@ STEPS: list[Step] = [
     CREATE INDEX jobs_status_detail ON jobs (status_detail, type, pos) WHERE status_detail IS NOT NULL;
     """),
     # 12: schedules (listener/platform/schedules.py): the next tick of each that is not paused, in SQLite as epoch
-    # seconds, so that a sweep reads the due ones as a range of the index
+    # seconds, so that a sweep reads the due ones as a range of the index; listed in id order, which is creation order
     Step(sqlite="""
     CREATE TABLE schedules (
         id TEXT PRIMARY KEY,
@@ -301,7 +301,6 @@ STEPS: list[Step] = [
     """, postgres="""
     CREATE TABLE schedules (
         id text PRIMARY KEY,
-        pos bigserial,
         next_run_at timestamptz,
         doc jsonb NOT NULL
     );
