@@ -31,6 +31,7 @@ from listener.models import (
     Space,
     Workbook,
 )
+from listener.schedules import SchedulesApi
 from listener.snapshots import SnapshotsApi
 
 __all__ = [
@@ -269,3 +270,7 @@ class Api(Protocol):
     def events(self) -> EventsApi: ...
     @property
     def files(self) -> FilesApi: ...
+    @property
+    def schedules(self) -> SchedulesApi:
+        """Cron schedules that create jobs: create, list, get, update, pause, resume, delete (listener/schedules.py)."""
+        ...

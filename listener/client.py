@@ -84,6 +84,7 @@ from listener.models import (
     refuse_nul,
 )
 from listener.remote import EventStream, run_listener
+from listener.schedules import Schedule, ScheduleCreate, SchedulesApi, ScheduleUpdate
 from listener.snapshots import (
     Snapshot,
     SnapshotCreate,
@@ -200,6 +201,7 @@ class Client:
         self.actions = ClientActions(self)
         self.events = ClientEvents(self)
         self.files = ClientFiles(self)
+        self.schedules = ClientSchedules(self)
 
     def __repr__(self) -> str:
         return f"Client({self.url!r}, state={self.state.value})"
@@ -729,6 +731,33 @@ class ClientRecords(_Resource):
         data = await self._client.request("GET", f"/sheets/{_path(sheet_id)}/records",
                                           params=[("limit", str(limit)), ("offset", str(offset))])
         return Page[Record].model_validate(data)
+
+
+class ClientSchedules(_Resource, SchedulesApi):
+    """schedules.create / list / get / update / pause / resume / delete over HTTP (signatures: SchedulesApi)."""
+
+    async def _create(self, spec: ScheduleCreate) -> Schedule:
+        return Schedule.model_validate(await self._client.request("POST", "/schedules", body=_dump(spec)))
+
+    async def _list(self) -> list[Schedule]:
+        data = await self._client.request("GET", "/schedules")
+        return [Schedule.model_validate(item) for item in data["items"]]
+
+    async def _get(self, schedule_id: str) -> Schedule:
+        return Schedule.model_validate(await self._client.request("GET", f"/schedules/{_path(schedule_id)}"))
+
+    async def _update(self, schedule_id: str, changes: ScheduleUpdate) -> Schedule:
+        return Schedule.model_validate(await self._client.request("PATCH", f"/schedules/{_path(schedule_id)}",
+                                                                  body=_dump(changes)))
+
+    async def _pause(self, schedule_id: str) -> Schedule:
+        return Schedule.model_validate(await self._client.request("POST", f"/schedules/{_path(schedule_id)}/pause"))
+
+    async def _resume(self, schedule_id: str) -> Schedule:
+        return Schedule.model_validate(await self._client.request("POST", f"/schedules/{_path(schedule_id)}/resume"))
+
+    async def _delete(self, schedule_id: str) -> None:
+        await self._client.request("DELETE", f"/schedules/{_path(schedule_id)}")
 
 
 class ClientSnapshots(_Resource, SnapshotsApi):

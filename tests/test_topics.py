@@ -52,7 +52,9 @@ EXPORT = make_event(
 
 
 def test_catalog_has_every_documented_topic() -> None:
-    assert len(TOPICS) == 30
+    assert len(TOPICS) == 33
+    assert {topics.SCHEDULE_CREATED, topics.SCHEDULE_UPDATED, topics.SCHEDULE_DELETED} == {
+        "schedule:created", "schedule:updated", "schedule:deleted"} <= TOPICS
     assert {topics.SNAPSHOT_CREATED, topics.SNAPSHOT_RESTORED, topics.SNAPSHOT_DELETED} == {
         "snapshot:created", "snapshot:restored", "snapshot:deleted"} <= TOPICS
     assert topics.JOB_PARTS_COMPLETED == "job:parts-completed" and topics.JOB_PARTS_COMPLETED in TOPICS

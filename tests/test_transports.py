@@ -330,3 +330,36 @@ async def test_wait_and_refresh_update_the_job_in_place_as_fiddlers_code_expects
     assert await other.wait(timeout=5) is other
     assert other.status is S.FAILED and other.error_message == "The model is gone."
     assert other == await platform.api.jobs.get(other.id)
+
+
+async def test_schedules_make_jobs_and_answer_alike(api: Api, platform: Platform) -> None:
+    clock: Any = platform.clock
+    start = clock.now()
+    schedule = await api.schedules.create(job="workbook:export", cron="@hourly", timezone="Europe/Berlin",
+                                          input={"format": "csv"})
+    assert (schedule.created_by, schedule.input, schedule.description) == (actor(api), {"format": "csv"},
+                                                                          "At the start of every hour")
+    assert len(schedule.upcoming) == 5 and schedule.upcoming[0] == schedule.next_run_at
+    assert await api.schedules.get(schedule.id) == schedule
+    assert await api.schedules.list() == [schedule]
+    clock.advance(3600)
+    assert await platform.schedule_runner.sweep() == 1
+    [job] = [j for j in (await api.jobs.list()).items if j.created_by == f"schedule:{schedule.id}"]
+    assert (job.job, job.input) == ("workbook:export", {"format": "csv"})
+    paused = await api.schedules.pause(schedule.id)
+    assert (paused.paused, paused.next_run_at, paused.last_job_id) == (True, None, job.id)
+    resumed = await api.schedules.resume(schedule.id)
+    assert resumed.next_run_at is not None and resumed.next_run_at > start
+    updated = await api.schedules.update(schedule.id, cron="0 3 * * *", input={"format": "xlsx"})
+    assert (updated.cron, updated.input, updated.timezone) == ("0 3 * * *", {"format": "xlsx"}, "Europe/Berlin")
+    with pytest.raises(Invalid) as raised:
+        await api.schedules.create(job="workbook:export", cron="0 25 * * *")
+    assert [d["field"] for d in raised.value.details] == ["cron"]
+    with pytest.raises(Invalid) as raised:
+        await api.schedules.update(schedule.id, timezone="Europe/Nowhere")
+    assert [d["field"] for d in raised.value.details] == ["timezone"]
+    await api.schedules.delete(schedule.id)
+    with pytest.raises(NotFound, match=schedule.id):
+        await api.schedules.get(schedule.id)
+    with pytest.raises(NotFound, match=schedule.id):
+        await api.schedules.resume(schedule.id)

@@ -39,6 +39,7 @@ from listener.platform.files import DEFAULT_MAX_FILE_SIZE, FileService
 from listener.platform.jobs import DEFAULT_DATA_TTL, JobService
 from listener.platform.ready_queue import announce_for
 from listener.platform.scheduler import Scheduler
+from listener.platform.schedules import ScheduleRunner, ScheduleService
 from listener.platform.snapshots import SnapshotService
 from listener.platform.store.base import Store
 from listener.platform.store.sqlite import SqliteStore, Synchronous
@@ -84,6 +85,7 @@ class PlatformApi:
         self.actions = ActionService(domains, self.jobs)
         self.events = EventService(store)
         self.files = FileService(domains, blobs or default_blobs(store), max_size=max_file_size)
+        self.schedules = ScheduleService(domains, lambda actor: self.as_actor(actor).jobs)
 
     def as_actor(self, actor: str | None) -> PlatformApi:
         """The same Api acting as someone else (recorded as `createdBy` and `actorId`)."""
@@ -135,6 +137,8 @@ class Platform:
                                max_file_size=max_file_size)
         self.scheduler = Scheduler(self.api.as_actor("scheduler").jobs, clock, interval=sweep_interval or 0.5,
                                    retention=retention)
+        # Beside the scheduler, on the same clock: makes the jobs of schedules whose tick has come.
+        self.schedule_runner = ScheduleRunner(self.api.schedules, interval=sweep_interval or 0.5)
         self.sweeps = sweep_interval is not None
         self.state = PlatformState.OPEN
 
@@ -163,8 +167,9 @@ class Platform:
             clock: where time comes from; tests pass one they control.
             synchronous: SQLite's `NORMAL` (a killed process loses nothing) or `FULL` (survives power loss).
             pool_size: PostgreSQL connections this process may open.
-            sweep_interval: seconds between the scheduler's sweeps for due retries, leases and timeouts;
-                None sweeps only when `platform.scheduler.sweep()` is called (tests that move time by hand).
+            sweep_interval: seconds between the scheduler's sweeps for due retries, leases and timeouts (and
+                the schedules' for their ticks); None sweeps only when `platform.scheduler.sweep()` (and
+                `platform.schedule_runner.sweep()`) is called (tests that move time by hand).
             retention: finished jobs older than this are deleted with their events (hourly); None keeps them.
             data_ttl: how long after a job ends its result rows (data.csv) stay; then 410 Gone.
             files_dir: the directory uploaded files' bytes go to; default: `<db file>.files/` beside a
@@ -193,6 +198,7 @@ class Platform:
                     # due while it was down are handled by the first sweep.
                     if platform.sweeps:
                         tg.start_soon(platform.scheduler.run)
+                        tg.start_soon(platform.schedule_runner.run)
                     yield platform
             finally:
                 platform.state = PlatformState.CLOSED

@@ -18,6 +18,7 @@ from aiohttp import WSCloseCode, web
 from anyio.abc import TaskStatus
 from multidict import MultiDict, MultiMapping
 
+import listener.platform.schedule_routes  # noqa: F401  # its routes join the one table before the app is built
 from listener.errors import Invalid, ListenerError, NotFound, TooLarge
 from listener.models import refuse_nul
 from listener.platform import Platform, PlatformApi

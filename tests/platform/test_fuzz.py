@@ -199,6 +199,7 @@ async def make_objects(api: PlatformApi, job_state: str | None) -> dict[str, Any
                                           actions=[EXPORT])
     ids["documentId"] = document.id
     ids["snapshotId"] = (await api.snapshots.create(contacts.id, label="Fuzz")).id
+    ids["scheduleId"] = (await api.schedules.create(job="workbook:export", cron="@daily", source=workbook.id)).id
     file = await api.files.upload(b"email\na@example.com\n", name="fuzz.csv", space_id=space.id, actions=[EXPORT])
     ids["fileId"] = file.id
     if "fileId" not in ids:  # a file to attach to jobs, if no upload made one above
@@ -243,6 +244,9 @@ def point_at(case: Any, ids: dict[str, Any], positive: bool) -> None:
         body["path"] = f"/api/v1/jobs/{ids['jobId']}/errors.csv"  # a download to sign a link for
     if "sourceId" in body:
         body["operation"] = "export"  # the action the workbook has; its input stays generated
+    for name, valid in (("cron", "0 3 * * *"), ("timezone", "Europe/Berlin"), ("job", ids["job"])):
+        if isinstance(body.get(name), str) and "operation" not in body:  # a schedule's: free text reads as none
+            body[name] = valid
     if isinstance(body.get("ids"), list):
         body["ids"] = ids["recordIds"][: max(1, len(body["ids"]))]
     records = body.get("records")

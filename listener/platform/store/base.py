@@ -20,6 +20,7 @@ import anyio
 from listener import status_words
 from listener.errors import Conflict, NotFound
 from listener.models import Event, EventContext, Job, JobItemError, JobSettings, JobStatus, Record
+from listener.schedules import Schedule
 
 __all__ = [
     "Idempotency",
@@ -35,6 +36,7 @@ __all__ = [
     "RecordChanges",
     "RecordCounts",
     "RestoreMake",
+    "ScheduleRule",
     "SnapshotMake",
     "Store",
     "StoredObject",
@@ -51,6 +53,8 @@ __all__ = [
     "plan_restore",
     "publish",
     "record_not_found",
+    "schedule_doc",
+    "schedule_not_found",
     "settled",
     "status_detail",
     "user_exists",
@@ -240,6 +244,20 @@ def object_not_found(kind: str, object_id: str) -> NotFound:
 
 def record_not_found(record_id: str, sheet_id: str) -> NotFound:
     return NotFound(f"Record {record_id} not found in sheet {sheet_id}.", details={"recordId": record_id})
+
+
+def schedule_not_found(schedule_id: str) -> NotFound:
+    return NotFound(f"Schedule {schedule_id} not found.", details={"id": schedule_id})
+
+
+def schedule_doc(schedule: Schedule) -> str:
+    """A schedule as the store keeps it: its JSON, less its upcoming ticks (worked out when it is read)."""
+    return schedule.model_dump_json(exclude={"upcoming"})
+
+
+ScheduleRule = Callable[[Schedule], tuple[Schedule | None, list[NewEvent]]]
+"""Given a schedule as stored, its new state (None deletes it; the same object changes nothing) and the events that
+report the change. Run inside the transaction, with the schedule's row locked; it may run more than once."""
 
 
 def user_exists(name: str) -> Conflict:
@@ -484,6 +502,20 @@ class Store(Protocol):
     # agent cursors
     async def get_cursor(self, name: str) -> int | None: ...
     async def set_cursor(self, name: str, seq: int) -> None: ...
+
+    # schedules
+    async def insert_schedule(self, schedule: Schedule, events: list[NewEvent]) -> list[Event]: ...
+    async def change_schedule(self, schedule_id: str, rule: ScheduleRule) -> tuple[Schedule | None, list[Event]]:
+        """Read-modify-write one schedule in one transaction (NotFound if there is none): its new state and the
+        events appended. Two writers of one schedule (two replicas' sweeps) take turns, each seeing the other's."""
+        ...
+    async def get_schedule(self, schedule_id: str) -> Schedule: ...
+    async def list_schedules(self) -> list[Schedule]:
+        """Every schedule, oldest first."""
+        ...
+    async def due_schedules(self, now: datetime, limit: int) -> list[str]:
+        """Ids of the schedules not paused whose next run has come, the earliest first."""
+        ...
 
     # users
     async def insert_user(self, user: StoredUser) -> None: ...

@@ -32,6 +32,7 @@ from listener.platform.store.base import (
     RecordChanges,
     RecordCounts,
     RestoreMake,
+    ScheduleRule,
     SnapshotMake,
     StoredObject,
     StoredUser,
@@ -43,6 +44,8 @@ from listener.platform.store.base import (
     occupies,
     plan_restore,
     record_not_found,
+    schedule_doc,
+    schedule_not_found,
     user_exists,
     user_not_found,
 )
@@ -58,6 +61,7 @@ from listener.platform.store.reads import (
     stored_user,
 )
 from listener.platform.store.schema import STEPS
+from listener.schedules import Schedule
 from listener.tasks import task_scope
 
 __all__ = ["PostgresStore"]
@@ -475,6 +479,35 @@ class PostgresStore(PostgresTail, PostgresWriter, StoreReads):
 
         _, added = await self._write(delete)
         return added
+
+    # -- schedules ----------------------------------------------------------------
+
+    async def insert_schedule(self, schedule: Schedule, events: list[NewEvent]) -> list[Event]:
+        async def insert(conn: asyncpg.Connection) -> tuple[None, list[NewEvent]]:
+            await conn.execute("INSERT INTO schedules (id, next_run_at, doc) VALUES ($1, $2, $3)",
+                               schedule.id, schedule.next_run_at, schedule_doc(schedule))
+            return None, events
+
+        _, added = await self._write(insert)
+        return added
+
+    async def change_schedule(self, schedule_id: str, rule: ScheduleRule) -> tuple[Schedule | None, list[Event]]:
+        async def change(conn: asyncpg.Connection) -> tuple[Schedule | None, list[NewEvent]]:
+            # Locked until the batch commits: another replica's sweep of the same tick waits, then reads what this
+            # one wrote (READ COMMITTED reads a row it waited for afresh) and finds the tick already taken.
+            doc = await conn.fetchval("SELECT doc FROM schedules WHERE id = $1 FOR UPDATE", schedule_id)
+            if doc is None:
+                raise schedule_not_found(schedule_id)
+            current = Schedule.model_validate_json(doc)
+            new, events = rule(current)
+            if new is None:
+                await conn.execute("DELETE FROM schedules WHERE id = $1", schedule_id)
+            elif new is not current:
+                await conn.execute("UPDATE schedules SET next_run_at = $2, doc = $3 WHERE id = $1",
+                                   schedule_id, new.next_run_at, schedule_doc(new))
+            return new, events
+
+        return await self._write(change)
 
     # -- the event log ------------------------------------------------------------
 

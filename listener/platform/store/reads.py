@@ -29,7 +29,9 @@ from listener.platform.store.base import (
     StoredUser,
     job_not_found,
     object_not_found,
+    schedule_not_found,
 )
+from listener.schedules import Schedule
 
 __all__ = ["USER_COLUMNS", "AnyOf", "Statement", "StoreReads", "first_column", "job_filter", "number", "numbered",
            "part_stats_of", "status_terms", "stored_user"]
@@ -272,6 +274,27 @@ class StoreReads:
         return await self._query(page, ("SELECT count(*) FROM snapshot_records WHERE snapshot_id = ?", (snapshot_id,)),
                                  ("SELECT id, vals, created_at, updated_at FROM snapshot_records WHERE snapshot_id = ?"
                                   " ORDER BY pos LIMIT ? OFFSET ?", (snapshot_id, limit, offset)))
+
+    # -- schedules ------------------------------------------------------------
+
+    async def get_schedule(self, schedule_id: str) -> Schedule:
+        def schedule(rows: list[Any]) -> Schedule:
+            if not rows:
+                raise schedule_not_found(schedule_id)
+            return Schedule.model_validate_json(rows[0][0])
+
+        return await self._query(schedule, ("SELECT doc FROM schedules WHERE id = ?", (schedule_id,)))
+
+    async def list_schedules(self) -> list[Schedule]:
+        def schedules(rows: list[Any]) -> list[Schedule]:
+            return [Schedule.model_validate_json(r[0]) for r in rows]
+
+        # In creation order: an id begins with the time it was made.
+        return await self._query(schedules, ("SELECT doc FROM schedules ORDER BY id", ()))
+
+    async def due_schedules(self, now: datetime, limit: int) -> list[str]:
+        return await self._query(first_column, ("SELECT id FROM schedules WHERE next_run_at <= ? ORDER BY next_run_at"
+                                                " LIMIT ?", (self._instant(now), limit)))
 
     # -- the event log and cursors --------------------------------------------
 

@@ -289,4 +289,21 @@ STEPS: list[Step] = [
     UPDATE jobs SET status_detail = 'timeout' WHERE status = 'failed' AND doc->'error'->>'kind' = 'timeout';
     CREATE INDEX jobs_status_detail ON jobs (status_detail, type, pos) WHERE status_detail IS NOT NULL;
     """),
+    # 12: schedules (listener/platform/schedules.py): the next tick of each that is not paused, in SQLite as epoch
+    # seconds, so that a sweep reads the due ones as a range of the index; listed in id order, which is creation order
+    Step(sqlite="""
+    CREATE TABLE schedules (
+        id TEXT PRIMARY KEY,
+        next_run_at REAL,
+        doc TEXT NOT NULL
+    );
+    CREATE INDEX schedules_due ON schedules (next_run_at) WHERE next_run_at IS NOT NULL;
+    """, postgres="""
+    CREATE TABLE schedules (
+        id text PRIMARY KEY,
+        next_run_at timestamptz,
+        doc jsonb NOT NULL
+    );
+    CREATE INDEX schedules_due ON schedules (next_run_at) WHERE next_run_at IS NOT NULL;
+    """),
 ]

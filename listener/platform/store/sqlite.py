@@ -34,6 +34,7 @@ from listener.platform.store.base import (
     RecordChanges,
     RecordCounts,
     RestoreMake,
+    ScheduleRule,
     SnapshotMake,
     StoredObject,
     StoredUser,
@@ -46,6 +47,8 @@ from listener.platform.store.base import (
     occupies,
     plan_restore,
     record_not_found,
+    schedule_doc,
+    schedule_not_found,
     status_detail,
     user_exists,
     user_not_found,
@@ -54,6 +57,7 @@ from listener.platform.store.base import (
 from listener.platform.store.reads import USER_COLUMNS, Statement, StoreReads, number, part_stats_of, stored_user
 from listener.platform.store.schema import STEPS
 from listener.platform.store.sqlite_writer import BUSY_TIMEOUT_MS, WAL_SIZE_LIMIT, SqliteWriter, Synchronous, Tx
+from listener.schedules import Schedule
 from listener.tasks import task_scope
 
 __all__ = ["SqliteStore", "Synchronous"]
@@ -88,6 +92,10 @@ def _insert_job(tx: Tx, job: Job, context: EventContext) -> tuple[Any, ...]:
     except sqlite3.IntegrityError:
         raise job_exists(job.id) from None
     return row
+
+
+def _epoch(instant: datetime | None) -> float | None:
+    return None if instant is None else instant.timestamp()
 
 
 def _update_job(tx: Tx, job_id: str, row: tuple[Any, ...], old: tuple[Any, ...] | None, doc: str) -> None:
@@ -495,6 +503,34 @@ class SqliteStore(SqliteWriter, StoreReads):
 
         _, added = await self._write(delete)
         return added
+
+    # -- schedules ------------------------------------------------------------
+
+    async def insert_schedule(self, schedule: Schedule, events: list[NewEvent]) -> list[Event]:
+        def insert(tx: Tx) -> None:
+            tx.conn.execute("INSERT INTO schedules (id, next_run_at, doc) VALUES (?, ?, ?)",
+                            (schedule.id, _epoch(schedule.next_run_at), schedule_doc(schedule)))
+            tx.append(events)
+
+        _, added = await self._write(insert)
+        return added
+
+    async def change_schedule(self, schedule_id: str, rule: ScheduleRule) -> tuple[Schedule | None, list[Event]]:
+        def change(tx: Tx) -> Schedule | None:
+            row = tx.conn.execute("SELECT doc FROM schedules WHERE id = ?", (schedule_id,)).fetchone()
+            if row is None:
+                raise schedule_not_found(schedule_id)
+            current = Schedule.model_validate_json(row[0])
+            new, events = rule(current)
+            if new is None:
+                tx.conn.execute("DELETE FROM schedules WHERE id = ?", (schedule_id,))
+            elif new is not current:
+                tx.conn.execute("UPDATE schedules SET next_run_at = ?, doc = ? WHERE id = ?",
+                                (_epoch(new.next_run_at), schedule_doc(new), schedule_id))
+            tx.append(events)
+            return new
+
+        return await self._write(change)
 
     # -- the event log --------------------------------------------------------
 

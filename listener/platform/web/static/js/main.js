@@ -9,6 +9,7 @@ import { documentView, documentsView } from "./views/documents.js";
 import { fileView, filesView } from "./views/files.js";
 import { jobView } from "./views/job.js";
 import { jobsView } from "./views/jobs.js";
+import { schedulesView } from "./views/schedules.js";
 import { snapshotView } from "./views/snapshots.js";
 import { spaceView } from "./views/spaces.js";
 import { sheetView, workbookView, workbooksView } from "./views/workbooks.js";
@@ -23,6 +24,7 @@ router.route("/files", filesView, "files");
 router.route("/files/:id", fileView, "files");
 router.route("/documents", documentsView, "documents");
 router.route("/documents/:id", documentView, "documents");
+router.route("/schedules", schedulesView, "schedules");
 router.route("/spaces/:id", spaceView);
 router.route("/spaces/:id/:section", spaceView);
 
