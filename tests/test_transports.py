@@ -330,7 +330,8 @@ async def test_wait_and_refresh_update_the_job_in_place_as_fiddlers_code_expects
 async def test_search_sort_and_counts(api: Api, clock: ManualClock) -> None:
     jobs = api.jobs
     tagged = await jobs.create(type="voters", operation="geocode", metadata={"batch": 7, "customer": "acme"})
-    other = await jobs.create(type="voters", operation="geocode", metadata={"batch": "8"}, info="Waiting for 100% of it")
+    other = await jobs.create(type="voters", operation="geocode", metadata={"batch": "8"},
+                              info="Waiting for 100% of it")
     quick = await jobs.ack((await jobs.create(type="sheet", operation="tidy")).id, info="Reading rows")
     clock.advance(2)
     await jobs.complete(quick.id)
