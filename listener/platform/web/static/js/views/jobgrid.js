@@ -2,7 +2,7 @@
 // each row's menu (open, retry, cancel) and the selection that bulk moves act on.
 
 import { ApiError, api, get, post } from "../api.js";
-import { h, uid } from "../dom.js";
+import { fill, h, uid } from "../dom.js";
 import { LABELS, TERMINAL } from "../format.js";
 import { navigate } from "../router.js";
 import { confirmDialog, showError, toast } from "../ui.js";
@@ -237,7 +237,7 @@ export function selection({ filter, total, onDone }) {
   };
   const showResult = (answer, done) => {
     const dismiss = h("button", { type: "button", class: "btn ghost small", onclick: () => { result.hidden = true; } }, "Dismiss");
-    result.replaceChildren(
+    fill(result,
       h("p", { class: "bulk-summary" }, `${done} ${answer.changed.toLocaleString()} of ${answer.matched.toLocaleString()} jobs.`,
         answer.refused.length ? ` ${answer.refused.length.toLocaleString()} refused:` : "", " ", dismiss),
       answer.refused.length ? h("ul", { class: "refused" }, answer.refused.slice(0, 50).map((r) => h("li", { dataset: { jobId: r.id } },
