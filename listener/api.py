@@ -6,7 +6,7 @@ listener runs embedded, in tests and as a remote worker.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -18,6 +18,9 @@ from listener.models import (
     Event,
     File,
     Job,
+    JobBulkResult,
+    JobCounts,
+    JobFilter,
     JobItemError,
     JobSettings,
     JobStatus,
@@ -79,9 +82,28 @@ class JobsApi(Protocol):
         created_by: str | None = None,
         parent_id: str | None = None,
         is_part: bool | None = None,
+        search: str | None = None,
+        metadata: Mapping[str, Any] | Sequence[str] | None = None,
+        sort: str | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> Page[Job]: ...
+    async def counts(
+        self,
+        *,
+        type: str | Sequence[str] | None = None,
+        operation: str | Sequence[str] | None = None,
+        created_by: str | None = None,
+        is_part: bool | None = None,
+    ) -> JobCounts: ...
+    async def bulk(
+        self,
+        action: str,
+        *,
+        ids: Sequence[str] | None = None,
+        filter: JobFilter | dict[str, Any] | None = None,
+        expected_count: int | None = None,
+    ) -> JobBulkResult: ...
     async def execute(self, job_id: str) -> Job: ...
     async def ack(
         self,

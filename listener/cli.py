@@ -124,15 +124,11 @@ def _parser() -> argparse.ArgumentParser:
     jobs = commands.add_parser("jobs", help="look at and manage jobs on a server")
     jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True)
     listing = jobs_commands.add_parser("list", help="list jobs, newest first")
-    listing.add_argument("--status", action="append",
-                         help="only jobs in this status, or another system's word for it, in any case: Fiddler's "
-                              "PENDING, STARTED, SUCCESS, FAILURE, RETRY, REVOKED, Cocoa Canvas's pending, "
-                              "processing, completed, failed, Zoltar's TIMEOUT (repeatable, or comma-separated)")
-    listing.add_argument("--type", action="append",
-                         help="only jobs of this type, e.g. workbook or voters (repeatable, or comma-separated)")
-    listing.add_argument("--operation", action="append", help="only jobs of this operation (repeatable)")
-    listing.add_argument("--parent", metavar="JOB_ID", help="the parts of this split job, in part order")
-    listing.add_argument("--top-level", action="store_true", help="leave the parts of split jobs out")
+    _filters(listing)
+    listing.add_argument("--sort", choices=["created", "-created", "started", "-started", "ended", "-ended",
+                                            "duration", "-duration"],
+                         help="order by creation (default -created: newest first), start, end or duration; - for "
+                              "the largest first (by start, end or duration: only the jobs that have one)")
     listing.add_argument("--limit", type=int, default=50)
     listing.add_argument("--offset", type=int, default=0)
     created = jobs_commands.add_parser("create", help="create a job")
@@ -151,16 +147,48 @@ def _parser() -> argparse.ArgumentParser:
     waiting.add_argument("job_id")
     waiting.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                          help="give up after this long: exit 1 saying where the job stood")
-    for name, text in (("get", "show one job"), ("cancel", "cancel a job that has not ended"),
-                       ("retry", "run a failed job again, one more attempt"),
-                       ("ack-outcome", "acknowledge a finished job's outcome")):
+    for name, text in (("get", "show one job"), ("ack-outcome", "acknowledge a finished job's outcome")):
         sub = jobs_commands.add_parser(name, help=text)
         sub.add_argument("job_id")
+    for name, text in (("cancel", "cancel a job that has not ended, or every job matching the filters (admin)"),
+                       ("retry", "run a failed job again (one more attempt), or every job matching the filters "
+                                 "(admin)")):
+        sub = jobs_commands.add_parser(name, help=text, description=f"{text}. With filters instead of an id, it "
+                                       "counts the jobs they match, asks to confirm that number and moves them in "
+                                       "one bulk call (at most 1,000), each through its own move.")
+        sub.add_argument("job_id", nargs="?", help="the job; leave it out to move every job matching the filters")
+        _filters(sub)
+        sub.add_argument("--yes", action="store_true", help="do not ask to confirm the count of a bulk move")
     for sub in jobs_commands.choices.values():
         _remote(sub)
         sub.add_argument("--json", action="store_true", help="print JSON instead of a table")
     cli_schedules.add_commands(commands, _remote)
     return parser
+
+
+def _filters(parser: argparse.ArgumentParser) -> None:
+    """The listing's filters, as `jobs list` and the bulk moves take them."""
+    parser.add_argument("--status", action="append",
+                        help="only jobs in this status, or another system's word for it, in any case: Fiddler's "
+                             "PENDING, STARTED, SUCCESS, FAILURE, RETRY, REVOKED, Cocoa Canvas's pending, "
+                             "processing, completed, failed, Zoltar's TIMEOUT (repeatable, or comma-separated)")
+    parser.add_argument("--type", action="append",
+                        help="only jobs of this type, e.g. workbook or voters (repeatable, or comma-separated)")
+    parser.add_argument("--operation", action="append", help="only jobs of this operation (repeatable)")
+    parser.add_argument("--parent", metavar="JOB_ID", help="the parts of this split job, in part order")
+    parser.add_argument("--top-level", action="store_true", help="leave the parts of split jobs out")
+    parser.add_argument("--created-by", metavar="USER", help="only jobs this user started")
+    parser.add_argument("--search", metavar="TEXT",
+                        help="a job id or its start (jb_0193...), else text of the info or error message")
+    parser.add_argument("--metadata", action="append", metavar="KEY=VALUE",
+                        help="only jobs whose metadata has this key with this value (repeatable: all must match)")
+
+
+def _filter_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The filters given on the command line, as `jobs.list` and a bulk move's filter take them."""
+    return {"status": _split(args.status), "type": _split(args.type), "operation": args.operation,
+            "parent_id": args.parent, "is_part": False if args.top_level else None, "created_by": args.created_by,
+            "search": args.search, "metadata": args.metadata}
 
 
 def _log_format(text: str) -> logs.LogFormat:
@@ -333,11 +361,18 @@ async def _jobs(args: argparse.Namespace) -> None:
     async with Client(_urls(args.url), token=args.token) as client:
         command = args.jobs_command
         if command == "list":
-            page = await client.jobs.list(status=_split(args.status), type=_split(args.type), operation=args.operation,
-                                          parent_id=args.parent, is_part=False if args.top_level else None,
-                                          limit=args.limit, offset=args.offset)
+            page = await client.jobs.list(**_filter_values(args), sort=args.sort, limit=args.limit,
+                                          offset=args.offset)
             _show(console, page.items, args.json, page.total)
             return
+        if command in ("cancel", "retry") and args.job_id is None:
+            from listener.bulkcli import bulk_move
+
+            await bulk_move(client, command, _filter_values(args), yes=args.yes, as_json=args.json, console=console)
+            return
+        if command in ("cancel", "retry") and any(v not in (None, [], False) for v in _filter_values(args).values()):
+            raise ListenerError(f"jobs {command} takes a job id or filters, not both: leave the id out to {command} "
+                                "every job the filters match.")
         if command == "configure":
             settings = await client.jobs.configure(args.job, max_running=args.max_running,
                                                    starts_per_second=args.starts_per_second,

@@ -54,13 +54,18 @@ from listener.models import (
     Job,
     JobAck,
     JobAttach,
+    JobBulk,
+    JobBulkResult,
     JobCancel,
     JobCheckpoint,
     JobComplete,
+    JobCounts,
+    JobCountsQuery,
     JobCreate,
     JobData,
     JobErrors,
     JobFail,
+    JobFilter,
     JobHeartbeat,
     JobItemError,
     JobListQuery,
@@ -70,6 +75,7 @@ from listener.models import (
     JobTrigger,
     JobType,
     JobUpdate,
+    Model,
     Outcome,
     Page,
     Record,
@@ -80,6 +86,7 @@ from listener.models import (
     Workbook,
     WorkbookCreate,
     job_spec,
+    metadata_terms,
     parse,
     refuse_nul,
 )
@@ -158,6 +165,15 @@ def _as_list(value: Any) -> list[Any]:
     if isinstance(value, str):
         return [value]
     return list(value)
+
+
+def _query_params(query: Model) -> list[tuple[str, str]]:
+    """A validated query model as a query string's pairs: camelCase names, a list as its name repeated."""
+    params: list[tuple[str, str]] = []
+    for name, value in query.model_dump(by_alias=True, exclude_defaults=True).items():
+        for one in value if isinstance(value, list) else [value]:
+            params.append((name, ("true" if one else "false") if isinstance(one, bool) else str(one)))
+    return params
 
 
 def _dump(model: Any) -> dict[str, Any]:
@@ -423,32 +439,58 @@ class ClientJobs(_Resource):
         created_by: str | None = None,
         parent_id: str | None = None,
         is_part: bool | None = None,
+        search: str | None = None,
+        metadata: Mapping[str, Any] | Sequence[str] | None = None,
+        sort: str | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> Page[Job]:
-        """Jobs, newest first, filtered by status, type, operation and creator.
+        """Jobs, newest first, filtered by status, type, operation, creator, search and metadata.
 
         `status` takes our statuses and Cocoa Canvas's, Fiddler's and Zoltar's words, in any case
         (`SUCCESS`, `pending`, `RETRY`, `TIMEOUT`: listener.status_words); `type` any job type.
         `parent_id` lists a split job's parts, in part order; `is_part=False` leaves parts out.
+        `search` is a job id or its start, else text of the info or error message; `metadata` a dict
+        or `key=value` terms; `sort` a JobSort (`-ended`, `duration`, ...). See listener.jobcalls.JobFilter.
         """
         query = parse(JobListQuery, {"status": _as_list(status), "type": _as_list(type),
                                      "operation": _as_list(operation), "created_by": created_by,
-                                     "parent_id": parent_id, "is_part": is_part,
+                                     "parent_id": parent_id, "is_part": is_part, "search": search,
+                                     "metadata": metadata_terms(metadata), "sort": sort,
                                      "limit": limit, "offset": offset}, what="job query")
-        params = [("status", s) for s in query.status] + [("type", k) for k in query.type]
-        params += [("operation", o) for o in query.operation]
-        if query.created_by is not None:
-            params.append(("createdBy", query.created_by))
-        if query.parent_id is not None:
-            params.append(("parentId", query.parent_id))
-        if query.is_part is not None:
-            params.append(("isPart", "true" if query.is_part else "false"))
-        params += [("limit", str(query.limit)), ("offset", str(query.offset))]
+        params = _query_params(query)
         page = Page[Job].model_validate(await self._client.request("GET", "/jobs", params=params))
         for job in page.items:
             job.bind(self._client)
         return page
+
+    async def counts(
+        self,
+        *,
+        type: str | Sequence[str] | None = None,
+        operation: str | Sequence[str] | None = None,
+        created_by: str | None = None,
+        is_part: bool | None = None,
+    ) -> JobCounts:
+        """How many jobs there are in each status (and in all), of these types, operations and creator."""
+        query = parse(JobCountsQuery, {"type": _as_list(type), "operation": _as_list(operation),
+                                       "created_by": created_by, "is_part": is_part}, what="count query")
+        return JobCounts.model_validate(await self._client.request("GET", "/job-counts",
+                                                                   params=_query_params(query)))
+
+    async def bulk(
+        self,
+        action: str,
+        *,
+        ids: Sequence[str] | None = None,
+        filter: JobFilter | dict[str, Any] | None = None,
+        expected_count: int | None = None,
+    ) -> JobBulkResult:
+        """Cancel, retry or delete many jobs (admins only): those of `ids`, or those `filter` matches, which must
+        be `expected_count` of them; each makes its own move. Says which changed and which were refused."""
+        body = parse(JobBulk, {"action": action, "ids": None if ids is None else list(ids), "filter": filter,
+                               "expected_count": expected_count}, what="bulk move")
+        return JobBulkResult.model_validate(await self._client.request("POST", "/jobs/bulk", body=_dump(body)))
 
     async def execute(self, job_id: str) -> Job:
         """Start a `manual` job: created → ready, and job:ready fires."""

@@ -6,7 +6,9 @@ input alike.
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -19,30 +21,43 @@ from listener.outcomes import Outcome
 from listener.wire import MAX_INT64, InputDate, Model, NonEmpty, Operation, parse
 
 __all__ = [
+    "MAX_BULK",
     "MAX_DATA_ROWS",
     "MAX_PARTS",
     "MIN_RATE",
+    "SEARCH_WINDOW",
     "Attempt",
+    "BulkAction",
     "JobAck",
     "JobAttach",
+    "JobBulk",
+    "JobBulkRefusal",
+    "JobBulkResult",
     "JobCancel",
     "JobCheckpoint",
     "JobComplete",
+    "JobCounts",
+    "JobCountsQuery",
     "JobCreate",
     "JobData",
     "JobErrors",
     "JobFail",
+    "JobFilter",
     "JobHeartbeat",
     "JobItemError",
     "JobLimits",
     "JobListQuery",
     "JobSettings",
+    "JobSort",
     "JobSplit",
     "JobUpdate",
+    "MetadataTerm",
     "NewJobItemError",
     "Progress",
     "StatusWord",
     "job_spec",
+    "metadata_pair",
+    "metadata_terms",
 ]
 
 
@@ -188,10 +203,55 @@ class JobFail(Model):
     attempt: Attempt | None = None
 
 
-class JobListQuery(Model):
-    """The filters of `jobs.list`; `is_part=False` leaves parts out, `parent_id` lists one job's parts.
+SEARCH_WINDOW = 10_000
+"""A text or metadata search looks through this many of the newest jobs that match the listing's other filters:
+those conditions read each job's document, so they are bounded rather than run over every job."""
+
+_METADATA_TERM = re.compile(r"^([A-Za-z0-9_\-]{1,100})=(.{0,500})$", re.DOTALL)
+
+
+def _metadata_term(value: str) -> str:
+    if not _METADATA_TERM.match(value):
+        raise PydanticCustomError("metadata_term", "must be key=value, the key of letters, digits, _ and - "
+                                                   "(up to 100), the value up to 500 characters")
+    return value
+
+
+MetadataTerm = Annotated[str, AfterValidator(_metadata_term), WithJsonSchema({
+    "type": "string", "pattern": _METADATA_TERM.pattern, "examples": ["batch=7", "customer=acme"],
+    "description": "key=value: jobs whose metadata has this key with this value (a string, or a number, true or "
+                   "false as JSON writes it)."})]
+
+
+def metadata_terms(metadata: Mapping[str, Any] | Sequence[str] | None) -> list[str]:
+    """`key=value` terms from a dict (a value that is not a string as JSON writes it), or the terms as given."""
+    if metadata is None:
+        return []
+    if isinstance(metadata, Mapping):
+        return [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in metadata.items()]
+    return [metadata] if isinstance(metadata, str) else list(metadata)
+
+
+def metadata_pair(term: str) -> tuple[str, str]:
+    """A validated `key=value` term as (key, value)."""
+    key, _, value = term.partition("=")
+    return key, value
+
+
+JobSort = Literal["created", "-created", "started", "-started", "ended", "-ended", "duration", "-duration"]
+"""A listing's order: by creation (the default, `-created`: newest first), start, end or duration (ΔT: from the
+start, or the creation of a job that never started, to the end); `-` for the largest first. Sorted by start, end
+or duration, a listing holds only the jobs that have one."""
+
+
+class JobFilter(Model):
+    """Which jobs a listing, a count or a bulk move is about; `is_part=False` leaves parts out, `parent_id` lists
+    one job's parts.
 
     `status` takes our statuses and other systems' words for them, in any case (listener.status_words).
+    `search` is a job id or the start of one (`jb_0193`), else text found in the job's info or error message (any
+    case); `metadata` terms are `key=value`, all of which must match. Text and metadata look through the newest
+    `SEARCH_WINDOW` jobs that match the other filters.
     """
 
     status: list[StatusWord] = []
@@ -200,8 +260,73 @@ class JobListQuery(Model):
     created_by: str | None = None
     parent_id: NonEmpty | None = None
     is_part: bool | None = None
+    search: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    metadata: Annotated[list[MetadataTerm], Field(max_length=10)] = []
+
+
+class JobListQuery(JobFilter):
+    """The query of `jobs.list`: its filters, its order and its page."""
+
+    sort: JobSort | None = None
     limit: Annotated[int, Field(ge=1, le=1000)] = 50
     offset: Annotated[int, Field(ge=0, le=MAX_INT64)] = 0
+
+
+class JobCountsQuery(Model):
+    """The filters of `jobs.counts`: those the status indexes serve (not status, search nor metadata)."""
+
+    type: list[JobTypeName] = []
+    operation: list[str] = []
+    created_by: str | None = None
+    is_part: bool | None = None
+
+
+class JobCounts(Model):
+    """How many jobs there are in each status (the jobs grid's tabs), and in all."""
+
+    created: int = 0
+    planning: int = 0
+    scheduled: int = 0
+    ready: int = 0
+    executing: int = 0
+    complete: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    total: int = 0
+
+
+MAX_BULK = 1_000
+"""The most jobs one bulk call moves."""
+
+BulkAction = Literal["cancel", "retry", "delete"]
+
+
+class JobBulk(Model):
+    """The body of `jobs.bulk`: a move for many jobs, named by their `ids`, or by a `filter` with the number of
+    jobs the caller expects it to match (`expected_count`, the confirmation: a different count is refused)."""
+
+    action: BulkAction
+    ids: Annotated[list[NonEmpty], Field(min_length=1, max_length=MAX_BULK)] | None = None
+    filter: JobFilter | None = None
+    expected_count: Annotated[int, Field(ge=0, le=MAX_BULK)] | None = None
+
+
+class JobBulkRefusal(Model):
+    """A job a bulk move left as it was, and why: the error code and message its own move answered."""
+
+    id: str
+    code: str
+    message: str
+
+
+class JobBulkResult(Model):
+    """What a bulk move did: how many jobs it was about, which changed and which were refused."""
+
+    action: BulkAction
+    matched: int
+    changed: int
+    changed_ids: list[str]
+    refused: list[JobBulkRefusal]
 
 
 MAX_PARTS = 1_000

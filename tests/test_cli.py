@@ -318,3 +318,56 @@ async def test_a_port_in_use_is_one_line_naming_it(tmp_path: Path) -> None:
 def test_prune_json_says_how_many_it_deleted(db_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["prune", "--db", str(db_path), "--older-than", "1d", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == {"deleted": 0}
+
+
+def answering(args: list[str], answer: str) -> tuple[int, str, str]:
+    """Run `args` with a terminal for its input, on which `answer` is typed; its status, output and errors."""
+    screen, terminal = pty.openpty()
+    try:
+        os.write(screen, answer.encode())
+        done = subprocess.run(args, stdin=terminal, capture_output=True, timeout=30)
+    finally:
+        os.close(terminal)
+        os.close(screen)
+    return done.returncode, done.stdout.decode(), done.stderr.decode()
+
+
+@pytest.mark.anyio
+async def test_jobs_cancel_and_retry_take_the_listings_filters_and_confirm_the_count(server: Server) -> None:
+    api = server.platform.api
+    batch = [await api.jobs.create(type="voters", operation="geocode", metadata={"batch": 1}) for _ in range(4)]
+    done = await api.jobs.complete((await api.jobs.ack((await api.jobs.create(
+        type="voters", operation="geocode", metadata={"batch": 1})).id)).id)
+    other = await api.jobs.create(type="voters", operation="geocode", metadata={"batch": 2})
+
+    code, out, err = await cli(server, "jobs", "cancel", "--type", "voters")  # no terminal to confirm on
+    assert code == 1 and out == "" and "6 job(s) match" in err and "--yes" in err
+    remote = [*LISTENER, "--url", server.url, "--token", server.admin_token]
+    code, out, err = await anyio.to_thread.run_sync(answering, [*remote[:3], "jobs", "cancel", "--metadata",
+                                                                "batch=2", *remote[3:]], "n\n")
+    assert code == 0 and "1 job(s) match these filters. Cancel them? [y/N]" in err and "Nothing was moved." in err
+    assert (await api.jobs.get(other.id)).status.value == "ready"
+    code, out, err = await anyio.to_thread.run_sync(answering, [*remote[:3], "jobs", "cancel", "--metadata",
+                                                                "batch=2", *remote[3:]], "y\n")
+    assert code == 0 and "Cancelled 1 of 1 job(s)." in out, err
+    assert (await api.jobs.get(other.id)).status.value == "cancelled"
+
+    code, out, err = await cli(server, "jobs", "cancel", "--metadata", "batch=1", "--yes", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert (result["matched"], result["changed"], set(result["changedIds"])) == (5, 4, {j.id for j in batch})
+    assert [(r["id"], r["code"]) for r in result["refused"]] == [(done.id, "conflict")]
+    code, out, _ = await cli(server, "jobs", "retry", "--status", "failed", "--yes")
+    assert code == 0 and out.strip() == "No jobs match these filters: nothing to retry."
+
+    code, _, err = await cli(server, "jobs", "cancel")
+    assert code == 1 and "job_id" in err
+    code, _, err = await cli(server, "jobs", "cancel", done.id, "--status", "ready")
+    assert code == 1 and "not both" in err
+    member = await server.token("mia")
+    code, out, _ = await cli(server, "jobs", "cancel", "--status", "ready", "--yes", token=member)
+    assert code == 0 and "No jobs match" in out, "a member's filters match only their own jobs"
+    mine = await api.as_actor("mia").jobs.create(type="voters", operation="geocode")
+    code, _, err = await cli(server, "jobs", "cancel", "--status", "ready", "--yes", token=member)
+    assert code == 1 and "admin" in err.splitlines()[0], err
+    assert (await api.jobs.get(mine.id)).status.value == "ready"

@@ -20,7 +20,7 @@ from listener import Conflict, Event, Invalid, JobStatus, Listener, NotFound, Pl
 from listener.api import Api
 from listener.client import Client, run_listener
 from listener.tasks import task_scope
-from tests.conftest import Server
+from tests.conftest import ManualClock, Server
 
 S = JobStatus
 pytestmark = pytest.mark.anyio
@@ -363,3 +363,97 @@ async def test_schedules_make_jobs_and_answer_alike(api: Api, platform: Platform
         await api.schedules.get(schedule.id)
     with pytest.raises(NotFound, match=schedule.id):
         await api.schedules.resume(schedule.id)
+
+
+async def test_search_sort_and_counts(api: Api, clock: ManualClock) -> None:
+    jobs = api.jobs
+    tagged = await jobs.create(type="voters", operation="geocode", metadata={"batch": 7, "customer": "acme"})
+    other = await jobs.create(type="voters", operation="geocode", metadata={"batch": "8"},
+                              info="Waiting for 100% of it")
+    quick = await jobs.ack((await jobs.create(type="sheet", operation="tidy")).id, info="Reading rows")
+    clock.advance(2)
+    await jobs.complete(quick.id)
+    slow = await jobs.ack((await jobs.create(type="sheet", operation="tidy")).id)
+    clock.advance(30)
+    await jobs.fail(slow.id, error="Geocoder UNAVAILABLE")
+    manual = await jobs.create(type="sheet", operation="tidy", trigger="manual")
+
+    assert [j.id for j in (await jobs.list(search=tagged.id)).items] == [tagged.id], "an id is a key lookup"
+    prefixed = await jobs.list(search=tagged.id[:12])
+    assert tagged.id in [j.id for j in prefixed.items] and all(j.id.startswith(tagged.id[:12]) for j in prefixed.items)
+    assert (await jobs.list(search="jb_nothing-like-this")).total == 0
+    assert [j.id for j in (await jobs.list(search="geocoder unavailable")).items] == [slow.id], "the error, any case"
+    assert [j.id for j in (await jobs.list(search="reading")).items] == [quick.id], "the info"
+    assert [j.id for j in (await jobs.list(search="100%")).items] == [other.id], "% is a character, not a wildcard"
+    assert [j.id for j in (await jobs.list(metadata={"batch": 7})).items] == [tagged.id]
+    assert [j.id for j in (await jobs.list(metadata=["batch=8"])).items] == [other.id], "a string as it is"
+    assert (await jobs.list(metadata={"batch": 7, "customer": "other"})).total == 0, "every term must match"
+    assert [j.id for j in (await jobs.list(metadata=["customer=acme"], status="ready")).items] == [tagged.id]
+
+    assert [j.id for j in (await jobs.list(sort="-duration")).items] == [slow.id, quick.id], "only ended jobs"
+    assert [j.id for j in (await jobs.list(sort="duration")).items] == [quick.id, slow.id]
+    assert [j.id for j in (await jobs.list(sort="-started")).items] == [slow.id, quick.id]
+    assert [j.id for j in (await jobs.list(sort="ended", type="sheet")).items] == [quick.id, slow.id]
+    assert [j.id for j in (await jobs.list(sort="created", limit=2)).items] == [tagged.id, other.id]
+    assert (await jobs.list(sort="-created", limit=1)).items[0].id == manual.id
+
+    counts = await jobs.counts()
+    assert (counts.ready, counts.created, counts.complete, counts.failed, counts.executing, counts.total) == (
+        2, 1, 1, 1, 0, 5)
+    by_type = await jobs.counts(type="sheet", operation=["tidy"])
+    assert (by_type.ready, by_type.created, by_type.total) == (0, 1, 3)
+    assert (await jobs.counts(is_part=True)).total == 0
+    assert (await jobs.counts(is_part=False)).total == 5
+    assert (await jobs.counts(created_by="nobody")).total == 0
+
+    for field, call in (("sort", lambda: jobs.list(sort="sideways")),
+                        ("metadata.0", lambda: jobs.list(metadata=["no equals sign"])),
+                        ("search", lambda: jobs.list(search="x" * 201)),
+                        ("type.0", lambda: jobs.counts(type="Not A Type"))):
+        with pytest.raises(Invalid) as raised:
+            await call()
+        assert field in [d["field"] for d in raised.value.details] and field in raised.value.message
+
+
+async def test_bulk_moves_each_job_through_its_own_state_machine(api: Api, platform: Platform) -> None:
+    jobs = api.jobs
+    ready = [await jobs.create(type="voters", operation="geocode", metadata={"batch": 1}) for _ in range(3)]
+    done = await jobs.complete((await jobs.ack((await jobs.create(type="voters", operation="geocode",
+                                                                  metadata={"batch": 1})).id)).id)
+    result = await jobs.bulk("cancel", ids=[ready[0].id, done.id, "jb_missing", ready[0].id])
+    assert (result.action, result.matched, result.changed, result.changed_ids) == ("cancel", 3, 1, [ready[0].id])
+    assert [(r.id, r.code) for r in result.refused] == [(done.id, "conflict"), ("jb_missing", "not_found")]
+    assert result.refused[0].message.startswith(f"Cannot cancel job {done.id} (voters:geocode): it is complete")
+    assert [e.topic for e in await api.events.list(job_id=ready[0].id)][-1] == "job:cancelled", "its own event"
+
+    head = await platform.store.head()
+    matching = {"status": ["ready"], "metadata": ["batch=1"]}
+    with pytest.raises(Conflict) as raised:  # the confirmation: 2 jobs match now, not 3
+        await jobs.bulk("cancel", filter=matching, expected_count=3)
+    assert raised.value.details == {"field": "expectedCount", "expected": 3, "matched": 2}
+    assert "expectedCount" in raised.value.message
+    assert await platform.store.head() == head, "a refused confirmation moves nothing"
+    result = await jobs.bulk("cancel", filter=matching, expected_count=2)
+    assert (result.matched, result.changed, result.refused) == (2, 2, [])
+    assert set(result.changed_ids) == {ready[1].id, ready[2].id}
+    assert {j.id for j in (await jobs.list(status="cancelled")).items} == {j.id for j in ready}
+
+    failed = await jobs.fail((await jobs.ack((await jobs.create(type="voters", operation="geocode")).id)).id,
+                             error="Geocoder unavailable")
+    result = await jobs.bulk("retry", ids=[failed.id, done.id])
+    assert (result.changed_ids, [r.id for r in result.refused]) == ([failed.id], [done.id])
+    assert (await jobs.get(failed.id)).status is S.READY
+    result = await jobs.bulk("delete", filter={"status": ["cancelled"]}, expected_count=3)
+    assert result.changed == 3
+    with pytest.raises(NotFound):
+        await jobs.get(ready[0].id)
+
+    for field, call in (("ids", lambda: jobs.bulk("cancel")),
+                        ("expectedCount", lambda: jobs.bulk("cancel", filter={"type": ["voters"]})),
+                        ("filter", lambda: jobs.bulk("cancel", ids=[done.id], filter={})),
+                        ("expectedCount", lambda: jobs.bulk("cancel", ids=[done.id], expected_count=1)),
+                        ("action", lambda: jobs.bulk("explode", ids=[done.id])),
+                        ("ids", lambda: jobs.bulk("cancel", ids=[f"jb_{i}" for i in range(1001)]))):
+        with pytest.raises(Invalid) as raised:
+            await call()
+        assert field in [d["field"] for d in raised.value.details] and field in raised.value.message

@@ -1,8 +1,9 @@
 """JobService, the jobs part of the in-process Api: creating jobs and moving them through their life.
 
 The moves' rules are pure (moves.py); the store runs each inside one transaction. Split jobs
-(parts.py), per-type limits (limits.py), ready jobs announced again (ready_queue.py) and a job's error
-log and data (job_data.py) are the parts of JobService kept in modules of their own.
+(parts.py), per-type limits (limits.py), ready jobs announced again (ready_queue.py), a job's error
+log and data (job_data.py), the grid's counts (listing.py) and bulk moves (bulk.py) are the parts of
+JobService kept in modules of their own.
 """
 
 from __future__ import annotations
@@ -10,13 +11,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
 
-from listener import status_words, topics
+from listener import topics
 from listener.errors import Conflict, Invalid, NotFound
 from listener.models import (
     Event,
@@ -42,9 +43,11 @@ from listener.models import (
     new_id,
     parse,
 )
+from listener.platform.bulk import BulkMixin
 from listener.platform.eventlog import EventLog
 from listener.platform.job_data import JobDataMixin
 from listener.platform.limits import LimitsMixin
+from listener.platform.listing import ListingMixin, metadata_terms, store_query
 from listener.platform.moves import (
     ACTIVE,
     DELETE,
@@ -75,7 +78,6 @@ from listener.platform.store.base import (
     Idempotency,
     IdempotentReplay,
     JobChange,
-    JobQuery,
     JobRule,
     NewEvent,
     NoSlot,
@@ -97,8 +99,8 @@ ContextResolver = Callable[[str], Awaitable[EventContext]]
 """Given a job's source id, the ids of what it belongs to (workbook, space, sheet...)."""
 
 
-class JobService(PartsMixin, LimitsMixin, ReadyQueueMixin, JobDataMixin, RetryItemsMixin):
-    """jobs.create / execute / ack / update / complete / fail / cancel / acknowledge_outcome / ..."""
+class JobService(PartsMixin, LimitsMixin, ReadyQueueMixin, JobDataMixin, RetryItemsMixin, ListingMixin, BulkMixin):
+    """jobs.create / execute / ack / update / complete / fail / cancel / acknowledge_outcome / counts / bulk / ..."""
 
     def __init__(
         self,
@@ -288,26 +290,33 @@ class JobService(PartsMixin, LimitsMixin, ReadyQueueMixin, JobDataMixin, RetryIt
         created_by: str | None = None,
         parent_id: str | None = None,
         is_part: bool | None = None,
+        search: str | None = None,
+        metadata: Mapping[str, Any] | Sequence[str] | None = None,
+        sort: str | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> Page[Job]:
-        """Jobs, newest first, filtered by status, type, operation and creator.
+        """Jobs, newest first, filtered by status, type, operation, creator, search and metadata.
 
         `status` takes our statuses and Cocoa Canvas's, Fiddler's and Zoltar's words, in any case
         (`SUCCESS`, `pending`, `RETRY`, `TIMEOUT`: listener.status_words); `type` any job type.
         `parent_id` lists a split job's parts, in part order; `is_part=False` leaves parts out.
+        `search` is a job id or its start, else text of the info or error message; `metadata` a dict
+        or `key=value` terms; `sort` a JobSort (`-ended`, `duration`, ...). See listener.jobcalls.JobFilter.
         """
         query = parse(
             JobListQuery,
             {"status": as_list(status), "type": as_list(type), "operation": as_list(operation),
-             "created_by": created_by, "parent_id": parent_id, "is_part": is_part, "limit": limit, "offset": offset},
+             "created_by": created_by, "parent_id": parent_id, "is_part": is_part, "search": search,
+             "metadata": metadata_terms(metadata), "sort": sort, "limit": limit, "offset": offset},
             what="job query",
         )
-        words = status_words.resolve(query.status)
-        items, total = await self._store.list_jobs(
-            JobQuery([S(s) for s in words.statuses], query.type, query.operation, query.created_by, query.parent_id,
-                     query.is_part, query.limit, query.offset, words.details, [S(s) for s in words.undetailed])
-        )
+        return await self.list_from(query)
+
+    async def list_from(self, query: JobListQuery) -> Page[Job]:
+        """`list` for a validated query."""
+        items, total = await self._store.list_jobs(store_query(query, sort=query.sort, limit=query.limit,
+                                                               offset=query.offset))
         return Page[Job](items=[self._bind(j) for j in items], total=total, limit=query.limit, offset=query.offset)
 
     async def execute(self, job_id: str) -> Job:

@@ -111,8 +111,18 @@ async def test_every_ref_resolves(server: Server) -> None:
 async def test_the_list_and_stream_parameters_are_documented(server: Server) -> None:
     doc = await document(server)
     params = {p["name"]: p for p in doc["paths"][f"{API}/jobs"]["get"]["parameters"]}
-    assert set(params) == {"status", "type", "operation", "createdBy", "parentId", "isPart", "limit", "offset"}
+    assert set(params) == {"status", "type", "operation", "createdBy", "parentId", "isPart", "search", "metadata",
+                           "sort", "limit", "offset"}
     assert params["status"]["schema"]["type"] == "array" and params["status"]["explode"] is True
+    assert params["metadata"]["schema"]["type"] == "array" and params["metadata"]["explode"] is True
+    assert "-duration" in str(params["sort"]["schema"])
+    counts = doc["paths"][f"{API}/job-counts"]["get"]
+    assert {p["name"] for p in counts["parameters"]} == {"type", "operation", "createdBy", "isPart"}
+    assert counts["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/JobCounts"}
+    bulk = doc["paths"][f"{API}/jobs/bulk"]["post"]
+    assert bulk["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/JobBulk"}
+    assert {"403", "409", "422"} <= set(bulk["responses"])
     stream = doc["paths"][f"{API}/events/stream"]["get"]
     assert {p["name"] for p in stream["parameters"]} == {"after", "agent", "topic", "filter", "batch", "share",
                                                                 "ready", "window"}

@@ -63,7 +63,8 @@ async def test_a_row_appears_and_changes_live_as_a_remote_listener_works(web: We
     job = await admin.jobs.create(type="workbook", operation="import", info="Queued")
     row = web.row(job.id)
     await expect(row).to_have_attribute("data-status", "ready")
-    await expect(row.locator(".st-running .st-icon")).to_be_visible()  # the spinner
+    await expect(row.locator(".st-ready .st-icon")).to_be_visible()  # waiting for a worker: not yet the spinner
+    await expect(row.locator(".st-running")).to_have_count(0)
     await expect(row).to_contain_text("workbook:import")
     await expect(row).to_contain_text("Queued")
 
@@ -71,6 +72,7 @@ async def test_a_row_appears_and_changes_live_as_a_remote_listener_works(web: We
     async with Client(server.url, token=agent) as remote:  # a listener elsewhere, over HTTP
         await remote.jobs.ack(job.id, info="Reading rows", progress=0)
         await expect(row).to_have_attribute("data-status", "executing")
+        await expect(row.locator(".st-running .st-icon")).to_be_visible()  # the spinner: a worker runs it
         await expect(row.locator("td").nth(4).locator("time")).to_be_visible()  # started
         eta = datetime.now(UTC) + timedelta(seconds=600)
         await remote.jobs.update(job.id, progress=40, processed=400, total=1000, info="400 of 1,000 rows",

@@ -46,6 +46,7 @@ __all__ = [
     "admission",
     "deadline",
     "due_at",
+    "duration",
     "job_exists",
     "job_not_found",
     "object_not_found",
@@ -159,6 +160,13 @@ class PartStats:
 def deadline(job: Job) -> datetime:
     """When the job times out: `timeout_seconds` after it was created, or after its `run_at`."""
     return (job.run_at or job.created_at) + timedelta(seconds=job.timeout_seconds)
+
+
+def duration(job: Job) -> float | None:
+    """Seconds from the job's start (or creation, if it never started) to its end (Zoltar's ΔT); None until it ends."""
+    if job.finished_at is None:
+        return None
+    return (job.finished_at - (job.started_at or job.created_at)).total_seconds()
 
 
 def waits_for_slot(job: Job) -> bool:
@@ -329,6 +337,21 @@ class JobQuery:
     offset: int = 0
     status_details: Sequence[str] = ()
     undetailed: Sequence[JobStatus] = ()
+    id_prefix: str | None = None
+    """Jobs whose id starts with this (a range of the primary key)."""
+    text: str | None = None
+    """Jobs whose info or error message holds this text, in any case (read from each job's document)."""
+    metadata: Sequence[tuple[str, str]] = ()
+    """(key, value): jobs whose metadata has each key with that value (read from each job's document)."""
+    sort: str | None = None
+    """A `JobSort` (`-ended`, ...); None: newest first, a job's parts in part order."""
+    window: int = 10_000
+    """How many of the newest jobs matching the indexed filters a text or metadata condition looks through."""
+
+    @property
+    def reads_documents(self) -> bool:
+        """Whether a condition reads each job's document (so it is bounded by `window`)."""
+        return self.text is not None or bool(self.metadata)
 
 
 @dataclass(slots=True)
@@ -438,7 +461,14 @@ class Store(Protocol):
         ...
 
     async def list_jobs(self, query: JobQuery) -> tuple[list[Job], int]:
-        """Jobs matching the query, newest first; a job's parts (`parent_id`) in part order."""
+        """Jobs matching the query in its order (newest first; a job's parts in part order), and how many match."""
+        ...
+    async def count_statuses(self, query: JobQuery) -> dict[JobStatus, int]:
+        """How many jobs in each status match the query's type, operation, creator and `is_part` (the rest of it
+        is not read), from the status indexes."""
+        ...
+    async def job_ids(self, query: JobQuery) -> tuple[list[str], int]:
+        """The ids of the first `limit` jobs matching the query in its order, and how many match."""
         ...
     async def part_stats(self, parent_id: str) -> PartStats: ...
     async def waiting_jobs(self, job: str, limit: int) -> list[str]:

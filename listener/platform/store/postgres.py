@@ -55,6 +55,7 @@ from listener.platform.store.reads import (
     USER_COLUMNS,
     Statement,
     StoreReads,
+    like_pattern,
     number,
     numbered,
     part_stats_of,
@@ -93,6 +94,7 @@ class PostgresStore(PostgresTail, PostgresWriter, StoreReads):
 
     _position = "pos"
     _waiting = "waiting"
+    _id_column = 'id COLLATE "C"'
 
     def __init__(self, dsn: str, schema: str, *, pool_size: int, poll_interval: float) -> None:
         self.dsn = dsn
@@ -206,6 +208,18 @@ class PostgresStore(PostgresTail, PostgresWriter, StoreReads):
     @staticmethod
     def _instant(instant: datetime) -> datetime:
         return instant
+
+    @staticmethod
+    def _text_match(text: str, params: list[Any]) -> str:
+        pattern = like_pattern(text)
+        params += [pattern, pattern]
+        return "(doc->>'info' ILIKE ? OR doc->'error'->>'message' ILIKE ?)"
+
+    @staticmethod
+    def _metadata_match(key: str, value: str, params: list[Any]) -> str:
+        # `->>` gives a string as it is, and a number, true or false as JSON writes it.
+        params += [key, value]
+        return "doc->'metadata'->>? = ?"
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:

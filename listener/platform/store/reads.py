@@ -14,8 +14,10 @@ instant is kept (`_instant`: epoch seconds, timestamptz) and how a condition tak
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
+import re
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -33,8 +35,8 @@ from listener.platform.store.base import (
 )
 from listener.schedules import Schedule
 
-__all__ = ["USER_COLUMNS", "AnyOf", "Statement", "StoreReads", "first_column", "job_filter", "number", "numbered",
-           "part_stats_of", "status_terms", "stored_user"]
+__all__ = ["SORT_COLUMNS", "USER_COLUMNS", "AnyOf", "Statement", "StoreReads", "first_column", "job_filter",
+           "like_pattern", "number", "numbered", "part_stats_of", "sort_column", "status_terms", "stored_user"]
 
 T = TypeVar("T")
 
@@ -73,8 +75,11 @@ def status_terms(query: JobQuery) -> tuple[list[str], list[StatusTerm]]:
     return statuses, terms
 
 
-def job_filter(query: JobQuery, any_of: AnyOf, params: list[Any]) -> str:
-    """The WHERE clause of a job listing (empty for none); its parameters go to `params` in the clause's order."""
+def job_filter(query: JobQuery, any_of: AnyOf, params: list[Any], id_column: str = "id") -> str:
+    """The WHERE clause of a job listing's indexed filters (empty for none); its parameters go to `params` in the
+    clause's order. `id_column` is how the store compares ids byte by byte (a prefix is a range of its index).
+
+    A text or metadata condition is not here: it reads each job's document (StoreReads._listing bounds it)."""
     where: list[str] = []
     statuses, terms = status_terms(query)
     if statuses:
@@ -91,7 +96,29 @@ def job_filter(query: JobQuery, any_of: AnyOf, params: list[Any]) -> str:
             where.append(f"{column} = ?")
     if query.is_part is not None:
         where.append("parent_id IS NOT NULL" if query.is_part else "parent_id IS NULL")
+    if query.id_prefix is not None:
+        params += [query.id_prefix, query.id_prefix + _ABOVE]
+        where.append(f"{id_column} >= ? AND {id_column} < ?")
+    if (sorted_by := sort_column(query.sort)) is not None:
+        where.append(f"{sorted_by} IS NOT NULL")
     return f" WHERE {' AND '.join(where)}" if where else ""
+
+
+_ABOVE = "\U0010ffff"
+"""Above every character: the ids starting with p are those from p up to p + this (compared as bytes)."""
+
+SORT_COLUMNS = {"created": None, "started": "started_at", "ended": "finished_at", "duration": "duration"}
+"""What each JobSort orders by (None: the insertion order); jobs without a value are not listed."""
+
+
+def sort_column(sort: str | None) -> str | None:
+    """The column a listing's sort reads, if it is one that a job may not have (then only those with it are listed)."""
+    return SORT_COLUMNS[sort.removeprefix("-")] if sort is not None else None
+
+
+def like_pattern(text: str) -> str:
+    """A LIKE pattern matching `text` anywhere, its own `%`, `_` and `\\` escaped with `\\`."""
+    return "%" + re.sub(r"([\\%_])", r"\\\1", text) + "%"
 
 
 def part_stats_of(counts: list[Any], failed: list[Any]) -> PartStats:
@@ -141,6 +168,8 @@ class StoreReads:
     """The column that keeps jobs and objects in the order they were inserted."""
     _waiting: ClassVar[str]
     """A waiting job's condition, as the partial index jobs_waiting says it (a query must, for the index to serve)."""
+    _id_column: ClassVar[str]
+    """The job id as the store compares it byte by byte, as an index of it is declared (an id prefix is its range)."""
     _limits: dict[str, JobSettings]
     _limited: dict[str, JobSettings]
     """The settings that limit how many jobs of their type may start: what a store admits a job against."""
@@ -155,6 +184,14 @@ class StoreReads:
         def _instant(instant: datetime) -> Any:
             """An instant as the store keeps it in due_at and finished_at."""
 
+        @staticmethod
+        def _text_match(text: str, params: list[Any]) -> str:
+            """The condition that the job's info or error message holds `text`, in any case."""
+
+        @staticmethod
+        def _metadata_match(key: str, value: str, params: list[Any]) -> str:
+            """The condition that the job's metadata has `key` with `value` (a string, or JSON's text of another)."""
+
     # -- jobs -----------------------------------------------------------------
 
     async def get_job(self, job_id: str) -> Job:
@@ -165,17 +202,68 @@ class StoreReads:
 
         return await self._query(job, ("SELECT doc FROM jobs WHERE id = ?", (job_id,)))
 
+    def _listing(self, query: JobQuery, params: list[Any]) -> str:
+        """The WHERE clause of a listing: its indexed filters, and, bounded to the newest `query.window` jobs they
+        match, its conditions on each job's document (text, metadata)."""
+        clause = job_filter(query, self._any_of, params, self._id_column)
+        if not query.reads_documents:
+            return clause
+        p = self._position
+        where = [f"{p} IN (SELECT {p} FROM jobs{clause} ORDER BY {p} DESC LIMIT {int(query.window)})"]
+        if query.text is not None:
+            where.append(self._text_match(query.text, params))
+        where += [self._metadata_match(key, value, params) for key, value in query.metadata]
+        return f" WHERE {' AND '.join(where)}"
+
+    def _order(self, query: JobQuery) -> str:
+        p = self._position
+        if query.sort is None:
+            return "part" if query.parent_id is not None else f"{p} DESC"
+        direction = " DESC" if query.sort.startswith("-") else ""
+        column = sort_column(query.sort)
+        return f"{p}{direction}" if column is None else f"{column}{direction}, {p}{direction}"
+
     async def list_jobs(self, query: JobQuery) -> tuple[list[Job], int]:
         params: list[Any] = []
-        clause = job_filter(query, self._any_of, params)
-        order = "part" if query.parent_id is not None else f"{self._position} DESC"
+        clause = self._listing(query, params)
 
         def page(total: list[Any], rows: list[Any]) -> tuple[list[Job], int]:
             return [Job.model_validate_json(r[0]) for r in rows], number(total)
 
         return await self._query(page, (f"SELECT count(*) FROM jobs{clause}", params),
-                                 (f"SELECT doc FROM jobs{clause} ORDER BY {order} LIMIT ? OFFSET ?",
+                                 (f"SELECT doc FROM jobs{clause} ORDER BY {self._order(query)} LIMIT ? OFFSET ?",
                                   [*params, query.limit, query.offset]))
+
+    async def job_ids(self, query: JobQuery) -> tuple[list[str], int]:
+        params: list[Any] = []
+        clause = self._listing(query, params)
+
+        def ids(total: list[Any], rows: list[Any]) -> tuple[list[str], int]:
+            return first_column(rows), number(total)
+
+        return await self._query(ids, (f"SELECT count(*) FROM jobs{clause}", params),
+                                 (f"SELECT id FROM jobs{clause} ORDER BY {self._order(query)} LIMIT ? OFFSET ?",
+                                  [*params, query.limit, query.offset]))
+
+    async def count_statuses(self, query: JobQuery) -> dict[JobStatus, int]:
+        # Only what the status indexes hold: type, operation and creator. Parts are counted apart (from the partial
+        # index of parts) and taken away when they are left out, since "not a part" is in no index.
+        base = JobQuery(type=query.type, operation=query.operation, created_by=query.created_by)
+        statements: list[Statement] = []
+        for one in ([base] if query.is_part is None else []) + \
+                   ([base, dataclasses.replace(base, is_part=True)] if query.is_part is False else []) + \
+                   ([dataclasses.replace(base, is_part=True)] if query.is_part else []):
+            params: list[Any] = []
+            statements.append((f"SELECT status, count(*) FROM jobs{job_filter(one, self._any_of, params)}"
+                               " GROUP BY status", params))
+
+        def counts(*results: list[Any]) -> dict[JobStatus, int]:
+            found = {JobStatus(r[0]): int(r[1]) for r in results[0]}
+            for r in results[1] if len(results) > 1 else ():  # the parts, left out
+                found[JobStatus(r[0])] -= int(r[1])
+            return {status: n for status, n in found.items() if n}
+
+        return await self._query(counts, *statements)
 
     async def ready_jobs(self, after: int, limit: int) -> list[tuple[int, Job, EventContext]]:
         def ready(rows: list[Any]) -> list[tuple[int, Job, EventContext]]:

@@ -306,4 +306,35 @@ STEPS: list[Step] = [
     );
     CREATE INDEX schedules_due ON schedules (next_run_at) WHERE next_run_at IS NOT NULL;
     """),
+    # 13: the jobs grid. When a job started and how long it took (ΔT: from its start, or its creation if it never
+    # started, to its end), so that a listing sorted by start, end or duration is a range of an index read in order
+    # (PostgreSQL's end index gains pos for that); the statuses of a creator's jobs and of parts, so that the grid's
+    # counts are index-only scans (a member's own; the parts, taken away when the grid leaves them out); and, in
+    # PostgreSQL, the ids as bytes, so that an id prefix is a range of an index whatever the database's collation.
+    # (SQLite's index of parts holds parent_id too: its planner counts a partial index's own condition as a column
+    # to read from the table.)
+    Step(sqlite="""
+    ALTER TABLE jobs ADD COLUMN started_at REAL;
+    ALTER TABLE jobs ADD COLUMN duration REAL;
+    UPDATE jobs SET started_at = (julianday(json_extract(doc, '$.startedAt')) - 2440587.5) * 86400.0
+        WHERE json_extract(doc, '$.startedAt') IS NOT NULL;
+    UPDATE jobs SET duration = finished_at - coalesce(started_at, (julianday(created_at) - 2440587.5) * 86400.0)
+        WHERE finished_at IS NOT NULL;
+    CREATE INDEX jobs_started ON jobs (started_at) WHERE started_at IS NOT NULL;
+    CREATE INDEX jobs_duration ON jobs (duration) WHERE duration IS NOT NULL;
+    CREATE INDEX jobs_created_by_status ON jobs (created_by, status);
+    CREATE INDEX jobs_part_status ON jobs (status, type, parent_id) WHERE parent_id IS NOT NULL;
+    """, postgres="""
+    ALTER TABLE jobs ADD COLUMN started_at timestamptz, ADD COLUMN duration double precision;
+    UPDATE jobs SET started_at = (doc->>'startedAt')::timestamptz WHERE doc->>'startedAt' IS NOT NULL;
+    UPDATE jobs SET duration = extract(epoch FROM finished_at - coalesce(started_at, created_at))
+        WHERE finished_at IS NOT NULL;
+    CREATE INDEX jobs_started ON jobs (started_at, pos) WHERE started_at IS NOT NULL;
+    CREATE INDEX jobs_duration ON jobs (duration, pos) WHERE duration IS NOT NULL;
+    DROP INDEX jobs_finished;
+    CREATE INDEX jobs_finished ON jobs (finished_at, pos) WHERE finished_at IS NOT NULL;
+    CREATE INDEX jobs_created_by_status ON jobs (created_by, status);
+    CREATE INDEX jobs_part_status ON jobs (status, type) WHERE parent_id IS NOT NULL;
+    CREATE INDEX jobs_id_bytes ON jobs (id COLLATE "C");
+    """),
 ]

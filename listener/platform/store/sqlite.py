@@ -41,6 +41,7 @@ from listener.platform.store.base import (
     UserChange,
     admission,
     due_at,
+    duration,
     job_exists,
     job_not_found,
     object_not_found,
@@ -54,7 +55,15 @@ from listener.platform.store.base import (
     user_not_found,
     waits_for_slot,
 )
-from listener.platform.store.reads import USER_COLUMNS, Statement, StoreReads, number, part_stats_of, stored_user
+from listener.platform.store.reads import (
+    USER_COLUMNS,
+    Statement,
+    StoreReads,
+    like_pattern,
+    number,
+    part_stats_of,
+    stored_user,
+)
 from listener.platform.store.schema import STEPS
 from listener.platform.store.sqlite_writer import BUSY_TIMEOUT_MS, WAL_SIZE_LIMIT, SqliteWriter, Synchronous, Tx
 from listener.schedules import Schedule
@@ -68,7 +77,7 @@ MIGRATIONS: list[str] = [step.sqlite for step in STEPS]
 """This store's scripts of the schema's steps, in order."""
 
 _JOB_COLUMNS = ("status, type, operation, created_by, created_at, due_at, finished_at, parent_id, part, waiting,"
-                " status_detail")
+                " status_detail, started_at, duration")
 _JOB_COLUMN_NAMES = _JOB_COLUMNS.split(", ")
 _JOB_MARKS = ", ".join("?" * len(_JOB_COLUMN_NAMES))
 
@@ -80,7 +89,8 @@ def _job_row(job: Job) -> tuple[Any, ...]:
     due = due_at(job)
     return (job.status._value_, job.type, job.operation, job.created_by, job.created_at.isoformat(),
             due.timestamp() if due else None, job.finished_at.timestamp() if job.finished_at else None,
-            job.parent_id, job.part, int(waits_for_slot(job)), status_detail(job))
+            job.parent_id, job.part, int(waits_for_slot(job)), status_detail(job),
+            job.started_at.timestamp() if job.started_at else None, duration(job))
 
 
 def _insert_job(tx: Tx, job: Job, context: EventContext) -> tuple[Any, ...]:
@@ -115,6 +125,7 @@ class SqliteStore(SqliteWriter, StoreReads):
 
     _position = "rowid"
     _waiting = "waiting = 1"
+    _id_column = "id"
 
     def __init__(self, path: Path, *, synchronous: Synchronous = "NORMAL", readers: int = 4) -> None:
         self.path = path
@@ -236,6 +247,20 @@ class SqliteStore(SqliteWriter, StoreReads):
     @staticmethod
     def _instant(instant: datetime) -> float:
         return instant.timestamp()
+
+    @staticmethod
+    def _text_match(text: str, params: list[Any]) -> str:
+        # SQLite parses a document once for both (it keeps the last few parses of a statement). LIKE is SQLite's:
+        # ASCII letters in any case.
+        pattern = like_pattern(text)
+        params += [pattern, pattern]
+        return "(doc ->> '$.info' LIKE ? ESCAPE '\\' OR doc ->> '$.error.message' LIKE ? ESCAPE '\\')"
+
+    @staticmethod
+    def _metadata_match(key: str, value: str, params: list[Any]) -> str:
+        # `->` gives the value's JSON text: a string quoted, a number, true or false as written.
+        params += [f'$.metadata."{key}"', json.dumps(value, ensure_ascii=False), value]
+        return "doc -> ? IN (?, ?)"
 
     # -- jobs -----------------------------------------------------------------
 

@@ -132,9 +132,31 @@ async def test_a_failing_subscriber_does_not_hold_up_writers(
 
 
 
+_UNDO_GRID = ("DROP INDEX jobs_started; DROP INDEX jobs_duration; DROP INDEX jobs_created_by_status;"
+              " DROP INDEX jobs_part_status; ALTER TABLE jobs DROP COLUMN started_at; ALTER TABLE jobs DROP COLUMN"
+              " duration;")
+
+
+async def _undo_grid(platform: Platform) -> None:
+    """Put the schema back as it was before migration 13 (the jobs grid's columns and indexes), rows and all."""
+    store: Any = platform.store
+    if isinstance(store, SqliteStore):
+        with closing(sqlite3.connect(store.path)) as db:
+            db.executescript(f"{_UNDO_GRID} PRAGMA user_version = 12;")
+        return
+    conn = await asyncpg.connect(store.dsn, server_settings={"search_path": store.schema})
+    try:
+        await conn.execute(f"{_UNDO_GRID} DROP INDEX jobs_id_bytes; DROP INDEX jobs_finished;"
+                           " CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;"
+                           " DELETE FROM listener_migrations WHERE version >= 13")
+    finally:
+        await conn.close()
+
+
 async def _undo_status_detail(platform: Platform) -> None:
     """Put the schema back as it was before migration 11 (the status_detail column), rows and all (and before the
-    steps after it: 12's schedules table)."""
+    steps after it: 13's grid columns, 12's schedules table)."""
+    await _undo_grid(platform)
     store: Any = platform.store
     if isinstance(store, SqliteStore):
         with closing(sqlite3.connect(store.path)) as db:
@@ -147,6 +169,29 @@ async def _undo_status_detail(platform: Platform) -> None:
                            " DROP TABLE schedules; DELETE FROM listener_migrations WHERE version >= 11")
     finally:
         await conn.close()
+
+
+async def test_migration_13_fills_in_when_jobs_already_there_started_and_how_long_they_took(
+        db_url: str, clock: ManualClock) -> None:
+    """A database from before the jobs grid: its jobs sort by start, end and duration as new ones do."""
+    async with Platform.open(db_url, clock=clock, sweep_interval=None) as platform:
+        jobs = platform.api.jobs
+        quick = await jobs.ack((await jobs.create(type="sheet", operation="export")).id)
+        clock.advance(1.5)
+        await jobs.complete(quick.id)
+        slow = await jobs.ack((await jobs.create(type="sheet", operation="export")).id)
+        clock.advance(20)
+        await jobs.fail(slow.id, error="boom")
+        never = await jobs.cancel((await jobs.create(type="sheet", operation="export")).id)
+        running = await jobs.ack((await jobs.create(type="sheet", operation="export")).id)
+        before = [[j.id for j in (await jobs.list(sort=sort)).items] for sort in ("-duration", "started", "-ended")]
+    async with Platform.open(db_url, clock=clock, sweep_interval=None) as platform:
+        await _undo_grid(platform)
+    async with Platform.open(db_url, clock=clock, sweep_interval=None) as platform:
+        jobs = platform.api.jobs
+        after = [[j.id for j in (await jobs.list(sort=sort)).items] for sort in ("-duration", "started", "-ended")]
+        assert after == before == [[slow.id, quick.id, never.id], [quick.id, slow.id, running.id],
+                                   [never.id, slow.id, quick.id]]
 
 
 async def test_migration_11_fills_in_the_detail_of_jobs_already_there(db_url: str, clock: ManualClock) -> None:

@@ -26,7 +26,8 @@ export function statusMeta(job) {
   else if (status === "scheduled" && job.attempt > 0 && job.nextAttemptAt) label = "Retrying";
   else if (status === "scheduled" && job.waitingFor) label = "Waiting";
   let kind = "waiting";
-  if (status === "ready" || status === "executing") kind = "running";
+  if (status === "ready") kind = "ready"; // queued for a worker: not the spinner of a job a worker is running
+  else if (status === "executing") kind = "running";
   else if (status === "complete") kind = "complete";
   else if (status === "failed") kind = "failed";
   else if (status === "cancelled") kind = "cancelled";
@@ -58,6 +59,25 @@ export function timeEl(iso, { short = false } = {}) {
     else text = yearFormat.format(date);
   }
   return h("time", { datetime: iso, title: longFormat.format(date) }, text);
+}
+
+const relativeFormat = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
+const RELATIVE_STEPS = [[60, "second", 1], [3600, "minute", 60], [86_400, "hour", 3600], [604_800, "day", 86_400],
+  [2_629_800, "week", 604_800], [31_557_600, "month", 2_629_800], [Infinity, "year", 31_557_600]];
+
+/** "3 minutes ago", "in 2 hours": how far `iso` is from `now`. */
+export function relative(iso, now = Date.now()) {
+  const seconds = (Date.parse(iso) - now) / 1000;
+  const [, unit, size] = RELATIVE_STEPS.find(([limit]) => Math.abs(seconds) < limit);
+  return relativeFormat.format(Math.round(seconds / size), unit);
+}
+
+/** A <time> for an ISO timestamp saying how long ago it was, the full time on hover (its title); or a dash. */
+export function relativeTimeEl(iso) {
+  if (!iso) return h("span", { class: "muted", "aria-label": "none" }, "—");
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return h("span", {}, iso);
+  return h("time", { datetime: iso, title: longFormat.format(date), class: "relative" }, relative(iso));
 }
 
 /** Microseconds since the epoch, keeping the six digits of fraction the API sends (Date keeps three). */
