@@ -42,6 +42,7 @@ from listener.platform.scheduler import Scheduler
 from listener.platform.snapshots import SnapshotService
 from listener.platform.store.base import Store
 from listener.platform.store.sqlite import SqliteStore, Synchronous
+from listener.platform.workers import Connection, Workers
 from listener.runner import Runner
 from listener.tasks import task_scope
 from listener.types import Clock, SystemClock
@@ -136,6 +137,8 @@ class Platform:
         self.scheduler = Scheduler(self.api.as_actor("scheduler").jobs, clock, interval=sweep_interval or 0.5,
                                    retention=retention)
         self.sweeps = sweep_interval is not None
+        self.workers = Workers()
+        """The workers connected to this process (its event-stream agents and in-process listeners)."""
         self.state = PlatformState.OPEN
 
     @classmethod
@@ -231,10 +234,19 @@ class Platform:
             await tg.start(_run, runner, events, start)
             tg.start_soon(partial(self.api.as_actor(f"agent:{name}").jobs.announce_waiting,
                                   lambda event: bool(listener.handlers_for(event)), after=start))
+            worker = self.listening(listener, runner, cursor=name)
             try:
                 yield runner
             finally:
+                self.workers.remove(worker)
                 runner.stop()
+
+    def listening(self, listener: Listener, runner: Runner, *, cursor: str | None) -> Connection:
+        """Register an in-process runner of `listener` as a worker (until `workers.remove`)."""
+        return self.workers.add(kind="in-process", agent=runner.agent or "default", user=None,
+                                takes=lambda event: bool(listener.handlers_for(event)),
+                                connected_at=self.clock.now(), cursor=cursor, position=lambda: runner.cursor,
+                                topics=sorted({r.topic.pattern for r in listener.registrations()}))
 
 
 async def _run(runner: Runner, events: Any, start: int, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:

@@ -141,9 +141,11 @@ async def running(platform: Platform, *, max_items: int = DEFAULT_MAX_ITEMS, con
         # Subscribed first: a job made ready from now on comes live; one ready before is announced again.
         tg.start_soon(partial(platform.api.as_actor(f"agent:{AGENT}").jobs.announce_waiting,
                               lambda event: bool(listener.handlers_for(event)), after=start))
+        worker = platform.listening(listener, runner, cursor=None)
         try:
             yield runner
         finally:
+            platform.workers.remove(worker)
             runner.stop()
 
 

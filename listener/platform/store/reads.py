@@ -30,6 +30,7 @@ from listener.platform.store.base import (
     job_not_found,
     object_not_found,
 )
+from listener.platform.store.queues import QueueReads
 
 __all__ = ["AnyOf", "Statement", "StoreReads", "first_column", "job_filter", "number", "numbered", "part_stats_of",
            "status_terms"]
@@ -121,10 +122,10 @@ def _starts_limited(settings: JobSettings) -> bool:
     return settings.max_running is not None or settings.starts_per_second is not None
 
 
-class StoreReads:
+class StoreReads(QueueReads):
     """The reads of the Store protocol, and the per-type settings a store remembers from them.
 
-    A backend provides `_query`, `_any_of`, `_instant`, `_position` and `_waiting`.
+    A backend provides `_query`, `_any_of`, `_instant`, `_position`, `_waiting` and `_minute`.
     """
 
     _position: ClassVar[str]

@@ -289,4 +289,11 @@ STEPS: list[Step] = [
     UPDATE jobs SET status_detail = 'timeout' WHERE status = 'failed' AND doc->'error'->>'kind' = 'timeout';
     CREATE INDEX jobs_status_detail ON jobs (status_detail, type, pos) WHERE status_detail IS NOT NULL;
     """),
+    # 12: a queue's completed and failed jobs per minute over the last hour (queues.py): one type's jobs that ended
+    # since a time are a range of this index, read alone (status is in it), never the rows
+    Step(sqlite="""
+    CREATE INDEX jobs_type_finished ON jobs (type, operation, finished_at, status) WHERE finished_at IS NOT NULL;
+    """, postgres="""
+    CREATE INDEX jobs_type_finished ON jobs (type, operation, finished_at, status) WHERE finished_at IS NOT NULL;
+    """),
 ]
