@@ -5,6 +5,7 @@ import { ApiError, download, get, post } from "../api.js";
 import { append, fill, h } from "../dom.js";
 import { TERMINAL, jobDuration, pretty, progressView, statusBadge, timeEl } from "../format.js";
 import { track } from "../jobwatch.js";
+import { askUnheard, unheardNote } from "../listening.js";
 import { idLink } from "../router.js";
 import { stream, throttle } from "../stream.js";
 import { showError, toast } from "../ui.js";
@@ -36,11 +37,13 @@ export async function jobView(main, { id }, query, ctx) {
   const trailList = h("ol", { class: "trail", "aria-label": "Events" });
   const trailBox = h("section", { class: "card section", "aria-labelledby": "trail-title" },
     h("h2", { id: "trail-title" }, "Event trail"), trailList);
-  append(main, top, errorsBox, partsBox, trailBox);
+  const listening = listeningBox(() => job, ctx);
+  append(main, top, listening.box, errorsBox, partsBox, trailBox);
 
   const draw = () => {
     document.title = `${job.job} ${job.id} · Listener`;
     fill(top, ...header(job, ctx), ...body(job));
+    listening.ask();
   };
   draw();
 
@@ -132,6 +135,22 @@ export async function jobView(main, { id }, query, ctx) {
   ctx.onLeave(() => clearInterval(ticker));
 
   await Promise.all([loadErrors(), loadParts(), loadTrail()]);
+}
+
+/**
+ * "No worker is listening for workbook:export" while the job is ready and no worker on the server would be
+ * sent it: its own box under the header, asked again as the job moves (`ask`) and when workers come or go.
+ */
+function listeningBox(currentJob, ctx) {
+  const box = h("div", { class: "listening", hidden: true });
+  const ask = () => askUnheard([currentJob()]).then(() => {
+    if (!ctx.active) return;
+    const note = unheardNote(currentJob(), { link: true });
+    box.hidden = !note;
+    fill(box, note);
+  }).catch(() => {});
+  ctx.onLeave(stream.onWorkers(ask));
+  return { box, ask };
 }
 
 function header(job, ctx) {

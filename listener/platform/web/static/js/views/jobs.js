@@ -4,6 +4,7 @@
 import { get, session } from "../api.js";
 import { append, field, fill, h, select } from "../dom.js";
 import { LABELS, STATUSES, STATUS_WORDS, TYPES, progressView, statusBadge, timeEl } from "../format.js";
+import { askUnheard, unheardNote } from "../listening.js";
 import { setQuery } from "../router.js";
 import { stream, throttle } from "../stream.js";
 
@@ -63,7 +64,15 @@ export async function jobsView(main, params, query, ctx) {
     const page = await get("/jobs", q);
     if (!ctx.active) return;
     draw(page);
+    hear().catch(() => {});
   };
+
+  // "No worker is listening": asked for the rows on screen after each load, and when workers come or go.
+  const hear = async () => {
+    const changed = await askUnheard([...rows.values()].map((row) => row.job));
+    if (changed && ctx.active) for (const row of rows.values()) fillRow(row.tr, row.job);
+  };
+  ctx.onLeave(stream.onWorkers(() => hear().catch(() => {})));
 
   const draw = (page) => {
     const seen = new Set();
@@ -191,7 +200,7 @@ function fillRow(tr, job) {
   const info = job.info || (job.error && job.error.message) || "";
   const cell = (i, cls, ...content) => h("td", { class: cls, role: "cell", "data-label": COLUMNS[i] }, content);
   fill(tr,
-    cell(0, "status-cell", statusBadge(job)),
+    cell(0, "status-cell", statusBadge(job), unheardNote(job)),
     cell(1, "nowrap id-cell", h("a", { href: `#/jobs/${job.id}`, class: "mono job-link" }, job.id)),
     cell(2, "nowrap", h("code", {}, job.job || `${job.type}:${job.operation}`),
       job.isPart ? h("span", { class: "tag" }, ` part ${job.part}`) : null),
