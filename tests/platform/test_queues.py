@@ -13,8 +13,10 @@ import pytest
 
 from listener import Event, Listener
 from listener.client import Client
+from listener.platform import Platform
 from listener.remote import run_listener
 from tests.conftest import ManualClock, Server
+from tests.test_client import replicas, take
 from tests.platform.test_server import API, assert_error, call
 from tests.platform.test_stream import stream
 from tests.test_processes import started
@@ -265,3 +267,24 @@ async def test_an_in_process_listener_is_a_worker_while_it_runs(server: Server) 
         assert queue["workers"][0]["kind"] == "in-process" and queue["workers"][0]["lag"] is not None
     assert (await get(server, "/queues/voters:geocode"))["listening"] == 0
 
+
+
+async def test_a_worker_that_reconnects_says_its_filters_again_and_is_announced_nothing_twice(
+        platform: Platform) -> None:
+    waiting = await platform.api.jobs.create(type="workbook", operation="export")
+    ready = [[{"job": "workbook:export"}]]
+    async with replicas(platform, 1) as ([replica], token), Client(replica.url, token=token) as client:
+        async with client.stream(agent="exporter", topics=["job:ready"], share=True, ready=ready,
+                                 backoff_start=0.01, backoff_max=0.05) as events:
+            [announced] = await take(events, 1)  # the job ready before it started
+            assert announced.context.job_id == waiting.id
+            async with anyio.create_task_group() as tg:
+                await replica.stop()
+                assert not [c for c in platform.workers if c.kind == "stream"]
+                await replica.start(tg)
+                fresh = await platform.api.jobs.create(type="workbook", operation="export")
+                [event] = await take(events, 1)  # a job made ready after the reconnect, not `waiting` again
+                assert event.context.job_id == fresh.id and events.connections == 2
+                [worker] = [c for c in platform.workers if c.kind == "stream"]
+                assert worker.ready == ready, "the reconnect said its job:ready filters again (listens=)"
+                await replica.stop()
