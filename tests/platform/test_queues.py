@@ -16,9 +16,9 @@ from listener.client import Client
 from listener.platform import Platform
 from listener.remote import run_listener
 from tests.conftest import ManualClock, Server
-from tests.test_client import replicas, take
 from tests.platform.test_server import API, assert_error, call
 from tests.platform.test_stream import stream
+from tests.test_client import replicas, take
 from tests.test_processes import started
 
 pytestmark = pytest.mark.anyio
