@@ -31,6 +31,7 @@ from listener.platform import DEFAULT_DB, Platform
 from listener.platform.auth import Role, Users
 from listener.process import event_loop, loop_options, tune_gc
 from listener.targets import load_listener
+from listener.user_commands import users_command
 
 __all__ = ["load_listener", "main"]
 
@@ -100,9 +101,19 @@ def _parser() -> argparse.ArgumentParser:
     create = users_commands.add_parser("create", help="create a user and print its token once")
     create.add_argument("name")
     create.add_argument("--role", choices=[r.value for r in Role], default="member")
-    create.add_argument("--token-only", action="store_true",
-                        help="print only the token, for a script: TOKEN=$(listener users create ... --token-only)")
-    _db(create)
+    users_commands.add_parser("list", help="list users: name, role, created, and whether its token was rotated or "
+                              "revoked").add_argument("--json", action="store_true", help="print JSON")
+    revoke = users_commands.add_parser("revoke", help="revoke a user's token (not the last admin's): refused at once")
+    revoke.add_argument("name")
+    revoke.add_argument("--json", action="store_true", help="print the user as JSON")
+    rotate = users_commands.add_parser("rotate", help="give a user a new token, printed once; the old one is refused")
+    rotate.add_argument("name")
+    rotate.add_argument("--json", action="store_true", help='print {"user", "token"} as JSON')
+    for sub in (create, rotate):
+        sub.add_argument("--token-only", action="store_true",
+                         help="print only the token, for a script: TOKEN=$(listener users create ... --token-only)")
+    for sub in users_commands.choices.values():
+        _db(sub)
 
     prune = commands.add_parser("prune", help="delete finished jobs older than an age, with their events")
     _db(prune)
@@ -251,15 +262,6 @@ async def _prune(args: argparse.Namespace) -> None:
             print(f"Deleted {pruned} finished job(s) older than {args.older_than}, with their events.")
 
 
-async def _users(args: argparse.Namespace) -> None:
-    async with Platform.open(args.db, system_jobs=False) as platform:
-        user, token = await Users(platform.store, platform.clock).create(args.name, args.role)
-        if args.token_only:
-            print(token)
-        else:
-            print(f"Created {user.role.value} {user.name}. Its token, shown only this once:\n\n    {token}\n")
-
-
 def _urls(value: str) -> list[str]:
     return [u.strip() for u in value.split(",") if u.strip()]
 
@@ -367,7 +369,7 @@ async def _jobs(args: argparse.Namespace) -> None:
 
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace], Awaitable[None]]] = {
-    "serve": _serve, "run": _run, "dev": _dev, "demo": _demo, "users": _users, "jobs": _jobs, "prune": _prune,
+    "serve": _serve, "run": _run, "dev": _dev, "demo": _demo, "users": users_command, "jobs": _jobs, "prune": _prune,
 }
 
 

@@ -526,6 +526,10 @@ class ClientJobs(_Resource):
         """Run a failed job again by hand (the outcome's `retry` button)."""
         return self._job(await self._client.request("POST", f"/jobs/{_path(job_id)}/retry"))
 
+    async def retry_failed_items(self, job_id: str) -> Job:
+        """A new job of the same type for exactly the items the ended job's error log names (its `retryOf`)."""
+        return self._job(await self._client.request("POST", f"/jobs/{_path(job_id)}/retry-failed-items"))
+
     async def split(
         self,
         job_id: str,

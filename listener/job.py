@@ -187,6 +187,8 @@ class Job(Model):
     part_data: dict[str, Any] | None = None
     parent_id: str | None = None
     parts: JobParts | None = None
+    retry_of: str | None = None
+    """The job whose failed items this one runs again (jobs.retry_failed_items); its input's `items` are those."""
     files: list[JobFile] = Field(default_factory=list)
     data_rows: int = 0
     """How many result rows the job wrote (jobs.write_data); its data.csv, until it expires."""

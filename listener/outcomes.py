@@ -103,9 +103,10 @@ class NextView(Model):
 
 
 class NextRetry(Model):
-    """Run the job again."""
+    """Run the job again; with `failed_items`, only the items its error log names, as a new job."""
 
     type: Literal["retry"]
+    failed_items: bool = False
     label: str | None = None
 
 

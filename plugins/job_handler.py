@@ -48,7 +48,13 @@ class Tick(Protocol):
 
     `await tick.checkpoint(state)` saves a small JSON state; if this attempt fails, the next one finds
     it in `event.cache["checkpoint"]` and can resume after the last finished batch.
+
+    `tick.items` is what this job is to do again when it retries another's failed items (its `retryOf`,
+    `jobs.retry_failed_items`): exactly those items, from its input; None for any other job (do it all). So
+    one handler serves both: `for row in rows if tick.items is None or row.key in tick.items`.
     """
+
+    items: list[Any] | None
 
     def __call__(self, progress: int, info: str | None = None) -> Awaitable[Job]: ...
     def checkpoint(self, state: dict[str, Any]) -> Awaitable[Job]: ...
@@ -59,8 +65,10 @@ class Tick(Protocol):
 
 
 class _Ticker:
-    def __init__(self, api: Api, job_id: str, attempt: int) -> None:
-        self.api, self.job_id, self.attempt = api, job_id, attempt
+    def __init__(self, api: Api, job: Job) -> None:
+        self.api, self.job_id, self.attempt = api, job.id, job.attempt
+        items = job.input.get("items") if job.retry_of is not None else None
+        self.items: list[Any] | None = items if isinstance(items, list) else None
         self.started = time.monotonic()
         self.was_split = False
 
@@ -230,7 +238,7 @@ def job_handler(
         event.cache["job"] = acked
         attempt = acked.attempt
         event.cache["checkpoint"] = acked.checkpoint
-        tick = _Ticker(api, job_id, attempt)
+        tick = _Ticker(api, acked)
 
         async def finish(**kw: Any) -> None:
             # The write that ends the attempt must happen even if we are being cancelled.

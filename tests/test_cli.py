@@ -17,8 +17,9 @@ import pytest
 
 from listener import Platform, __version__
 from listener.cli import load_listener, main
-from listener.platform.auth import Role, Users
-from tests.conftest import Server
+from listener.platform.auth import AUTH_CACHE_SECONDS, Role, Users
+from tests.conftest import ManualClock, Server
+from tests.platform.test_server import call
 
 LISTENER = [sys.executable, "-m", "listener.cli"]
 
@@ -142,6 +143,50 @@ async def test_users_create_token_only_prints_a_token_a_script_can_use(db_path: 
     async with Platform.open(str(db_path), system_jobs=False) as platform:
         user = await Users(platform.store, platform.clock).authenticate(token.strip())
     assert (user.name, user.role) == ("bot", Role.AGENT)
+
+
+@pytest.mark.anyio
+async def test_users_list_revoke_and_rotate_on_the_database_a_server_shares(server: Server, db_url: str,
+                                                                            clock: ManualClock) -> None:
+    ann = await server.token("ann", "agent")
+    db = ["--db", db_url]
+
+    async def users(*args: str) -> tuple[int, str, str]:
+        result = await anyio.run_process([*LISTENER, "users", *args, *db], check=False)
+        return result.returncode, result.stdout.decode(), result.stderr.decode()
+
+    code, out, _ = await users("list", "--json")
+    assert code == 0
+    listed = json.loads(out)["items"]
+    assert [(u["name"], u["role"], u["revokedAt"]) for u in listed] == [("admin", "admin", None),
+                                                                         ("ann", "agent", None)]
+    assert "lst_" not in out and set(listed[0]) == {"id", "name", "role", "createdAt", "rotatedAt", "revokedAt"}
+    code, out, _ = await users("list")
+    assert code == 0 and "ann" in out and "agent" in out and "2 user(s)" in out
+
+    assert (await call(server, "GET", "/api/v1/users/me", ann))[0] == 200  # the server has it cached
+    code, out, _ = await users("revoke", "ann")
+    assert code == 0 and "Revoked ann's token" in out
+    clock.advance(AUTH_CACHE_SECONDS)  # the running server reads it again once its cached entry runs out
+    assert (await call(server, "GET", "/api/v1/users/me", ann))[0] == 401
+    code, out, _ = await users("list")
+    assert "revoked" in out
+
+    code, out, _ = await users("rotate", "ann", "--token-only")
+    token = out.strip()
+    assert code == 0 and token.startswith("lst_") and len(out.split()) == 1
+    status, me = await call(server, "GET", "/api/v1/users/me", token)
+    assert (status, me["name"], me["revokedAt"]) == (200, "ann", None)
+    code, out, _ = await users("rotate", "ann")
+    assert code == 0 and "shown only this once" in out and token not in out
+    clock.advance(AUTH_CACHE_SECONDS)
+    assert (await call(server, "GET", "/api/v1/users/me", token))[0] == 401, "rotate kills the old token"
+
+    code, _, err = await users("revoke", "admin")
+    assert code == 1 and "last admin" in err.splitlines()[0]
+    code, _, err = await users("revoke", "nobody")
+    assert code == 1 and err.splitlines()[0] == "listener: User 'nobody' not found."
+    assert (await call(server, "GET", "/api/v1/users/me", server.admin_token))[0] == 200
 
 
 def test_load_listener_by_path_and_name(tmp_path: Path) -> None:

@@ -300,6 +300,11 @@ async def test_the_error_log_survives_failure(api: Any) -> None:
         await api.jobs.log_error(job.id, message="")
     with pytest.raises(NotFound):
         await api.jobs.log_error("jb_missing", message="x")
+    again = await api.jobs.retry_failed_items(job.id)  # the items the log names: row 7 and row 9
+    assert (again.retry_of, again.input, again.job) == (job.id, {"items": ["row 7", "row 9"]}, "workbook:import")
+    with pytest.raises(Conflict, match="has ended") as refused:
+        await api.jobs.retry_failed_items(again.id)
+    assert refused.value.details == {"jobId": again.id, "status": "ready", "move": "retry_failed_items"}
 
 
 async def test_wait_and_refresh_update_the_job_in_place_as_fiddlers_code_expects(api: Api, platform: Platform) -> None:

@@ -14,7 +14,6 @@ import enum
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
-from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -38,6 +37,7 @@ from listener.platform.domains import (
 from listener.platform.eventlog import EventLog
 from listener.platform.files import DEFAULT_MAX_FILE_SIZE, FileService
 from listener.platform.jobs import DEFAULT_DATA_TTL, JobService
+from listener.platform.ready_queue import announce_for
 from listener.platform.scheduler import Scheduler
 from listener.platform.snapshots import SnapshotService
 from listener.platform.store.base import Store
@@ -232,8 +232,7 @@ class Platform:
                         save_cursor=save, agent=name)
         async with self.eventlog.subscribe(start) as events, task_scope(cancel_on_exit=False) as tg:
             await tg.start(_run, runner, events, start)
-            tg.start_soon(partial(self.api.as_actor(f"agent:{name}").jobs.announce_waiting,
-                                  lambda event: bool(listener.handlers_for(event)), after=start))
+            announce_for(tg, self.api.as_actor(f"agent:{name}").jobs, listener, start)
             worker = self.listening(listener, runner, cursor=name)
             try:
                 yield runner

@@ -70,6 +70,7 @@ from listener.platform.moves import (
 )
 from listener.platform.parts import PartsMixin
 from listener.platform.ready_queue import ReadyQueueMixin
+from listener.platform.retry_items import RetryItemsMixin
 from listener.platform.store.base import (
     Idempotency,
     IdempotentReplay,
@@ -96,7 +97,7 @@ ContextResolver = Callable[[str], Awaitable[EventContext]]
 """Given a job's source id, the ids of what it belongs to (workbook, space, sheet...)."""
 
 
-class JobService(PartsMixin, LimitsMixin, ReadyQueueMixin, JobDataMixin):
+class JobService(PartsMixin, LimitsMixin, ReadyQueueMixin, JobDataMixin, RetryItemsMixin):
     """jobs.create / execute / ack / update / complete / fail / cancel / acknowledge_outcome / ..."""
 
     def __init__(
@@ -217,10 +218,12 @@ class JobService(PartsMixin, LimitsMixin, ReadyQueueMixin, JobDataMixin):
                 return await self.get(replay.job_id)
         return await self._create(spec, None)
 
-    async def _create(self, spec: JobCreate, idempotency: Idempotency | None) -> Job:
+    async def _create(self, spec: JobCreate, idempotency: Idempotency | None, *, retry_of: str | None = None) -> Job:
         base = await self._resolve(spec.source) if spec.source else EventContext()
         now = self._clock.now()
         job = Job(id=new_id("jb"), created_by=self.actor, created_at=now, updated_at=now, **fields_set(spec))
+        if retry_of is not None:
+            job = job.model_copy(update={"retry_of": retry_of})
         if job.retry is not None:
             job = job.model_copy(update={"max_attempts": job.retry.max_attempts})
         settings = self._store.limits().get(job.job)

@@ -6,7 +6,10 @@ The part of JobService (jobs.py) that announces ready jobs again; it holds no st
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING
+
+from anyio.abc import TaskGroup
 
 from listener import topics
 from listener.errors import Conflict, NotFound
@@ -15,7 +18,10 @@ from listener.platform.eventlog import ready_between
 from listener.platform.moves import ANNOUNCE, Move, job_payload
 from listener.platform.store.base import Store
 
-__all__ = ["ReadyQueueMixin"]
+if TYPE_CHECKING:
+    from listener.listener import Listener
+
+__all__ = ["ReadyQueueMixin", "announce_for"]
 
 _ANNOUNCE_PAGE = 500
 """Ready jobs read at a time when a worker starts (see announce_waiting)."""
@@ -66,3 +72,9 @@ class ReadyQueueMixin:
             if len(page) < _ANNOUNCE_PAGE:
                 return announced
             position = page[-1][0]
+
+
+def announce_for(tg: TaskGroup, jobs: ReadyQueueMixin, listener: Listener, after: int) -> None:
+    """Start announcing again, in `tg`, every job still ready that one of `listener`'s handlers takes: a
+    worker starting, whose live events begin after `after` (subscribe first, then call this)."""
+    tg.start_soon(partial(jobs.announce_waiting, lambda event: bool(listener.handlers_for(event)), after=after))

@@ -529,6 +529,13 @@ async def retry_job(call: Call) -> Job:
     return await call.api.jobs.retry((await call.job(call.param("jobId"))).id)
 
 
+@route("POST", "/jobs/{jobId}/retry-failed-items", tag="jobs", response=Job, status=202)
+async def retry_failed_items(call: Call) -> Reply:
+    """Run again only the items an ended job's error log names, as a new job (its `retryOf`); 202 with it."""
+    job = await call.api.jobs.retry_failed_items((await call.job(call.param("jobId"))).id)
+    return Reply(job, status=202, headers={"Location": f"/api/v1/jobs/{job.id}"})
+
+
 @route("POST", "/jobs/{jobId}/cancel", tag="jobs", body=JobCancel, response=Job)
 async def cancel_job(call: Call) -> Job:
     """Cancel a job that has not ended."""
@@ -818,3 +825,7 @@ def forbid(user: User, route: Route) -> None:
         allowed = " or ".join(sorted(r.value for r in route.roles))
         raise Forbidden(f"{route.method} {route.path} needs the {allowed} role; {user.name} is {user.role.value}.",
                         details={"role": user.role.value})
+
+
+# The route modules of their own join the table here, so that whoever imports ROUTES gets all of it.
+from listener.platform import user_routes  # noqa: E402, F401

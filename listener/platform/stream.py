@@ -42,8 +42,9 @@ from aiohttp import WSMsgType, web
 from anyio.abc import TaskGroup
 from pydantic import Field
 
-from listener.errors import Invalid
+from listener.errors import Invalid, Unauthorized
 from listener.models import MAX_INT64, Event, Model
+from listener.platform.auth import Users, hash_token
 from listener.platform.channel import Channel
 from listener.platform.eventlog import ready_between
 from listener.platform.routes import Call, Route, cursor_name, parse_json, visible_to
@@ -145,8 +146,10 @@ async def events_stream(call: Call) -> web.WebSocketResponse:
         # Saved only once the upgrade succeeded: a refused request writes nothing.
         await store.set_cursor(cursor, start)
     call.request.app[SOCKETS].add(ws)
-    channel = Channel(ws, call.request, bearer(call.request) or subprotocol_token(call.request), call.users,
-                      call.platform, functools.partial(actor, call.request.app), call.request.app[ANSWERS])
+    token = bearer(call.request) or subprotocol_token(call.request)
+    channel = Channel(ws, call.request, token, call.users, call.platform, functools.partial(actor, call.request.app),
+                      call.request.app[ANSWERS])
+    revoked = _Revoked(ws, call.users, token)
 
     def visible(event: Event) -> bool:
         if topics and not any(t(event.topic) for t in topics):
@@ -196,10 +199,12 @@ async def events_stream(call: Call) -> web.WebSocketResponse:
     async def send() -> None:
         async with call.platform.eventlog.subscribe(start) as events:
             if q.batch:
-                await _send_batches(ws, events, wanted, window)
+                await _send_batches(ws, events, wanted, window, revoked)
                 return
             async for event in events:
                 if wanted(event):
+                    if await revoked.refused():
+                        return
                     await ws.send_str('{"type":"event","event":' + event.to_json() + "}")
 
     went_away = True
@@ -215,6 +220,8 @@ async def events_stream(call: Call) -> web.WebSocketResponse:
                 tg.start_soon(_announce_ready, call.platform, saved, start, visible)
             async for message in ws:
                 if message.type is WSMsgType.TEXT:
+                    if await revoked.refused(message.data, channel, tg):
+                        break
                     await _receive(message.data, ws, None if cursor is None else ack, channel, tg, window)
     except ConnectionResetError:
         pass  # the client went away mid-send; its cursor says where to resume
@@ -257,6 +264,47 @@ async def _tell_workers(ws: web.WebSocketResponse, platform: Platform) -> None:
         await ws.send_str('{"type":"workers","connected":' + str(len(platform.workers)) + "}")
 
 
+REVOKED_CLOSE = 4401
+"""The close code of a socket whose token stopped working (revoked or rotated): 4000-4999 are the application's."""
+
+
+class _Revoked:
+    """Checks a socket's token before each frame it sends or receives, so that a token revoked or rotated while
+    the socket is open is refused from its next frame: its calls are answered 401 `unauthorized` (as REST
+    answers them), the socket gets an `error` message with that code and is closed, and no event goes out."""
+
+    def __init__(self, ws: web.WebSocketResponse, users: Users, token: str | None) -> None:
+        self._ws, self._users = ws, users
+        self._digest = hash_token(token) if token else ""  # the socket was opened with it: "" never happens
+        self.closed = False
+
+    async def refused(self, frame: str | None = None, channel: Channel | None = None,
+                      tg: TaskGroup | None = None) -> bool:
+        if self.closed:
+            return True
+        try:
+            # Cached: a clock read and a dict lookup (0.8 µs a frame here, 1.9 µs with the hash), bar one store
+            # read per AUTH_CACHE_SECONDS.
+            await self._users.by_digest(self._digest)
+            return False
+        except Unauthorized as exc:
+            self.closed = True
+            error = exc
+        if frame is not None and channel is not None and tg is not None:
+            try:
+                data = parse_json(frame)
+                if isinstance(data, dict) and data.get("type") == "calls":
+                    await channel.receive(data, tg)  # refuses each call as REST would: 401 with its id
+            except (ValueError, Invalid):
+                pass
+        try:
+            await self._ws.send_json({"type": "error", "error": error.to_dict()["error"]})
+            await self._ws.close(code=REVOKED_CLOSE, message=b"the bearer token is no longer valid")
+        except ConnectionResetError:
+            pass
+        return True
+
+
 async def _announce_ready(platform: Platform, after: int, upto: int, wanted: Callable[[Event], bool]) -> None:
     """Announce again the jobs still ready whose job:ready lies between the agent's cursor and a socket's start.
 
@@ -290,7 +338,8 @@ class _Window:
 
 
 async def _send_batches(ws: web.WebSocketResponse, events: AsyncIterable[Event],
-                        wanted: Callable[[Event], bool], window: _Window | None = None) -> None:
+                        wanted: Callable[[Event], bool], window: _Window | None = None,
+                        revoked: _Revoked | None = None) -> None:
     """Send `events` as `{"type": "events"}` frames, each holding every event ready when it is written.
 
     One task reads the subscription into a bounded buffer as fast as it yields (a committed batch
@@ -332,6 +381,8 @@ async def _send_batches(ws: web.WebSocketResponse, events: AsyncIterable[Event],
                 batch.append(waiting.popleft())
             if window is not None and len(batch) < allowed:
                 window.give(allowed - len(batch))  # kept for the next frame
+            if revoked is not None and await revoked.refused():
+                return
             await ws.send_str('{"type":"events","events":[' + ",".join(batch) + "]}")
 
 

@@ -30,7 +30,6 @@ import math
 import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -41,6 +40,7 @@ from listener.errors import Invalid, NonRetryable, NotFound
 from listener.listener import Listener
 from listener.models import Event, File, Job, Model, Outcome, RetryPolicy, Sheet, SheetField
 from listener.platform.csvs import csv_chunks, csv_rows
+from listener.platform.ready_queue import announce_for
 from listener.runner import Runner
 from listener.tasks import task_scope
 from plugins.job_handler import Tick, job_handler
@@ -139,8 +139,7 @@ async def running(platform: Platform, *, max_items: int = DEFAULT_MAX_ITEMS, con
     async with platform.eventlog.subscribe(start) as live, task_scope(cancel_on_exit=False) as tg:
         await tg.start(_run, runner, live, start)
         # Subscribed first: a job made ready from now on comes live; one ready before is announced again.
-        tg.start_soon(partial(platform.api.as_actor(f"agent:{AGENT}").jobs.announce_waiting,
-                              lambda event: bool(listener.handlers_for(event)), after=start))
+        announce_for(tg, platform.api.as_actor(f"agent:{AGENT}").jobs, listener, start)
         worker = platform.listening(listener, runner, cursor=None)
         try:
             yield runner

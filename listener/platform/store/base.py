@@ -39,6 +39,7 @@ __all__ = [
     "Store",
     "StoredObject",
     "StoredUser",
+    "UserChange",
     "Write",
     "admission",
     "deadline",
@@ -53,6 +54,7 @@ __all__ = [
     "settled",
     "status_detail",
     "user_exists",
+    "user_not_found",
     "waits_for_slot",
 ]
 
@@ -242,6 +244,13 @@ def record_not_found(record_id: str, sheet_id: str) -> NotFound:
 
 def user_exists(name: str) -> Conflict:
     return Conflict(f"A user named {name!r} already exists.", details={"name": name})
+
+
+def user_not_found(name: str) -> NotFound:
+    return NotFound(f"User {name!r} not found.", details={"name": name})
+
+
+UserChange = Callable[["StoredUser", list["StoredUser"]], "StoredUser"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -494,3 +503,12 @@ class Store(Protocol):
     async def insert_user(self, user: StoredUser) -> None: ...
     async def find_user(self, *, token_hash: str | None = None, name: str | None = None) -> StoredUser | None: ...
     async def count_users(self) -> int: ...
+    async def list_users(self) -> list[StoredUser]:
+        """Every user, by name."""
+        ...
+    async def change_user(self, name: str, change: UserChange) -> StoredUser:
+        """Replace user `name`'s row with what `change(user, admins)` returns, in one write that holds the admins'
+        rows (`admins`, every user with role admin, this one too) until it commits, so that two changes
+        deciding on the admins (revoking the last one's token) cannot both pass. NotFound for an unknown
+        name; what `change` raises is raised, and nothing is written."""
+        ...

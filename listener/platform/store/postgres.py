@@ -35,6 +35,7 @@ from listener.platform.store.base import (
     SnapshotMake,
     StoredObject,
     StoredUser,
+    UserChange,
     admission,
     job_exists,
     job_not_found,
@@ -43,15 +44,18 @@ from listener.platform.store.base import (
     plan_restore,
     record_not_found,
     user_exists,
+    user_not_found,
 )
 from listener.platform.store.postgres_tail import PostgresTail
 from listener.platform.store.postgres_writer import TRANSIENT, PostgresWriter
 from listener.platform.store.reads import (
+    USER_COLUMNS,
     Statement,
     StoreReads,
     number,
     numbered,
     part_stats_of,
+    stored_user,
 )
 from listener.platform.store.schema import STEPS
 from listener.tasks import task_scope
@@ -508,3 +512,18 @@ class PostgresStore(PostgresTail, PostgresWriter, StoreReads):
             return None, []
 
         await self._write(insert)
+
+    async def change_user(self, name: str, change: UserChange) -> StoredUser:
+        async def change_(conn: asyncpg.Connection) -> tuple[StoredUser, list[NewEvent]]:
+            # FOR UPDATE holds the admins' rows until the commit: a replica deciding on them at the same time
+            # waits, then reads them as this change left them.
+            admins = await conn.fetch(f"SELECT {USER_COLUMNS} FROM users WHERE role = 'admin' ORDER BY name FOR UPDATE")
+            row = await conn.fetchrow(f"SELECT {USER_COLUMNS} FROM users WHERE name = $1 FOR UPDATE", name)
+            if row is None:
+                raise user_not_found(name)
+            new = change(stored_user(row), [stored_user(a) for a in admins])
+            await conn.execute("UPDATE users SET role = $1, token_hash = $2, doc = $3 WHERE id = $4",
+                               new.role, new.token_hash, json.dumps(new.doc), new.id)
+            return new, []
+
+        return (await self._write(change_))[0]

@@ -32,8 +32,8 @@ from listener.platform.store.base import (
 )
 from listener.platform.store.queues import QueueReads
 
-__all__ = ["AnyOf", "Statement", "StoreReads", "first_column", "job_filter", "number", "numbered", "part_stats_of",
-           "status_terms"]
+__all__ = ["USER_COLUMNS", "AnyOf", "Statement", "StoreReads", "first_column", "job_filter", "number", "numbered",
+           "part_stats_of", "status_terms", "stored_user"]
 
 T = TypeVar("T")
 
@@ -106,6 +106,14 @@ def _record(row: Any, sheet_id: str) -> Record:
 
 def _object(row: Any) -> StoredObject:
     return StoredObject(row[0], row[1], row[2], json.loads(row[3]))
+
+
+USER_COLUMNS = "id, name, role, token_hash, doc"
+"""A user's row as stored_user reads it, in every statement that reads one (both stores' writes too)."""
+
+
+def stored_user(row: Any) -> StoredUser:
+    return StoredUser(row[0], row[1], row[2], row[3], json.loads(row[4]))
 
 
 def first_column(rows: list[Any]) -> list[Any]:
@@ -301,13 +309,15 @@ class StoreReads(QueueReads):
         column, value = ("token_hash", token_hash) if token_hash is not None else ("name", name)
 
         def user(rows: list[Any]) -> StoredUser | None:
-            if not rows:
-                return None
-            r = rows[0]
-            return StoredUser(r[0], r[1], r[2], r[3], json.loads(r[4]))
+            return stored_user(rows[0]) if rows else None
 
-        return await self._query(user, (f"SELECT id, name, role, token_hash, doc FROM users WHERE {column} = ?",
-                                        (value,)))
+        return await self._query(user, (f"SELECT {USER_COLUMNS} FROM users WHERE {column} = ?", (value,)))
 
     async def count_users(self) -> int:
         return await self._query(number, ("SELECT count(*) FROM users", ()))
+
+    async def list_users(self) -> list[StoredUser]:
+        def users(rows: list[Any]) -> list[StoredUser]:
+            return [stored_user(r) for r in rows]
+
+        return await self._query(users, (f"SELECT {USER_COLUMNS} FROM users ORDER BY name", ()))

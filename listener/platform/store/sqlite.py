@@ -37,6 +37,7 @@ from listener.platform.store.base import (
     SnapshotMake,
     StoredObject,
     StoredUser,
+    UserChange,
     admission,
     due_at,
     job_exists,
@@ -47,9 +48,10 @@ from listener.platform.store.base import (
     record_not_found,
     status_detail,
     user_exists,
+    user_not_found,
     waits_for_slot,
 )
-from listener.platform.store.reads import Statement, StoreReads, number, part_stats_of
+from listener.platform.store.reads import USER_COLUMNS, Statement, StoreReads, number, part_stats_of, stored_user
 from listener.platform.store.schema import STEPS
 from listener.platform.store.sqlite_writer import BUSY_TIMEOUT_MS, WAL_SIZE_LIMIT, SqliteWriter, Synchronous, Tx
 from listener.tasks import task_scope
@@ -67,19 +69,25 @@ _JOB_COLUMN_NAMES = _JOB_COLUMNS.split(", ")
 _JOB_MARKS = ", ".join("?" * len(_JOB_COLUMN_NAMES))
 
 
+_ROWS_KEPT = 10_000  # jobs not ended, whose next move is likely; as many as the writer's job cache
+
+
 def _job_row(job: Job) -> tuple[Any, ...]:
     due = due_at(job)
-    return (job.status.value, job.type, job.operation, job.created_by, job.created_at.isoformat(),
+    return (job.status._value_, job.type, job.operation, job.created_by, job.created_at.isoformat(),
             due.timestamp() if due else None, job.finished_at.timestamp() if job.finished_at else None,
             job.parent_id, job.part, int(waits_for_slot(job)), status_detail(job))
 
 
-def _insert_job(tx: Tx, job: Job, context: EventContext) -> None:
+def _insert_job(tx: Tx, job: Job, context: EventContext) -> tuple[Any, ...]:
+    """Insert the job; its row (_job_row)."""
+    row = _job_row(job)
     try:
         tx.conn.execute(f"INSERT INTO jobs (id, {_JOB_COLUMNS}, doc, ctx) VALUES (?, {_JOB_MARKS}, ?, ?)",
-                        (job.id, *_job_row(job), job.model_dump_json(), context.model_dump_json()))
+                        (job.id, *row, job.model_dump_json(), context.model_dump_json()))
     except sqlite3.IntegrityError:
         raise job_exists(job.id) from None
+    return row
 
 
 def _update_job(tx: Tx, job_id: str, row: tuple[Any, ...], old: tuple[Any, ...] | None, doc: str) -> None:
@@ -122,6 +130,10 @@ class SqliteStore(SqliteWriter, StoreReads):
         # Jobs as last committed, so a move does not read and parse the row it just wrote. Only the
         # writer touches it; another process's commit (PRAGMA data_version) clears it. So with the log's head.
         self._jobs: OrderedDict[str, tuple[Job, EventContext]] = OrderedDict()
+        # The row each job object last written makes (_job_row), by job id: a move sets only the columns that
+        # changed from its job's row, and computing that row again was 6 µs of every move. Keyed to the object,
+        # so it is right whether or not that write committed.
+        self._rows: dict[str, tuple[Job, tuple[Any, ...]]] = {}
         self._data_version: int | None = None
         self._seq: int | None = None
 
@@ -234,7 +246,7 @@ class SqliteStore(SqliteWriter, StoreReads):
                     raise IdempotentReplay(row[1], row[0] == i.body_hash)
             if occupies(job):
                 self._admit(tx, job)
-            _insert_job(tx, job, context)
+            self._remember_row(job, _insert_job(tx, job, context))
             tx.changed[job.id] = (job, context)
             tx.append(events)
 
@@ -255,23 +267,36 @@ class SqliteStore(SqliteWriter, StoreReads):
             tx.changed[job_id] = None if outcome.job is None else (outcome.job, ctx)
             if outcome.job is None:
                 tx.conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+                self._rows.pop(job_id, None)
                 tx.conn.execute("DELETE FROM job_data WHERE job_id = ?", (job_id,))
             else:
                 new = outcome.job
                 if occupies(new) and not occupies(job):
                     self._admit(tx, new)
-                _update_job(tx, job_id, _job_row(new), _job_row(job) if known else None, new.model_dump_json())
+                memo = self._rows.get(job_id)
+                old = memo[1] if memo is not None and memo[0] is job else _job_row(job) if known else None
+                row = _job_row(new)
+                _update_job(tx, job_id, row, old, new.model_dump_json())
+                if new.status.is_terminal:
+                    self._rows.pop(job_id, None)  # moves of an ended job are rare: kept, it would hold the job
+                else:
+                    self._remember_row(new, row)
             if outcome.data:
                 tx.conn.executemany("INSERT INTO job_data (job_id, row) VALUES (?, ?)",
                                     [(job_id, json.dumps(row)) for row in outcome.data])
             tx.append(outcome.events)
             for child, child_ctx, child_events in outcome.inserts:
-                _insert_job(tx, child, child_ctx)
+                self._remember_row(child, _insert_job(tx, child, child_ctx))
                 tx.changed[child.id] = (child, child_ctx)
                 tx.append(child_events)
             return outcome.job
 
         return await self._write(change, lazy=True)
+
+    def _remember_row(self, job: Job, row: tuple[Any, ...]) -> None:
+        if len(self._rows) >= _ROWS_KEPT:
+            self._rows.clear()  # a move then computes its old row once more: cheaper than keeping an order
+        self._rows[job.id] = (job, row)
 
     def _admit(self, tx: Tx, job: Job) -> None:
         """Take a running slot (and a start, if rate-limited) for a job about to become ready, or NoSlot."""
@@ -505,3 +530,17 @@ class SqliteStore(SqliteWriter, StoreReads):
                 raise user_exists(user.name) from None
 
         await self._write(insert)
+
+    async def change_user(self, name: str, change: UserChange) -> StoredUser:
+        def change_(tx: Tx) -> StoredUser:
+            # The writer's transaction is the only one writing (BEGIN IMMEDIATE): the admins read here stay as read.
+            row = tx.conn.execute(f"SELECT {USER_COLUMNS} FROM users WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise user_not_found(name)
+            admins = tx.conn.execute(f"SELECT {USER_COLUMNS} FROM users WHERE role = 'admin' ORDER BY name").fetchall()
+            new = change(stored_user(row), [stored_user(a) for a in admins])
+            tx.conn.execute("UPDATE users SET role = ?, token_hash = ?, doc = ? WHERE id = ?",
+                            (new.role, new.token_hash, json.dumps(new.doc), new.id))
+            return new
+
+        return (await self._write(change_))[0]

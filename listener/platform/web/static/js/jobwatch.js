@@ -332,7 +332,7 @@ export async function performNext(job, next) {
         break;
       }
       case "retry": {
-        const again = await post(`/jobs/${encodeURIComponent(job.id)}/retry`);
+        const again = await post(`/jobs/${encodeURIComponent(job.id)}/${next.failedItems ? "retry-failed-items" : "retry"}`);
         await track(again, { label: `${job.job} (again)` });
         return true;
       }

@@ -4,7 +4,7 @@
 // two subprotocols, after "listener.bearer"; the server answers with "listener.bearer" alone.
 // After a drop it reconnects with `after` = the last event seen, so nothing is missed.
 
-import { session } from "./api.js";
+import { api, session } from "./api.js";
 
 export const BEARER_PROTOCOL = "listener.bearer";
 
@@ -72,6 +72,10 @@ class EventStream {
       this.workersChanged(); // workers may have come or gone while the page was away
     } else if (message.type === "workers") {
       this.workersChanged();
+    } else if (message.type === "error" && message.error && message.error.code === "unauthorized") {
+      // The token was revoked or rotated while the socket was open (the server closes it next): a REST call
+      // answers 401 too, and api.js's answer to that is the page's one way of ending a session.
+      api("GET", "/users/me").catch(() => {});
     } else if (message.type === "event") {
       const event = message.event;
       if (this.lastSeq !== null && event.seq <= this.lastSeq) return; // seen before a reconnect

@@ -1,5 +1,6 @@
-// One job, everything about it: every field, ΔT, attempts and the next retry, the failure, JSON in and
-// out, its files and data CSV, its error log, its subtasks and its event trail — kept live by events.
+// One job, everything about it: its fields (the empty ones left out), ΔT, its attempts as a timeline and
+// the next retry, the failure it ended with, JSON in and out, its files and data CSV, its error log, its
+// subtasks and its event trail (in seq order, ending with its last event) — kept live by events.
 
 import { ApiError, download, get, post } from "../api.js";
 import { append, fill, h } from "../dom.js";
@@ -9,6 +10,7 @@ import { askUnheard, unheardNote } from "../listening.js";
 import { idLink } from "../router.js";
 import { stream, throttle } from "../stream.js";
 import { showError, toast } from "../ui.js";
+import { attemptsOf, attemptsTimeline } from "./attempts.js";
 
 const FIELDS = [
   ["id", "Job ID"], ["job", "Job"], ["type", "Type"], ["operation", "Operation"], ["status", "Status"],
@@ -32,17 +34,23 @@ export async function jobView(main, { id }, query, ctx) {
   if (!ctx.active) return;
 
   const top = h("div");
-  const errorsBox = h("section", { class: "card section", "aria-labelledby": "errors-title" });
+  const attemptsBox = h("section", { class: "card section", "aria-labelledby": "attempts-title" });
+  const errorsBox = h("section", { class: "card section", "aria-labelledby": "errors-title", hidden: true });
   const partsBox = h("section", { class: "card section", "aria-labelledby": "parts-title", hidden: true });
-  const trailList = h("ol", { class: "trail", "aria-label": "Events" });
+  // Scrolls on its own (max-height), so it takes focus: a keyboard user scrolls it with the arrow keys.
+  const trailList = h("ol", { class: "trail", "aria-label": "Events", tabindex: "0" });
   const trailBox = h("section", { class: "card section", "aria-labelledby": "trail-title" },
     h("h2", { id: "trail-title" }, "Event trail"), trailList);
   const listening = listeningBox(() => job, ctx);
-  append(main, top, listening.box, errorsBox, partsBox, trailBox);
+  append(main, top, listening.box, attemptsBox, errorsBox, partsBox, trailBox);
 
+  const events = new Map(); // seq → event: the job's events, from the log and the stream, each once
+  const drawAttempts = () => fill(attemptsBox, h("h2", { id: "attempts-title" }, "Attempts"),
+    attemptsTimeline(attemptsOf(events.values(), id), job));
   const draw = () => {
     document.title = `${job.job} ${job.id} · Listener`;
     fill(top, ...header(job, ctx), ...body(job));
+    drawAttempts();
     listening.ask();
   };
   draw();
@@ -51,6 +59,7 @@ export async function jobView(main, { id }, query, ctx) {
   const loadErrors = async () => {
     const page = await get(`/jobs/${encodeURIComponent(id)}/errors`, { limit: 200 });
     if (!ctx.active) return;
+    errorsBox.hidden = !page.total; // an empty log is not shown; it appears when the first error is logged
     const csv = h("button", { type: "button", class: "btn small", disabled: !page.total,
       onclick: () => download(`/api/v1/jobs/${encodeURIComponent(id)}/errors.csv`).catch((e) => showError(e, "Error log")) },
     "Download error log (CSV)");
@@ -81,17 +90,30 @@ export async function jobView(main, { id }, query, ctx) {
   };
 
   // -- event trail ------------------------------------------------------------------
-  const seen = new Set();
-  const addEvent = (event) => {
-    if (seen.has(event.seq)) return;
-    seen.add(event.seq);
+  // In seq order whichever way an event came (the log's pages, or the stream while they load), so the trail
+  // always ends with the job's last event.
+  const addEvent = (event, { live = false } = {}) => {
+    if (events.has(event.seq)) return;
+    events.set(event.seq, event);
     const p = event.payload || {};
+    // A job keeps its last error until it completes, so every later event's payload carries it too: the trail
+    // names it only on the event that brought it (the failure, or the worker lost), not on the retry's moves.
+    const fresh = event.topic === "job:failed" || (event.topic === "job:ready" && p.error && p.error.kind === "lease_expired");
     const bits = [p.status, p.progress !== undefined ? `${p.progress}%` : null, p.info, p.willRetry ? "will retry" : null,
-      p.error && p.error.message ? `error: ${p.error.message}` : null].filter((b) => b !== null && b !== undefined && b !== "");
-    trailList.append(h("li", { dataset: { topic: event.topic } },
+      fresh && p.error && p.error.message ? `error: ${p.error.message}` : null].filter((b) => b !== null && b !== undefined && b !== "");
+    const item = h("li", { dataset: { topic: event.topic, seq: String(event.seq) } },
       h("span", { class: "seq" }, `#${event.seq}`),
       h("span", {}, h("code", {}, event.topic), h("br"), h("span", { class: "when muted" }, timeEl(event.createdAt, { short: true }))),
-      h("span", { class: "info" }, bits.join(" · "), event.context.actorId ? h("span", { class: "muted" }, ` — by ${event.context.actorId}`) : null)));
+      h("span", { class: "info" }, bits.join(" · "), event.context.actorId ? h("span", { class: "muted" }, ` — by ${event.context.actorId}`) : null));
+    trailList.querySelector(".none")?.remove();
+    const last = trailList.lastElementChild;
+    if (!last || Number(last.dataset.seq) < event.seq) { // the usual case: it is the newest
+      const atEnd = live && trailList.scrollHeight - trailList.scrollTop - trailList.clientHeight < 24;
+      trailList.append(item);
+      if (atEnd) trailList.scrollTop = trailList.scrollHeight; // following the end, as a log viewer does
+      return;
+    }
+    trailList.insertBefore(item, [...trailList.children].find((li) => Number(li.dataset.seq) > event.seq));
   };
   const loadTrail = async () => {
     let after = 0;
@@ -102,7 +124,8 @@ export async function jobView(main, { id }, query, ctx) {
       if (page.items.length < 1000) break;
       after = page.items[page.items.length - 1].seq;
     }
-    if (!trailList.children.length) trailList.append(h("li", { class: "muted" }, "No events."));
+    if (!trailList.children.length) trailList.append(h("li", { class: "muted none" }, "No events."));
+    drawAttempts();
   };
 
   const refresh = throttle(async () => {
@@ -115,16 +138,18 @@ export async function jobView(main, { id }, query, ctx) {
       }
     }
   }, 300);
+  const redrawAttempts = throttle(drawAttempts, 300);
   const refreshErrors = throttle(() => loadErrors().catch(() => {}), 1000);
   const refreshParts = throttle(() => loadParts().catch(() => {}), 500);
   ctx.onLeave(stream.subscribe((event) => {
     if (event.context.jobId === id) {
-      addEvent(event);
+      addEvent(event, { live: true });
+      redrawAttempts();
       refresh();
       refreshErrors();
     } else if (event.topic.startsWith("job:") && event.payload && event.payload.parentId === id) refreshParts();
   }));
-  ctx.onLeave(() => [refresh, refreshErrors, refreshParts].forEach((t) => t.cancel()));
+  ctx.onLeave(() => [refresh, redrawAttempts, refreshErrors, refreshParts].forEach((t) => t.cancel()));
   refresh(); // what changed between the first load and listening
   const ticker = setInterval(() => {
     if (job.status === "executing" && job.estimatedCompletionAt) {
@@ -192,7 +217,9 @@ function fiddlerTag(job) {
 
 function body(job) {
   const sections = [];
-  if (job.error) {
+  // The failure the job stands at: it ended failed, or waits for its retry. Once a retry runs (or the job is
+  // ready again), the failure is history and stays in its attempt's entry in the timeline.
+  if (job.error && (job.status === "failed" || job.status === "scheduled")) {
     const e = job.error;
     sections.push(h("div", { class: "failure", role: "note", "aria-label": "Failure" },
       h("strong", {}, `Failure (${e.kind})`), e.retryable ? h("span", { class: "tag warn" }, " retryable") : null,
@@ -208,19 +235,21 @@ function body(job) {
   const shown = new Set();
   for (const [key, label] of FIELDS) {
     shown.add(key);
-    details.append(h("dt", {}, label), h("dd", { dataset: { field: key } }, value(job, key)));
+    if (!isEmpty(job, key)) details.append(h("dt", {}, label), h("dd", { dataset: { field: key } }, value(job, key)));
   }
   for (const key of Object.keys(job)) {
-    if (shown.has(key) || ELSEWHERE.has(key)) continue;
+    if (shown.has(key) || ELSEWHERE.has(key) || isEmpty(job, key)) continue;
     details.append(h("dt", {}, key), h("dd", { dataset: { field: key } }, value(job, key)));
   }
 
+  const duration = jobDuration(job);
+  const retryAt = job.status === "scheduled" ? job.nextAttemptAt : null;
   const progress = h("section", { class: "card section", "aria-labelledby": "progress-title" },
     h("h2", { id: "progress-title" }, "Progress"), progressView(job),
     h("dl", { class: "fields" },
-      h("dt", {}, "Duration (ΔT)"), h("dd", { class: "mono", dataset: { field: "deltaT" } }, jobDuration(job) || "—"),
+      duration ? [h("dt", {}, "Duration (ΔT)"), h("dd", { class: "mono", dataset: { field: "deltaT" } }, duration)] : null,
       h("dt", {}, "Attempts"), h("dd", {}, `${job.attempt} of ${job.maxAttempts}`),
-      h("dt", {}, "Next retry"), h("dd", {}, timeEl(job.status === "scheduled" ? job.nextAttemptAt : null))));
+      retryAt ? [h("dt", {}, "Next retry"), h("dd", {}, timeEl(retryAt))] : null));
 
   sections.push(h("div", { class: "grid-2" },
     h("section", { class: "card section", "aria-labelledby": "details-title" }, h("h2", { id: "details-title" }, "Details"), details),
@@ -235,10 +264,11 @@ function body(job) {
 }
 
 function outcomeSection(job) {
-  const box = h("section", { class: "card section", "aria-labelledby": "outcome-title" }, h("h2", { id: "outcome-title" }, "Outcome"));
   const o = job.outcome;
+  if (!o && !TERMINAL.has(job.status)) return null; // nothing to say until it ends
+  const box = h("section", { class: "card section", "aria-labelledby": "outcome-title" }, h("h2", { id: "outcome-title" }, "Outcome"));
   if (!o) {
-    append(box, h("p", { class: "muted" }, TERMINAL.has(job.status) ? "No outcome was given." : "Not finished yet."));
+    append(box, h("p", { class: "muted" }, "No outcome was given."));
     return box;
   }
   const list = h("dl", { class: "fields" });
@@ -270,6 +300,19 @@ function filesSection(job) {
   "Download job data (CSV)", rows === 0 ? " (No job data)" : ` (${rows.toLocaleString()} row${rows === 1 ? "" : "s"})`);
   append(box, h("div", { class: "actions-row" }, csv));
   return box;
+}
+
+/** A field with nothing to say is left out of the list: no value, an empty list or object, ΔT of a job
+ * still running, the next retry of a job that waits for none, the lease of a job no one holds. */
+function isEmpty(job, key) {
+  if (key === "duration") return !jobDuration(job);
+  if (key === "status") return false;
+  if (key === "nextAttemptAt" && job.status !== "scheduled") return true;
+  if ((key === "leaseExpiresAt") && job.status !== "executing") return true;
+  const v = job[key];
+  if (v === null || v === undefined || v === "") return true;
+  if (Array.isArray(v)) return !v.length;
+  return typeof v === "object" && !Object.keys(v).length;
 }
 
 function value(job, key) {
