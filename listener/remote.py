@@ -129,6 +129,7 @@ class EventStream:
             self._query.append(("share", "true"))
         # Sent on the first connection only: a worker that starts gets the jobs still ready for it.
         self._ready = None if ready is None else json.dumps([[dict(f) for f in filters] for filters in ready])
+        self._listens = False  # the server said its reconnects may send the filters again as `listens`
         self._backoff = (backoff_start, backoff_factor, backoff_max, backoff_jitter)
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._index = 0
@@ -299,6 +300,8 @@ class EventStream:
             query.append(("after", str(self.position)))
         if self._ready is not None and self.connections == 0:
             query.append(("ready", self._ready))
+        elif self._ready is not None and self._listens:
+            query.append(("listens", self._ready))  # the same filters, for the server's list of workers only
         # The socket is always read, so that the answers to calls behind events get through: the server sends
         # at most a window of events ahead of what this stream took (less what a dropped socket left here).
         buffered = self._events_out.statistics().current_buffer_used if self._events_out is not None else 0
@@ -317,6 +320,7 @@ class EventStream:
                 await ws.close()
             raise
         self.takes_calls = bool(ready.get("calls"))
+        self._listens = bool(ready.get("listens"))
         if self.position is None:
             self.position = int(ready["position"])
         if self.start is None:

@@ -43,6 +43,7 @@ from listener.platform.schedules import ScheduleRunner, ScheduleService
 from listener.platform.snapshots import SnapshotService
 from listener.platform.store.base import Store
 from listener.platform.store.sqlite import SqliteStore, Synchronous
+from listener.platform.workers import Connection, Workers
 from listener.runner import Runner
 from listener.tasks import task_scope
 from listener.types import Clock, SystemClock
@@ -140,6 +141,8 @@ class Platform:
         # Beside the scheduler, on the same clock: makes the jobs of schedules whose tick has come.
         self.schedule_runner = ScheduleRunner(self.api.schedules, interval=sweep_interval or 0.5)
         self.sweeps = sweep_interval is not None
+        self.workers = Workers()
+        """The workers connected to this process (its event-stream agents and in-process listeners)."""
         self.state = PlatformState.OPEN
 
     @classmethod
@@ -236,10 +239,19 @@ class Platform:
         async with self.eventlog.subscribe(start) as events, task_scope(cancel_on_exit=False) as tg:
             await tg.start(_run, runner, events, start)
             announce_for(tg, self.api.as_actor(f"agent:{name}").jobs, listener, start)
+            worker = self.listening(listener, runner, cursor=name)
             try:
                 yield runner
             finally:
+                self.workers.remove(worker)
                 runner.stop()
+
+    def listening(self, listener: Listener, runner: Runner, *, cursor: str | None) -> Connection:
+        """Register an in-process runner of `listener` as a worker (until `workers.remove`)."""
+        return self.workers.add(kind="in-process", agent=runner.agent or "default", user=None,
+                                takes=lambda event: bool(listener.handlers_for(event)),
+                                connected_at=self.clock.now(), cursor=cursor, position=lambda: runner.cursor,
+                                topics=sorted({r.topic.pattern for r in listener.registrations()}))
 
 
 async def _run(runner: Runner, events: Any, start: int, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:

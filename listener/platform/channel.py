@@ -132,6 +132,8 @@ class Channel:
         self._slots = anyio.Semaphore(MAX_IN_FLIGHT)
         self._outbox: list[str] = []
         self._flushing = False
+        self.acked: set[str] = set()
+        """The jobs this socket acked and has not completed or failed over it: the executing jobs in its hands."""
 
     async def receive(self, data: Any, tg: TaskGroup) -> None:
         """Start serving a `calls` frame (already parsed); answers go out as the calls end."""
@@ -185,6 +187,7 @@ class Channel:
                 call.body = parse_raw_body(b"" if body is None else to_json(body), route.body)
             result = await route.handler(call)
             assert not isinstance(result, web.StreamResponse), "a channel route answers with a model"
+            self._holds(route, params)
             reply = result if isinstance(result, Reply) else Reply(result, status=route.status)
             status = reply.status if reply.body is not None or reply.status != 200 else 204
             return _answer(call_id, status, None if reply.body is None else reply.body.model_dump_json())
@@ -193,6 +196,13 @@ class Channel:
         except Exception:
             log.exception("Unhandled error in a worker channel call %r", spec)
             return _answer(call_id, 500, error=ListenerError("Something went wrong on the server; it has been logged."))
+
+    def _holds(self, route: Route, params: dict[str, str]) -> None:
+        """Keep `acked` (the queues page's "jobs in its hands") as a successful call changes it."""
+        if route.operation_id == "ack_job":
+            self.acked.add(params["jobId"])
+        elif route.operation_id in ("complete_job", "fail_job"):
+            self.acked.discard(params["jobId"])
 
     async def _send(self, answers: list[str]) -> None:
         """Send answers; whoever finds no send under way sends every answer ready meanwhile, one frame at a time."""

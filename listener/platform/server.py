@@ -26,6 +26,7 @@ from listener.platform.auth import LINK_PARAMS, User, Users
 from listener.platform.channel import Answers
 from listener.platform.metrics import METRICS_ROUTE
 from listener.platform.openapi import openapi
+from listener.platform.queue_routes import QueueList  # noqa: F401  (importing it adds /queues and /workers to ROUTES)
 from listener.platform.routes import ROUTES, Call, Reply, Route, forbid, parse_body, parse_query
 from listener.platform.sharing import AgentGroups
 from listener.platform.stream import STREAM_ROUTE, subprotocol_token

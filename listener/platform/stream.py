@@ -19,7 +19,13 @@ Ready jobs are a queue, not only a broadcast: a worker that starts (run_listener
 connection) sends `?ready=[[filter, ...], ...]`, the filters of each of its job:ready handlers,
 and every job still ready that one of them takes is announced again for it, oldest first (a new
 job:ready; the ack still claims each job once). Other topics keep the broadcast's rule: a new agent
-sees them from the moment it connects. A reconnect sends no `ready`: it resumes after its position.
+sees them from the moment it connects. A reconnect sends no `ready`: it resumes after its position,
+and may say the same filters as `?listens=` (announcing nothing), which the server's `ready` message
+invites with `"listens": true`.
+
+An agent's socket is one of this server's workers while it is open (see `workers`): the queues page
+lists it, and a ready job that no worker takes says so. A socket opened with `?workers=true` (the web
+page's) is sent `{"type": "workers", "connected": N}` whenever a worker connects to this server or leaves.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from listener.platform.channel import Channel
 from listener.platform.eventlog import ready_between
 from listener.platform.routes import Call, Route, cursor_name, parse_json, visible_to
 from listener.platform.sharing import AgentGroup, Member
+from listener.platform.workers import Connection
 from listener.tasks import task_scope
 from listener.topics import compile_filter, compile_topic
 
@@ -82,6 +89,10 @@ class StreamQuery(Model):
     """With batch: send at most this many events ahead of what the client says it took (`window` messages)."""
     ready: str | None = Field(None, max_length=64 * 1024)
     """A worker starting: JSON `[[filter, ...], ...]`, the filters of each of its job:ready handlers."""
+    listens: str | None = Field(None, max_length=64 * 1024)
+    """A worker reconnecting: the same filters as `ready`, to say which jobs it takes, with no jobs announced again."""
+    workers: bool = False
+    """Send `{"type": "workers"}` whenever a worker connects to this server or leaves it (the web page's notes)."""
 
 
 def _filter(raw: str | None) -> Any:
@@ -120,6 +131,7 @@ async def events_stream(call: Call) -> web.WebSocketResponse:
         raise Invalid("share: only an agent's streams share its jobs; add agent=NAME.",
                       details=[{"field": "share", "message": "needs agent"}])
     takes_ready = _ready_wants(q.ready) if q.ready is not None else None
+    takes_listens = _ready_wants(q.listens) if q.listens is not None else None
     store = call.platform.store
     cursor = cursor_name(call.user, q.agent) if q.agent else None
     saved = await store.get_cursor(cursor) if cursor is not None else None
@@ -138,13 +150,25 @@ async def events_stream(call: Call) -> web.WebSocketResponse:
     channel = Channel(ws, call.request, token, call.users, call.platform, functools.partial(actor, call.request.app),
                       call.request.app[ANSWERS])
     revoked = _Revoked(ws, call.users, token)
-    # `calls`: this server takes the worker channel's frames on this socket (see channel.py).
-    await ws.send_json({"type": "ready", "position": start, "head": await store.head(), "calls": True})
 
     def visible(event: Event) -> bool:
         if topics and not any(t(event.topic) for t in topics):
             return False
         return bool(event_filter(event)) and visible_to(call.user, event)
+
+    handled = [start if saved is None else min(start, saved)]
+    # A worker of this server from before its `ready`: whoever it tells it started finds it listed.
+    worker = None if q.agent is None else _listening(call, q, visible, takes_ready or takes_listens, handled,
+                                                       channel)
+    try:
+        # `calls`: this server takes the worker channel's frames on this socket (see channel.py).
+        # `listens`: a reconnect may say its job:ready filters again with `listens` (the queues page shows them).
+        await ws.send_json({"type": "ready", "position": start, "head": await store.head(), "calls": True,
+                            "listens": True})
+    except BaseException:
+        if worker is not None:
+            call.platform.workers.remove(worker)
+        raise
 
     wanted = visible
     groups = call.request.app[AGENTS]
@@ -154,6 +178,8 @@ async def events_stream(call: Call) -> web.WebSocketResponse:
         group, formed = groups.get(cursor)
         member = group.join(visible, start, start if new_agent else saved)  # a new agent's cursor is its start
         shared = (group, member)
+        if worker is not None:
+            worker.member, worker.position = member, lambda: member.acked
 
         def wanted(event: Event) -> bool:
             return group.take(member, event, visible(event))
@@ -161,6 +187,7 @@ async def events_stream(call: Call) -> web.WebSocketResponse:
     async def ack(seq: int) -> None:
         assert cursor is not None
         if shared is None:
+            handled[0] = max(handled[0], seq)
             await store.set_cursor(cursor, seq)
             return
         moved = shared[0].ack(shared[1], seq)  # the group's cursor: never past a job another socket holds
@@ -184,6 +211,8 @@ async def events_stream(call: Call) -> web.WebSocketResponse:
     try:
         async with task_scope() as tg:
             tg.start_soon(send)
+            if q.workers:
+                tg.start_soon(_tell_workers, ws, call.platform)
             if takes_ready is not None:
                 tg.start_soon(partial(call.platform.api.jobs.announce_waiting, lambda e: visible(e) and takes_ready(e),
                                       after=start))
@@ -201,6 +230,8 @@ async def events_stream(call: Call) -> web.WebSocketResponse:
         raise
     finally:
         call.request.app[SOCKETS].discard(ws)
+        if worker is not None:
+            call.platform.workers.remove(worker)
         if shared is not None:
             held = groups.leave(*shared)
             if held and went_away and not groups.closing:
@@ -208,6 +239,29 @@ async def events_stream(call: Call) -> web.WebSocketResponse:
                     for job_id in held:
                         await call.platform.api.jobs.announce(job_id)
     return ws
+
+
+def _listening(call: Call, q: StreamQuery, visible: Callable[[Event], bool], handles: Callable[[Event], bool] | None,
+               handled: list[int], channel: Channel) -> Connection:
+    """Register an agent's socket as a worker of this server: the job:ready events it would take."""
+    assert q.agent is not None
+
+    def takes(event: Event) -> bool:
+        return visible(event) and (handles is None or handles(event))
+
+    return call.platform.workers.add(
+        kind="stream", agent=q.agent, user=call.user.name, takes=takes, connected_at=call.platform.clock.now(),
+        topics=list(q.topic), filter=None if q.filter is None else parse_json(q.filter),
+        ready=None if (handlers := q.ready or q.listens) is None else parse_json(handlers),
+        cursor=cursor_name(call.user, q.agent), shared=q.share, address=call.request.remote,
+        position=lambda: handled[0], acked=channel.acked)
+
+
+async def _tell_workers(ws: web.WebSocketResponse, platform: Platform) -> None:
+    """Tell the client each time a worker comes or goes (`?workers=true`), so that it asks again who listens."""
+    while True:
+        await platform.workers.changed()
+        await ws.send_str('{"type":"workers","connected":' + str(len(platform.workers)) + "}")
 
 
 REVOKED_CLOSE = 4401

@@ -140,9 +140,11 @@ async def running(platform: Platform, *, max_items: int = DEFAULT_MAX_ITEMS, con
         await tg.start(_run, runner, live, start)
         # Subscribed first: a job made ready from now on comes live; one ready before is announced again.
         announce_for(tg, platform.api.as_actor(f"agent:{AGENT}").jobs, listener, start)
+        worker = platform.listening(listener, runner, cursor=None)
         try:
             yield runner
         finally:
+            platform.workers.remove(worker)
             runner.stop()
 
 

@@ -125,7 +125,7 @@ async def test_the_list_and_stream_parameters_are_documented(server: Server) -> 
     assert {"403", "409", "422"} <= set(bulk["responses"])
     stream = doc["paths"][f"{API}/events/stream"]["get"]
     assert {p["name"] for p in stream["parameters"]} == {"after", "agent", "topic", "filter", "batch", "share",
-                                                                "ready", "window"}
+                                                                "ready", "window", "listens", "workers"}
     assert "101" in stream["responses"]
     create = doc["paths"][f"{API}/jobs"]["post"]
     assert create["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/JobCreate"}

@@ -72,7 +72,8 @@ async def new_job(server: Server, actor: str = "admin", **kw: Any) -> Job:
 async def test_the_stream_sends_the_log_from_after_then_live_events(server: Server) -> None:
     jobs = [await new_job(server) for _ in range(3)]  # events 1-6
     async with stream(server, server.admin_token, {"after": 2}) as s:
-        assert await s.ready() == {"type": "ready", "position": 2, "head": 6, "calls": True}
+        assert await s.ready() == {"type": "ready", "position": 2, "head": 6, "calls": True,
+                                  "listens": True}
         backlog = await s.events(4)
         assert [(e["seq"], e["topic"], e["context"]["jobId"]) for e in backlog] == [
             (3, "job:created", jobs[1].id), (4, "job:ready", jobs[1].id),
@@ -109,7 +110,8 @@ async def test_a_new_agent_starts_at_the_newest_event_and_resumes_after_its_last
     token = await server.token("worker", "agent")
     await new_job(server)  # 1, 2: before the agent ever connected
     async with stream(server, token, {"agent": "w1"}) as s:
-        assert await s.ready() == {"type": "ready", "position": 2, "head": 2, "calls": True}
+        assert await s.ready() == {"type": "ready", "position": 2, "head": 2, "calls": True,
+                                  "listens": True}
         await new_job(server)
         assert await s.seqs(2) == [3, 4]  # no backlog before the live events
         await new_job(server)
@@ -124,7 +126,8 @@ async def test_a_new_agent_starts_at_the_newest_event_and_resumes_after_its_last
         await s.ack(8)
         await s.ack(3)  # a late, smaller ack never moves the cursor back
     async with stream(server, token, {"agent": "w1"}) as s:
-        assert await s.ready() == {"type": "ready", "position": 8, "head": 8, "calls": True}
+        assert await s.ready() == {"type": "ready", "position": 8, "head": 8, "calls": True,
+                                  "listens": True}
         await new_job(server)
         assert await s.seqs(1) == [9]
     async with stream(server, token, {"agent": "w1", "after": 0}) as s:
@@ -139,7 +142,8 @@ async def test_an_agent_that_never_acked_resumes_where_it_started(server: Server
         assert (await s.ready())["position"] == 2
     await new_job(server)
     async with stream(server, token, {"agent": "fresh"}) as s:
-        assert await s.ready() == {"type": "ready", "position": 2, "head": 4, "calls": True}
+        assert await s.ready() == {"type": "ready", "position": 2, "head": 4, "calls": True,
+                                  "listens": True}
         assert await s.seqs(2) == [3, 4]
 
 
@@ -179,7 +183,8 @@ async def test_a_batched_stream_sends_the_same_events_in_order_in_fewer_frames(s
     jobs = [await new_job(server) for _ in range(3)]  # events 1-6
     async with stream(server, server.admin_token, {"after": 0, "batch": "true"}) as s, \
             stream(server, server.admin_token, {"after": 0}) as plain:
-        assert await s.ready() == {"type": "ready", "position": 0, "head": 6, "calls": True}
+        assert await s.ready() == {"type": "ready", "position": 0, "head": 6, "calls": True,
+                                  "listens": True}
         await plain.ready()
         backlog = await s.events(6)
         assert s.frames == [6]  # the backlog, read from the store in one go, is one frame

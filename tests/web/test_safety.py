@@ -98,7 +98,7 @@ async def test_every_page_loads_with_the_csp_and_no_console_errors(web: Web) -> 
     routes = ["/jobs", f"/jobs/{ids['failed']}", "/workbooks", f"/workbooks/{ids['wb']}", f"/sheets/{ids['sheet']}",
               f"/sheets/{ids['sheet']}?hidden=email", f"/snapshots/{ids['snapshot']}", "/files",
               f"/files/{ids['file']}", "/documents", f"/documents/{ids['doc']}", f"/spaces/{ids['space']}",
-              f"/spaces/{ids['space']}/files", "/nowhere"]
+              f"/spaces/{ids['space']}/files", "/queues", "/queues/workbook:export", "/nowhere"]
     for route in routes:
         await web.goto(route)
         await expect(web.page.locator("main h1").first).to_be_visible()

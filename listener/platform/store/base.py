@@ -475,6 +475,20 @@ class Store(Protocol):
         """Ids of the jobs of `job` (type:operation) waiting for a running slot, oldest first."""
         ...
 
+    # queues (store/queues.py)
+    async def queue_counts(self, job: str | None = None) -> dict[str, dict[JobStatus, int]]:
+        """How many jobs of each `type:operation` (or of `job` alone) are in each status."""
+        ...
+    async def first_ready(self, job: str) -> tuple[Job, EventContext] | None:
+        """The ready job of `job` (type:operation) first in the queue's order, with its context, or None."""
+        ...
+    async def jobs_with_context(self, job_ids: Sequence[str]) -> list[tuple[Job, EventContext]]:
+        """The jobs of these ids that exist (in no particular order), each with its context."""
+        ...
+    async def finished_per_minute(self, job: str, since: datetime) -> dict[tuple[int, JobStatus], int]:
+        """How many jobs of `job` ended in each minute from `since` on, by status: (minute, status) → count."""
+        ...
+
     # per-type settings and limits
     async def set_job_settings(self, settings: JobSettings) -> None:
         """Save the settings of one type:operation (limits then hold on every write of this store)."""

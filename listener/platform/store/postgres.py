@@ -95,6 +95,7 @@ class PostgresStore(PostgresTail, PostgresWriter, StoreReads):
     _position = "pos"
     _waiting = "waiting"
     _id_column = 'id COLLATE "C"'
+    _minute = "floor((extract(epoch FROM finished_at) - ?::float8) / 60)::int"
 
     def __init__(self, dsn: str, schema: str, *, pool_size: int, poll_interval: float) -> None:
         self.dsn = dsn

@@ -33,6 +33,7 @@ from listener.platform.store.base import (
     object_not_found,
     schedule_not_found,
 )
+from listener.platform.store.queues import QueueReads
 from listener.schedules import Schedule
 
 __all__ = ["SORT_COLUMNS", "USER_COLUMNS", "AnyOf", "Statement", "StoreReads", "first_column", "job_filter",
@@ -158,10 +159,10 @@ def _starts_limited(settings: JobSettings) -> bool:
     return settings.max_running is not None or settings.starts_per_second is not None
 
 
-class StoreReads:
+class StoreReads(QueueReads):
     """The reads of the Store protocol, and the per-type settings a store remembers from them.
 
-    A backend provides `_query`, `_any_of`, `_instant`, `_position` and `_waiting`.
+    A backend provides `_query`, `_any_of`, `_instant`, `_position`, `_waiting` and `_minute`.
     """
 
     _position: ClassVar[str]

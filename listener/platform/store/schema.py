@@ -337,4 +337,14 @@ STEPS: list[Step] = [
     CREATE INDEX jobs_part_status ON jobs (status, type) WHERE parent_id IS NOT NULL;
     CREATE INDEX jobs_id_bytes ON jobs (id COLLATE "C");
     """),
+    # 14: the queues page (store/queues.py). A queue's completed and failed jobs per minute over the last hour: one
+    # type's jobs that ended since a time are a range of jobs_type_finished, read alone (status is in it). The ready
+    # job first in a queue: SQLite's jobs_type_operation_status ends with the rowid, so it is one step into it;
+    # PostgreSQL's indexes would read the type's ended jobs first, so it gets an index of the ready jobs only.
+    Step(sqlite="""
+    CREATE INDEX jobs_type_finished ON jobs (type, operation, finished_at, status) WHERE finished_at IS NOT NULL;
+    """, postgres="""
+    CREATE INDEX jobs_type_finished ON jobs (type, operation, finished_at, status) WHERE finished_at IS NOT NULL;
+    CREATE INDEX jobs_ready ON jobs (type, operation, pos) WHERE status = 'ready';
+    """),
 ]

@@ -126,6 +126,7 @@ class SqliteStore(SqliteWriter, StoreReads):
     _position = "rowid"
     _waiting = "waiting = 1"
     _id_column = "id"
+    _minute = "CAST((finished_at - ?) / 60 AS INTEGER)"  # finished_at in epoch seconds; never before `?`
 
     def __init__(self, path: Path, *, synchronous: Synchronous = "NORMAL", readers: int = 4) -> None:
         self.path = path

@@ -137,8 +137,25 @@ _UNDO_GRID = ("DROP INDEX jobs_started; DROP INDEX jobs_duration; DROP INDEX job
               " duration;")
 
 
+async def _undo_queues(platform: Platform) -> None:
+    """Put the schema back as it was before migration 14 (the queues page's indexes)."""
+    store: Any = platform.store
+    if isinstance(store, SqliteStore):
+        with closing(sqlite3.connect(store.path)) as db:
+            db.executescript("DROP INDEX jobs_type_finished; PRAGMA user_version = 13;")
+        return
+    conn = await asyncpg.connect(store.dsn, server_settings={"search_path": store.schema})
+    try:
+        await conn.execute("DROP INDEX jobs_type_finished; DROP INDEX jobs_ready;"
+                           " DELETE FROM listener_migrations WHERE version >= 14")
+    finally:
+        await conn.close()
+
+
 async def _undo_grid(platform: Platform) -> None:
-    """Put the schema back as it was before migration 13 (the jobs grid's columns and indexes), rows and all."""
+    """Put the schema back as it was before migration 13 (the jobs grid's columns and indexes), rows and all (and
+    before 14's queue indexes)."""
+    await _undo_queues(platform)
     store: Any = platform.store
     if isinstance(store, SqliteStore):
         with closing(sqlite3.connect(store.path)) as db:
@@ -155,7 +172,7 @@ async def _undo_grid(platform: Platform) -> None:
 
 async def _undo_status_detail(platform: Platform) -> None:
     """Put the schema back as it was before migration 11 (the status_detail column), rows and all (and before the
-    steps after it: 13's grid columns, 12's schedules table)."""
+    steps after it: 14's queue indexes, 13's grid columns, 12's schedules table)."""
     await _undo_grid(platform)
     store: Any = platform.store
     if isinstance(store, SqliteStore):

@@ -21,6 +21,20 @@ export function h(tag, props, ...children) {
   return el;
 }
 
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+/** An SVG element (a chart's parts): `svg("rect", {x: 0, width: 4, class: "bar"})`. Strings become text. */
+export function svg(tag, attrs, ...children) {
+  const el = document.createElementNS(SVG_NS, tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key === "dataset") Object.assign(el.dataset, value);
+    else el.setAttribute(key, String(value));
+  }
+  append(el, children);
+  return el;
+}
+
 /** Add children (nodes or text) to `el`. */
 export function append(el, ...children) {
   for (const child of children.flat(Infinity)) {

@@ -10,12 +10,15 @@ import { fileView, filesView } from "./views/files.js";
 import { jobView } from "./views/job.js";
 import { jobsView } from "./views/jobs.js";
 import { schedulesView } from "./views/schedules.js";
+import { queueView, queuesView } from "./views/queues.js";
 import { snapshotView } from "./views/snapshots.js";
 import { spaceView } from "./views/spaces.js";
 import { sheetView, workbookView, workbooksView } from "./views/workbooks.js";
 
 router.route("/jobs", jobsView, "jobs");
 router.route("/jobs/:id", jobView, "jobs");
+router.route("/queues", queuesView, "queues");
+router.route("/queues/:job", queueView, "queues");
 router.route("/workbooks", workbooksView, "workbooks");
 router.route("/workbooks/:id", workbookView, "workbooks");
 router.route("/sheets/:id", sheetView, "workbooks");
@@ -45,6 +48,7 @@ async function signIn(token) {
   $("signin").hidden = true;
   $("app").hidden = false;
   fill($("whoami"), h("span", { class: "user-name" }, user.name), h("span", { class: "role" }, user.role));
+  for (const link of document.querySelectorAll("[data-operators]")) link.hidden = session.isMember; // queues: 403 to members
   stream.start();
   await stream.live();
   await router.start();

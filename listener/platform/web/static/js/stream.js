@@ -12,6 +12,7 @@ class EventStream {
   constructor() {
     this.handlers = new Set();
     this.statusHandlers = new Set();
+    this.workerHandlers = new Set();
     this.lastSeq = null;
     this.ws = null;
     this.stopped = true;
@@ -42,6 +43,7 @@ class EventStream {
     url.hash = "";
     url.search = "";
     if (this.lastSeq !== null) url.searchParams.set("after", String(this.lastSeq));
+    url.searchParams.set("workers", "true"); // told when workers come and go ("No worker is listening")
     const ws = new WebSocket(url, [BEARER_PROTOCOL, session.token]);
     this.ws = ws;
     ws.addEventListener("message", (message) => this.receive(message.data));
@@ -67,6 +69,9 @@ class EventStream {
       if (this.lastSeq === null) this.lastSeq = message.position;
       this.failures = 0;
       this.setState("live");
+      this.workersChanged(); // workers may have come or gone while the page was away
+    } else if (message.type === "workers") {
+      this.workersChanged();
     } else if (message.type === "error" && message.error && message.error.code === "unauthorized") {
       // The token was revoked or rotated while the socket was open (the server closes it next): a REST call
       // answers 401 too, and api.js's answer to that is the page's one way of ending a session.
@@ -112,6 +117,16 @@ class EventStream {
         resolve(true);
       });
     });
+  }
+
+  workersChanged() {
+    for (const handler of [...this.workerHandlers]) handler();
+  }
+
+  /** Call `handler()` whenever a worker connects to the server or leaves it; returns a function that stops it. */
+  onWorkers(handler) {
+    this.workerHandlers.add(handler);
+    return () => this.workerHandlers.delete(handler);
   }
 
   /** Call `handler("live" | "offline")` when the connection changes. */

@@ -6,6 +6,7 @@ import { ApiError, download, get, post } from "../api.js";
 import { append, fill, h } from "../dom.js";
 import { TERMINAL, jobDuration, pretty, progressView, statusBadge, timeEl } from "../format.js";
 import { track } from "../jobwatch.js";
+import { askUnheard, unheardNote } from "../listening.js";
 import { idLink } from "../router.js";
 import { stream, throttle } from "../stream.js";
 import { showError, toast } from "../ui.js";
@@ -40,7 +41,8 @@ export async function jobView(main, { id }, query, ctx) {
   const trailList = h("ol", { class: "trail", "aria-label": "Events", tabindex: "0" });
   const trailBox = h("section", { class: "card section", "aria-labelledby": "trail-title" },
     h("h2", { id: "trail-title" }, "Event trail"), trailList);
-  append(main, top, attemptsBox, errorsBox, partsBox, trailBox);
+  const listening = listeningBox(() => job, ctx);
+  append(main, top, listening.box, attemptsBox, errorsBox, partsBox, trailBox);
 
   const events = new Map(); // seq → event: the job's events, from the log and the stream, each once
   const drawAttempts = () => fill(attemptsBox, h("h2", { id: "attempts-title" }, "Attempts"),
@@ -49,6 +51,7 @@ export async function jobView(main, { id }, query, ctx) {
     document.title = `${job.job} ${job.id} · Listener`;
     fill(top, ...header(job, ctx), ...body(job));
     drawAttempts();
+    listening.ask();
   };
   draw();
 
@@ -168,6 +171,22 @@ export async function jobView(main, { id }, query, ctx) {
   ctx.onLeave(() => clearInterval(ticker));
 
   await Promise.all([loadErrors(), loadParts(), loadTrail()]);
+}
+
+/**
+ * "No worker is listening for workbook:export" while the job is ready and no worker on the server would be
+ * sent it: its own box under the header, asked again as the job moves (`ask`) and when workers come or go.
+ */
+function listeningBox(currentJob, ctx) {
+  const box = h("div", { class: "listening", hidden: true });
+  const ask = () => askUnheard([currentJob()]).then(() => {
+    if (!ctx.active) return;
+    const note = unheardNote(currentJob(), { link: true });
+    box.hidden = !note;
+    fill(box, note);
+  }).catch(() => {});
+  ctx.onLeave(stream.onWorkers(ask));
+  return { box, ask };
 }
 
 function header(job, ctx) {

@@ -5,6 +5,7 @@
 import { get, session } from "../api.js";
 import { append, field, fill, h, select, srOnly } from "../dom.js";
 import { LABELS, STATUSES, STATUS_WORDS, TYPES, jobDuration, progressView, relative, relativeTimeEl, statusBadge } from "../format.js";
+import { askUnheard, unheardNote } from "../listening.js";
 import { setQuery } from "../router.js";
 import { stream, throttle } from "../stream.js";
 import { loadCounts, parseSearch, rowMenu, selection, statusTabs } from "./jobgrid.js";
@@ -104,6 +105,7 @@ export async function jobsView(main, params, query, ctx) {
     const page = await get("/jobs", q);
     if (!ctx.active) return;
     draw(page);
+    hear().catch(() => {});
   };
   const counts = async () => {
     const found = await loadCounts(countFilters());
@@ -113,6 +115,13 @@ export async function jobsView(main, params, query, ctx) {
     reload();
     recount();
   };
+
+  // "No worker is listening": asked for the rows on screen after each load, and when workers come or go.
+  const hear = async () => {
+    const changed = await askUnheard([...rows.values()].map((row) => row.job));
+    if (changed && ctx.active) for (const row of rows.values()) fillRow(row.tr, row.job);
+  };
+  ctx.onLeave(stream.onWorkers(() => hear().catch(() => {})));
 
   const draw = (page) => {
     const seen = new Set();
@@ -258,7 +267,7 @@ function fillRow(tr, job, grid) {
   const ended = job.status === "complete" || job.status === "cancelled";
   const cell = (i, cls, ...content) => h("td", { class: cls, role: "cell", "data-label": COLUMNS[i] }, content);
   fill(tr,
-    cell(0, "status-cell", grid.box ? grid.box(job) : null, statusBadge(job)),
+    cell(0, "status-cell", grid.box ? grid.box(job) : null, statusBadge(job), unheardNote(job)),
     cell(1, "nowrap id-cell", h("a", { href: `#/jobs/${job.id}`, class: "mono job-link" }, job.id)),
     cell(2, "nowrap", h("code", {}, job.job || `${job.type}:${job.operation}`),
       job.isPart ? h("span", { class: "tag" }, ` part ${job.part}`) : null),
