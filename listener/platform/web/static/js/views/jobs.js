@@ -119,7 +119,7 @@ export async function jobsView(main, params, query, ctx) {
   // "No worker is listening": asked for the rows on screen after each load, and when workers come or go.
   const hear = async () => {
     const changed = await askUnheard([...rows.values()].map((row) => row.job));
-    if (changed && ctx.active) for (const row of rows.values()) fillRow(row.tr, row.job);
+    if (changed && ctx.active) for (const row of rows.values()) fillRow(row.tr, row.job, grid);
   };
   ctx.onLeave(stream.onWorkers(() => hear().catch(() => {})));
 
