@@ -32,6 +32,7 @@ from listener.models import (
     Workbook,
 )
 from listener.snapshots import SnapshotsApi
+from listener.webhooks import WebhooksApi
 
 __all__ = [
     "ActionsApi",
@@ -268,3 +269,8 @@ class Api(Protocol):
     def events(self) -> EventsApi: ...
     @property
     def files(self) -> FilesApi: ...
+    @property
+    def webhooks(self) -> WebhooksApi:
+        """Webhooks (admins only over HTTP): create, list, get, pause, resume, delete, deliveries
+        (listener/webhooks.py)."""
+        ...

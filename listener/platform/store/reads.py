@@ -27,8 +27,10 @@ from listener.platform.store.base import (
     PartStats,
     StoredObject,
     StoredUser,
+    StoredWebhook,
     job_not_found,
     object_not_found,
+    webhook_not_found,
 )
 
 __all__ = ["AnyOf", "Statement", "StoreReads", "first_column", "job_filter", "number", "numbered", "part_stats_of",
@@ -310,3 +312,26 @@ class StoreReads:
 
     async def count_users(self) -> int:
         return await self._query(number, ("SELECT count(*) FROM users", ()))
+
+    # -- webhooks -------------------------------------------------------------
+
+    async def webhooks(self) -> list[StoredWebhook]:
+        def webhooks(rows: list[Any]) -> list[StoredWebhook]:
+            return [StoredWebhook(r[0], r[1], json.loads(r[2])) for r in rows]
+
+        return await self._query(webhooks, ("SELECT id, secret, doc FROM webhooks ORDER BY id", ()))
+
+    async def get_webhook(self, webhook_id: str) -> StoredWebhook:
+        def webhook(rows: list[Any]) -> StoredWebhook:
+            if not rows:
+                raise webhook_not_found(webhook_id)
+            return StoredWebhook(rows[0][0], rows[0][1], json.loads(rows[0][2]))
+
+        return await self._query(webhook, ("SELECT id, secret, doc FROM webhooks WHERE id = ?", (webhook_id,)))
+
+    async def webhook_deliveries(self, webhook_id: str, limit: int) -> list[tuple[int, dict[str, Any]]]:
+        def deliveries(rows: list[Any]) -> list[tuple[int, dict[str, Any]]]:
+            return [(int(r[0]), json.loads(r[1])) for r in rows]
+
+        return await self._query(deliveries, ("SELECT pos, doc FROM webhook_deliveries WHERE webhook_id = ?"
+                                              " ORDER BY pos DESC LIMIT ?", (webhook_id, limit)))
