@@ -24,7 +24,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from listener import __version__, logs
+from listener import __version__, logs, webhook_commands
 from listener.errors import ListenerError
 from listener.models import Job
 from listener.platform import DEFAULT_DB, Platform
@@ -148,6 +148,7 @@ def _parser() -> argparse.ArgumentParser:
     for sub in jobs_commands.choices.values():
         _remote(sub)
         sub.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    webhook_commands.add_commands(commands, _remote)
     return parser
 
 
@@ -368,6 +369,7 @@ async def _jobs(args: argparse.Namespace) -> None:
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace], Awaitable[None]]] = {
     "serve": _serve, "run": _run, "dev": _dev, "demo": _demo, "users": _users, "jobs": _jobs, "prune": _prune,
+    "webhooks": lambda args: webhook_commands.webhooks(args, _urls(args.url)),
 }
 
 

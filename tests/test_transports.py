@@ -325,3 +325,26 @@ async def test_wait_and_refresh_update_the_job_in_place_as_fiddlers_code_expects
     assert await other.wait(timeout=5) is other
     assert other.status is S.FAILED and other.error_message == "The model is gone."
     assert other == await platform.api.jobs.get(other.id)
+
+
+async def test_webhooks_are_managed_alike(api: Api, platform: Platform) -> None:
+    from listener.webhooks import WebhookStatus
+
+    new = await api.webhooks.create(url="https://example.com/hooks", topics=["job:failed"],
+                                    filter={"job": "workbook:*"}, description="failures")
+    hook = new.webhook
+    assert new.secret.startswith("whsec_") and len(new.secret) > 30
+    assert (hook.url, hook.topics, hook.filter, hook.status, hook.created_by) == (
+        "https://example.com/hooks", ["job:failed"], {"job": "workbook:*"}, WebhookStatus.ACTIVE, actor(api))
+    assert hook.cursor == await platform.store.head(), "from now on, as a new agent"
+    assert await api.webhooks.list() == [hook] == [await api.webhooks.get(hook.id)]
+    assert (await api.webhooks.pause(hook.id)).status is WebhookStatus.PAUSED
+    assert (await api.webhooks.resume(hook.id)).status is WebhookStatus.ACTIVE
+    assert await api.webhooks.deliveries(hook.id, limit=5) == []
+    with pytest.raises(Invalid) as raised:
+        await api.webhooks.create(url="file:///etc/passwd", topics=["job:*"])
+    assert [d["field"] for d in raised.value.details] == ["url"]
+    await api.webhooks.delete(hook.id)
+    for call in (api.webhooks.get, api.webhooks.delete, api.webhooks.pause):
+        with pytest.raises(NotFound):
+            await call(hook.id)

@@ -289,3 +289,51 @@ def test_settings_refuse_what_cannot_work() -> None:
     with pytest.raises(Invalid, match="timeout"):
         DeliverySettings(timeout=0)
     assert [DeliverySettings(max_backoff=5).delay(n) for n in (1, 2, 3, 4, 100)] == [1, 2, 4, 5, 5]
+
+
+async def test_two_replicas_on_one_postgresql_schema_deliver_each_event_once(
+        pg_url: str, clock: ManualClock, receiver: Receiver, backoff: Backoff) -> None:
+    async with opened(pg_url, clock, backoff) as a, opened(pg_url, clock, backoff) as b:
+        new = await a.api.webhooks.create(url=f"{receiver.url}/once", topics=["job:created"])
+        with anyio.fail_after(10):  # b sees the webhook at its next poll and finds it leased
+            while new.webhook.id not in deliverer(a).delivering and new.webhook.id not in deliverer(b).delivering:
+                await anyio.sleep(0.01)
+        for _ in range(5):
+            await a.api.jobs.create(type="workbook", operation="export")
+            await b.api.jobs.create(type="workbook", operation="export")
+        hits = await receiver.wait_for("/once", 10)
+        other = b if new.webhook.id in deliverer(a).delivering else a
+        assert new.webhook.id not in deliverer(other).delivering, "one replica delivers a webhook at a time"
+    ids = [h.event_id for h in hits]
+    assert len(ids) == len(set(ids)) == 10 and ids == sorted(ids), "each event once, in the log's order"
+
+
+async def test_a_replica_that_stops_hands_its_webhooks_over(
+        pg_url: str, clock: ManualClock, receiver: Receiver, backoff: Backoff) -> None:
+    async with opened(pg_url, clock, backoff) as b:
+        async with opened(pg_url, clock, backoff) as a:
+            new = await a.api.webhooks.create(url=f"{receiver.url}/h", topics=["job:created"])
+            await deliverer(a).wait_delivering(new.webhook.id)  # a made it, and wakes at once: a holds it
+            await a.api.jobs.create(type="workbook", operation="export")
+            await receiver.wait_for("/h", 1)
+        # a stopped: it saved the cursor and released the lease, so b takes the webhook at its next poll.
+        await deliverer(b).wait_delivering(new.webhook.id)
+        await b.api.jobs.create(type="workbook", operation="export")
+        hits = await receiver.wait_for("/h", 2)
+    assert len({h.event_id for h in hits}) == 2
+
+
+async def test_a_lease_that_ran_out_is_taken_over(pg_url: str, clock: ManualClock, receiver: Receiver,
+                                                  backoff: Backoff) -> None:
+    async with opened(pg_url, clock, backoff) as platform:
+        new = await platform.api.webhooks.create(url=f"{receiver.url}/l", topics=["job:created"])
+        await deliverer(platform).wait_delivering(new.webhook.id)
+        now = clock.now().timestamp()
+        store = platform.store
+        assert not await store.lease_webhook(new.webhook.id, "dl_dead", now, now + 5), "held by the live one"
+        assert await store.lease_webhook(new.webhook.id, "dl_dead", now + 5, now + 10), "run out: taken"
+        await deliverer(platform).wait_delivering(new.webhook.id, False)  # it lost it at its next renewal
+        clock.advance(11)  # the dead holder's lease runs out: the live replica takes it back
+        await deliverer(platform).wait_delivering(new.webhook.id)
+        await platform.api.jobs.create(type="workbook", operation="export")
+        await receiver.wait_for("/l", 1)
