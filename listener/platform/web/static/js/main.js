@@ -11,6 +11,7 @@ import { jobView } from "./views/job.js";
 import { jobsView } from "./views/jobs.js";
 import { snapshotView } from "./views/snapshots.js";
 import { spaceView } from "./views/spaces.js";
+import { webhooksView } from "./views/webhooks.js";
 import { sheetView, workbookView, workbooksView } from "./views/workbooks.js";
 
 router.route("/jobs", jobsView, "jobs");
@@ -23,6 +24,7 @@ router.route("/files", filesView, "files");
 router.route("/files/:id", fileView, "files");
 router.route("/documents", documentsView, "documents");
 router.route("/documents/:id", documentView, "documents");
+router.route("/webhooks", webhooksView, "webhooks");
 router.route("/spaces/:id", spaceView);
 router.route("/spaces/:id/:section", spaceView);
 
