@@ -133,16 +133,18 @@ async def test_a_failing_subscriber_does_not_hold_up_writers(
 
 
 async def _undo_status_detail(platform: Platform) -> None:
-    """Put the schema back as it was before migration 11 (the status_detail column), rows and all."""
+    """Put the schema back as it was before migration 11 (the status_detail column), rows and all, and without
+    the later steps' tables (12: webhooks)."""
+    later = "DROP TABLE webhooks; DROP TABLE webhook_deliveries;"
     store: Any = platform.store
     if isinstance(store, SqliteStore):
         with closing(sqlite3.connect(store.path)) as db:
-            db.executescript("DROP INDEX jobs_status_detail; ALTER TABLE jobs DROP COLUMN status_detail;"
+            db.executescript(f"{later} DROP INDEX jobs_status_detail; ALTER TABLE jobs DROP COLUMN status_detail;"
                              " PRAGMA user_version = 10;")
         return
     conn = await asyncpg.connect(store.dsn, server_settings={"search_path": store.schema})
     try:
-        await conn.execute("DROP INDEX jobs_status_detail; ALTER TABLE jobs DROP COLUMN status_detail;"
+        await conn.execute(f"{later} DROP INDEX jobs_status_detail; ALTER TABLE jobs DROP COLUMN status_detail;"
                            " DELETE FROM listener_migrations WHERE version >= 11")
     finally:
         await conn.close()
