@@ -36,6 +36,7 @@ from listener.models import (
 )
 from listener.schedules import SchedulesApi
 from listener.snapshots import SnapshotsApi
+from listener.webhooks import WebhooksApi
 
 __all__ = [
     "ActionsApi",
@@ -295,4 +296,9 @@ class Api(Protocol):
     @property
     def schedules(self) -> SchedulesApi:
         """Cron schedules that create jobs: create, list, get, update, pause, resume, delete (listener/schedules.py)."""
+        ...
+    @property
+    def webhooks(self) -> WebhooksApi:
+        """Webhooks (admins only over HTTP): create, list, get, pause, resume, delete, deliveries
+        (listener/webhooks.py)."""
         ...

@@ -24,7 +24,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from listener import __version__, cli_schedules, logs
+from listener import __version__, cli_schedules, logs, webhook_commands
 from listener.errors import ListenerError
 from listener.models import Job
 from listener.platform import DEFAULT_DB, Platform
@@ -163,6 +163,7 @@ def _parser() -> argparse.ArgumentParser:
         _remote(sub)
         sub.add_argument("--json", action="store_true", help="print JSON instead of a table")
     cli_schedules.add_commands(commands, _remote)
+    webhook_commands.add_commands(commands, _remote)
     return parser
 
 
@@ -407,6 +408,7 @@ async def _jobs(args: argparse.Namespace) -> None:
 _COMMANDS: dict[str, Callable[[argparse.Namespace], Awaitable[None]]] = {
     "serve": _serve, "run": _run, "dev": _dev, "demo": _demo, "users": users_command, "jobs": _jobs, "prune": _prune,
     "schedules": lambda args: cli_schedules.run(args, _urls(args.url)),
+    "webhooks": lambda args: webhook_commands.webhooks(args, _urls(args.url)),
 }
 
 

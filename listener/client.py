@@ -101,6 +101,15 @@ from listener.snapshots import (
     SnapshotsApi,
 )
 from listener.types import UNSET
+from listener.webhooks import (
+    NewWebhook,
+    Webhook,
+    WebhookCreate,
+    WebhookDelivery,
+    WebhookDeliveryQuery,
+    WebhooksApi,
+    WebhookStatus,
+)
 
 __all__ = ["Client", "ClientState", "EventStream", "ServerUnavailable", "error_from_body", "run_listener"]
 
@@ -218,6 +227,7 @@ class Client:
         self.events = ClientEvents(self)
         self.files = ClientFiles(self)
         self.schedules = ClientSchedules(self)
+        self.webhooks = ClientWebhooks(self)
 
     def __repr__(self) -> str:
         return f"Client({self.url!r}, state={self.state.value})"
@@ -825,6 +835,31 @@ class ClientSnapshots(_Resource, SnapshotsApi):
 
     async def _delete(self, snapshot_id: str) -> None:
         await self._client.request("DELETE", f"/snapshots/{_path(snapshot_id)}")
+
+
+class ClientWebhooks(_Resource, WebhooksApi):
+    """webhooks.create / list / get / pause / resume / delete / deliveries over HTTP (an admin's token)."""
+
+    async def _create(self, spec: WebhookCreate) -> NewWebhook:
+        return NewWebhook.model_validate(await self._client.request("POST", "/webhooks", body=_dump(spec)))
+
+    async def _list(self) -> list[Webhook]:
+        return [Webhook.model_validate(item) for item in (await self._client.request("GET", "/webhooks"))["items"]]
+
+    async def _get(self, webhook_id: str) -> Webhook:
+        return Webhook.model_validate(await self._client.request("GET", f"/webhooks/{_path(webhook_id)}"))
+
+    async def _set_status(self, webhook_id: str, status: WebhookStatus) -> Webhook:
+        verb = "pause" if status is WebhookStatus.PAUSED else "resume"
+        return Webhook.model_validate(await self._client.request("POST", f"/webhooks/{_path(webhook_id)}/{verb}"))
+
+    async def _delete(self, webhook_id: str) -> None:
+        await self._client.request("DELETE", f"/webhooks/{_path(webhook_id)}")
+
+    async def _deliveries(self, webhook_id: str, query: WebhookDeliveryQuery) -> list[WebhookDelivery]:
+        data = await self._client.request("GET", f"/webhooks/{_path(webhook_id)}/deliveries",
+                                          params=[("limit", str(query.limit))])
+        return [WebhookDelivery.model_validate(item) for item in data["items"]]
 
 
 def _listed(value: Any) -> Any:

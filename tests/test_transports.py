@@ -457,3 +457,26 @@ async def test_bulk_moves_each_job_through_its_own_state_machine(api: Api, platf
         with pytest.raises(Invalid) as raised:
             await call()
         assert field in [d["field"] for d in raised.value.details] and field in raised.value.message
+
+
+async def test_webhooks_are_managed_alike(api: Api, platform: Platform) -> None:
+    from listener.webhooks import WebhookStatus
+
+    new = await api.webhooks.create(url="https://example.com/hooks", topics=["job:failed"],
+                                    filter={"job": "workbook:*"}, description="failures")
+    hook = new.webhook
+    assert new.secret.startswith("whsec_") and len(new.secret) > 30
+    assert (hook.url, hook.topics, hook.filter, hook.status, hook.created_by) == (
+        "https://example.com/hooks", ["job:failed"], {"job": "workbook:*"}, WebhookStatus.ACTIVE, actor(api))
+    assert hook.cursor == await platform.store.head(), "from now on, as a new agent"
+    assert await api.webhooks.list() == [hook] == [await api.webhooks.get(hook.id)]
+    assert (await api.webhooks.pause(hook.id)).status is WebhookStatus.PAUSED
+    assert (await api.webhooks.resume(hook.id)).status is WebhookStatus.ACTIVE
+    assert await api.webhooks.deliveries(hook.id, limit=5) == []
+    with pytest.raises(Invalid) as raised:
+        await api.webhooks.create(url="file:///etc/passwd", topics=["job:*"])
+    assert [d["field"] for d in raised.value.details] == ["url"]
+    await api.webhooks.delete(hook.id)
+    for call in (api.webhooks.get, api.webhooks.delete, api.webhooks.pause):
+        with pytest.raises(NotFound):
+            await call(hook.id)

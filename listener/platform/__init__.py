@@ -23,7 +23,7 @@ import anyio
 from listener.errors import Invalid
 from listener.listener import Listener
 from listener.models import Event
-from listener.platform import system
+from listener.platform import system, webhook_delivery
 from listener.platform.blobs import Blobs, DiskBlobs, default_blobs
 from listener.platform.domains import (
     ActionService,
@@ -43,6 +43,8 @@ from listener.platform.schedules import ScheduleRunner, ScheduleService
 from listener.platform.snapshots import SnapshotService
 from listener.platform.store.base import Store
 from listener.platform.store.sqlite import SqliteStore, Synchronous
+from listener.platform.webhook_delivery import DeliverySettings
+from listener.platform.webhooks import Changes, WebhookService
 from listener.platform.workers import Connection, Workers
 from listener.runner import Runner
 from listener.tasks import task_scope
@@ -70,7 +72,7 @@ class PlatformApi:
 
     def __init__(self, store: Store, eventlog: EventLog, clock: Clock, actor: str | None = None, *,
                  data_ttl: timedelta = DEFAULT_DATA_TTL, blobs: Blobs | None = None,
-                 max_file_size: int = DEFAULT_MAX_FILE_SIZE) -> None:
+                 max_file_size: int = DEFAULT_MAX_FILE_SIZE, webhook_changes: Changes | None = None) -> None:
         self._store, self._eventlog, self._clock = store, eventlog, clock
         self.actor = actor
         self.data_ttl = data_ttl
@@ -87,11 +89,13 @@ class PlatformApi:
         self.events = EventService(store)
         self.files = FileService(domains, blobs or default_blobs(store), max_size=max_file_size)
         self.schedules = ScheduleService(domains, lambda actor: self.as_actor(actor).jobs)
+        self.webhooks = WebhookService(store, clock, actor, webhook_changes or Changes())
 
     def as_actor(self, actor: str | None) -> PlatformApi:
         """The same Api acting as someone else (recorded as `createdBy` and `actorId`)."""
         return PlatformApi(self._store, self._eventlog, self._clock, actor, data_ttl=self.data_ttl,
-                           blobs=self.files.storage, max_file_size=self.files.max_size)
+                           blobs=self.files.storage, max_file_size=self.files.max_size,
+                           webhook_changes=self.webhooks.changes)
 
 
 class PlatformState(enum.Enum):
@@ -143,6 +147,8 @@ class Platform:
         self.sweeps = sweep_interval is not None
         self.workers = Workers()
         """The workers connected to this process (its event-stream agents and in-process listeners)."""
+        self.deliverer: webhook_delivery.Deliverer | None = None
+        """What delivers webhooks in this process (None if Platform.open was told not to)."""
         self.state = PlatformState.OPEN
 
     @classmethod
@@ -161,6 +167,7 @@ class Platform:
         max_file_size: int = DEFAULT_MAX_FILE_SIZE,
         system_jobs: bool = True,
         max_items: int = 100_000,
+        webhooks: DeliverySettings | None = DeliverySettings(),  # noqa: B008  (frozen: one instance is fine)
     ) -> AsyncIterator[Platform]:
         """Open the platform on a database (default: ./.listener/listener.db).
 
@@ -182,6 +189,8 @@ class Platform:
                 `sheet:findReplace`, created with `managed=True`) in this process, as the agent "system";
                 every replica may (the ack makes each job run once). See listener/platform/system.py.
             max_items: the most rows or records one system job may process; a larger one fails up front.
+            webhooks: how this process delivers webhooks (timeouts, backoff, leases; see
+                listener/platform/webhook_delivery.py); None delivers none here (other replicas still may).
         """
         url = url or DEFAULT_DB
         if max_file_size < 1:
@@ -197,6 +206,9 @@ class Platform:
                 async with task_scope() as tg, AsyncExitStack() as agents:
                     if system_jobs:  # started first, so that it sees the first sweep's job:ready events
                         await agents.enter_async_context(system.running(platform, max_items=max_items))
+                    if webhooks is not None:
+                        platform.deliverer = await agents.enter_async_context(
+                            webhook_delivery.running(platform, webhooks))
                     # Timers resume with the platform: retries, expired leases and timeouts that came
                     # due while it was down are handled by the first sweep.
                     if platform.sweeps:

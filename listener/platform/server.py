@@ -21,7 +21,11 @@ from multidict import MultiDict, MultiMapping
 import listener.platform.schedule_routes  # noqa: F401  # its routes join the one table before the app is built
 from listener.errors import Invalid, ListenerError, NotFound, TooLarge
 from listener.models import refuse_nul
-from listener.platform import Platform, PlatformApi
+from listener.platform import (
+    Platform,
+    PlatformApi,
+    webhook_routes,  # noqa: F401  (adds its routes to the table)
+)
 from listener.platform.auth import LINK_PARAMS, User, Users
 from listener.platform.channel import Answers
 from listener.platform.metrics import METRICS_ROUTE

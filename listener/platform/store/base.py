@@ -41,6 +41,7 @@ __all__ = [
     "Store",
     "StoredObject",
     "StoredUser",
+    "StoredWebhook",
     "UserChange",
     "Write",
     "admission",
@@ -61,6 +62,7 @@ __all__ = [
     "user_exists",
     "user_not_found",
     "waits_for_slot",
+    "webhook_not_found",
 ]
 
 log = logging.getLogger("listener.store")
@@ -323,6 +325,19 @@ class StoredUser:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredWebhook:
+    """A webhook as the store keeps it: its signing secret beside its document (listener.webhooks.Webhook)."""
+
+    id: str
+    secret: str
+    doc: dict[str, Any]
+
+
+def webhook_not_found(webhook_id: str) -> NotFound:
+    return NotFound(f"Webhook {webhook_id} not found.", details={"webhookId": webhook_id})
+
+
+@dataclass(frozen=True, slots=True)
 class JobQuery:
     """A listing's filters. A job matches the status filter if it is in `status`, has one of `status_details`
     (the `status_detail` column) or is in `undetailed` with no detail; with all three empty, any job does."""
@@ -573,4 +588,35 @@ class Store(Protocol):
         rows (`admins`, every user with role admin, this one too) until it commits, so that two changes
         deciding on the admins (revoking the last one's token) cannot both pass. NotFound for an unknown
         name; what `change` raises is raised, and nothing is written."""
+        ...
+
+    # webhooks: their cursors are agents' cursors (`webhook:<id>`)
+    async def insert_webhook(self, webhook: StoredWebhook, cursor: str) -> None:
+        """Add a webhook and its cursor `cursor` at the log's head, in one transaction."""
+        ...
+    async def webhooks(self) -> list[StoredWebhook]:
+        """Every webhook, oldest first."""
+        ...
+    async def get_webhook(self, webhook_id: str) -> StoredWebhook:
+        """One webhook; NotFound for an unknown id."""
+        ...
+    async def put_webhook(self, webhook_id: str, doc: dict[str, Any]) -> None:
+        """Replace a webhook's document (NotFound for an unknown id)."""
+        ...
+    async def delete_webhook(self, webhook_id: str, cursor: str) -> bool:
+        """Delete a webhook with its deliveries and its cursor `cursor`; whether the webhook was there (what a
+        delivery of it still under way wrote after is deleted again once it has stopped)."""
+        ...
+    async def lease_webhook(self, webhook_id: str, owner: str, now: float, until: float) -> bool:
+        """Take or renew the right to deliver a webhook until `until` (epoch seconds): True if `owner` holds it
+        now, False if another owner's lease has not run out at `now` (or the webhook is gone)."""
+        ...
+    async def release_webhook(self, webhook_id: str, owner: str) -> None:
+        """Give up `owner`'s lease of a webhook, so another replica may take it at once."""
+        ...
+    async def add_webhook_delivery(self, webhook_id: str, doc: dict[str, Any], keep: int) -> int:
+        """Record a delivery attempt (its id is returned), keeping only the webhook's latest `keep`."""
+        ...
+    async def webhook_deliveries(self, webhook_id: str, limit: int) -> list[tuple[int, dict[str, Any]]]:
+        """The webhook's latest delivery attempts, newest first, each with its id."""
         ...

@@ -36,6 +36,7 @@ from listener.platform.store.base import (
     SnapshotMake,
     StoredObject,
     StoredUser,
+    StoredWebhook,
     UserChange,
     admission,
     job_exists,
@@ -48,6 +49,7 @@ from listener.platform.store.base import (
     schedule_not_found,
     user_exists,
     user_not_found,
+    webhook_not_found,
 )
 from listener.platform.store.postgres_tail import PostgresTail
 from listener.platform.store.postgres_writer import TRANSIENT, PostgresWriter
@@ -574,3 +576,65 @@ class PostgresStore(PostgresTail, PostgresWriter, StoreReads):
             return new, []
 
         return (await self._write(change_))[0]
+
+    # -- webhooks ---------------------------------------------------------------------
+
+    async def insert_webhook(self, webhook: StoredWebhook, cursor: str) -> None:
+        async def insert(conn: asyncpg.Connection) -> tuple[None, list[NewEvent]]:
+            await conn.execute("INSERT INTO webhooks (id, secret, doc) VALUES ($1, $2, $3)",
+                               webhook.id, webhook.secret, json.dumps(webhook.doc))
+            await conn.execute("INSERT INTO cursors (name, seq) SELECT $1, seq FROM event_head WHERE id = 1"
+                               " ON CONFLICT (name) DO UPDATE SET seq = excluded.seq", cursor)
+            return None, []
+
+        await self._write(insert)
+
+    async def put_webhook(self, webhook_id: str, doc: dict[str, Any]) -> None:
+        async def put(conn: asyncpg.Connection) -> tuple[None, list[NewEvent]]:
+            if await conn.execute("UPDATE webhooks SET doc = $1 WHERE id = $2", json.dumps(doc),
+                                  webhook_id) == "UPDATE 0":
+                raise webhook_not_found(webhook_id)
+            return None, []
+
+        await self._write(put)
+
+    async def delete_webhook(self, webhook_id: str, cursor: str) -> bool:
+        async def delete(conn: asyncpg.Connection) -> tuple[bool, list[NewEvent]]:
+            there = await conn.execute("DELETE FROM webhooks WHERE id = $1", webhook_id) != "DELETE 0"
+            await conn.execute("DELETE FROM webhook_deliveries WHERE webhook_id = $1", webhook_id)
+            await conn.execute("DELETE FROM cursors WHERE name = $1", cursor)
+            return there, []
+
+        there, _ = await self._write(delete)
+        return there
+
+    async def lease_webhook(self, webhook_id: str, owner: str, now: float, until: float) -> bool:
+        # One UPDATE: its row lock makes two replicas asking at once take turns, and the second sees the first's lease.
+        async def lease(conn: asyncpg.Connection) -> tuple[bool, list[NewEvent]]:
+            status = await conn.execute("UPDATE webhooks SET lease_owner = $1, lease_until = $2 WHERE id = $3"
+                                        " AND (lease_owner IS NULL OR lease_owner = $1 OR lease_until <= $4)",
+                                        owner, until, webhook_id, now)
+            return status != "UPDATE 0", []
+
+        held, _ = await self._write(lease)
+        return held
+
+    async def release_webhook(self, webhook_id: str, owner: str) -> None:
+        async def release(conn: asyncpg.Connection) -> tuple[None, list[NewEvent]]:
+            await conn.execute("UPDATE webhooks SET lease_owner = NULL, lease_until = NULL"
+                               " WHERE id = $1 AND lease_owner = $2", webhook_id, owner)
+            return None, []
+
+        await self._write(release)
+
+    async def add_webhook_delivery(self, webhook_id: str, doc: dict[str, Any], keep: int) -> int:
+        async def add(conn: asyncpg.Connection) -> tuple[int, list[NewEvent]]:
+            pos = await conn.fetchval("INSERT INTO webhook_deliveries (webhook_id, doc) VALUES ($1, $2) RETURNING pos",
+                                      webhook_id, json.dumps(doc))
+            await conn.execute("DELETE FROM webhook_deliveries WHERE webhook_id = $1 AND pos <= (SELECT pos FROM"
+                               " webhook_deliveries WHERE webhook_id = $1 ORDER BY pos DESC LIMIT 1 OFFSET $2)",
+                               webhook_id, keep)
+            return int(pos), []
+
+        pos, _ = await self._write(add)
+        return pos

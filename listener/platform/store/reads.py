@@ -29,9 +29,11 @@ from listener.platform.store.base import (
     PartStats,
     StoredObject,
     StoredUser,
+    StoredWebhook,
     job_not_found,
     object_not_found,
     schedule_not_found,
+    webhook_not_found,
 )
 from listener.platform.store.queues import QueueReads
 from listener.schedules import Schedule
@@ -432,3 +434,26 @@ class StoreReads(QueueReads):
             return [stored_user(r) for r in rows]
 
         return await self._query(users, (f"SELECT {USER_COLUMNS} FROM users ORDER BY name", ()))
+
+    # -- webhooks -------------------------------------------------------------
+
+    async def webhooks(self) -> list[StoredWebhook]:
+        def webhooks(rows: list[Any]) -> list[StoredWebhook]:
+            return [StoredWebhook(r[0], r[1], json.loads(r[2])) for r in rows]
+
+        return await self._query(webhooks, ("SELECT id, secret, doc FROM webhooks ORDER BY id", ()))
+
+    async def get_webhook(self, webhook_id: str) -> StoredWebhook:
+        def webhook(rows: list[Any]) -> StoredWebhook:
+            if not rows:
+                raise webhook_not_found(webhook_id)
+            return StoredWebhook(rows[0][0], rows[0][1], json.loads(rows[0][2]))
+
+        return await self._query(webhook, ("SELECT id, secret, doc FROM webhooks WHERE id = ?", (webhook_id,)))
+
+    async def webhook_deliveries(self, webhook_id: str, limit: int) -> list[tuple[int, dict[str, Any]]]:
+        def deliveries(rows: list[Any]) -> list[tuple[int, dict[str, Any]]]:
+            return [(int(r[0]), json.loads(r[1])) for r in rows]
+
+        return await self._query(deliveries, ("SELECT pos, doc FROM webhook_deliveries WHERE webhook_id = ?"
+                                              " ORDER BY pos DESC LIMIT ?", (webhook_id, limit)))

@@ -347,4 +347,35 @@ STEPS: list[Step] = [
     CREATE INDEX jobs_type_finished ON jobs (type, operation, finished_at, status) WHERE finished_at IS NOT NULL;
     CREATE INDEX jobs_ready ON jobs (type, operation, pos) WHERE status = 'ready';
     """),
+    # 15: webhooks (their signing secrets, and the lease of the replica that delivers each one: their cursors are
+    # agents' cursors, named `webhook:<id>`) and the latest delivery attempts of each
+    Step(sqlite="""
+    CREATE TABLE webhooks (
+        id TEXT PRIMARY KEY,
+        secret TEXT NOT NULL,
+        doc TEXT NOT NULL,
+        lease_owner TEXT,
+        lease_until REAL
+    );
+    CREATE TABLE webhook_deliveries (
+        pos INTEGER PRIMARY KEY,
+        webhook_id TEXT NOT NULL,
+        doc TEXT NOT NULL
+    );
+    CREATE INDEX webhook_deliveries_webhook ON webhook_deliveries (webhook_id, pos);
+    """, postgres="""
+    CREATE TABLE webhooks (
+        id text PRIMARY KEY,
+        secret text NOT NULL,
+        doc jsonb NOT NULL,
+        lease_owner text,
+        lease_until double precision
+    );
+    CREATE TABLE webhook_deliveries (
+        pos bigserial PRIMARY KEY,
+        webhook_id text NOT NULL,
+        doc jsonb NOT NULL
+    );
+    CREATE INDEX webhook_deliveries_webhook ON webhook_deliveries (webhook_id, pos);
+    """),
 ]

@@ -38,6 +38,7 @@ from listener.platform.store.base import (
     SnapshotMake,
     StoredObject,
     StoredUser,
+    StoredWebhook,
     UserChange,
     admission,
     due_at,
@@ -54,6 +55,7 @@ from listener.platform.store.base import (
     user_exists,
     user_not_found,
     waits_for_slot,
+    webhook_not_found,
 )
 from listener.platform.store.reads import (
     USER_COLUMNS,
@@ -605,3 +607,60 @@ class SqliteStore(SqliteWriter, StoreReads):
             return new
 
         return (await self._write(change_))[0]
+
+    # -- webhooks -------------------------------------------------------------
+
+    async def insert_webhook(self, webhook: StoredWebhook, cursor: str) -> None:
+        def insert(tx: Tx) -> None:
+            tx.conn.execute("INSERT INTO webhooks (id, secret, doc) VALUES (?, ?, ?)",
+                            (webhook.id, webhook.secret, json.dumps(webhook.doc)))
+            tx.conn.execute("INSERT INTO cursors (name, seq) SELECT ?, coalesce(max(seq), 0) FROM events WHERE true"
+                            " ON CONFLICT (name) DO UPDATE SET seq = excluded.seq", (cursor,))
+
+        await self._write(insert)
+
+    async def put_webhook(self, webhook_id: str, doc: dict[str, Any]) -> None:
+        def put(tx: Tx) -> None:
+            if tx.conn.execute("UPDATE webhooks SET doc = ? WHERE id = ?", (json.dumps(doc), webhook_id)).rowcount == 0:
+                raise webhook_not_found(webhook_id)
+
+        await self._write(put)
+
+    async def delete_webhook(self, webhook_id: str, cursor: str) -> bool:
+        def delete(tx: Tx) -> bool:
+            there = tx.conn.execute("DELETE FROM webhooks WHERE id = ?", (webhook_id,)).rowcount > 0
+            tx.conn.execute("DELETE FROM webhook_deliveries WHERE webhook_id = ?", (webhook_id,))
+            tx.conn.execute("DELETE FROM cursors WHERE name = ?", (cursor,))
+            return there
+
+        there, _ = await self._write(delete)
+        return there
+
+    async def lease_webhook(self, webhook_id: str, owner: str, now: float, until: float) -> bool:
+        def lease(tx: Tx) -> bool:
+            return bool(tx.conn.execute(
+                "UPDATE webhooks SET lease_owner = ?, lease_until = ? WHERE id = ?"
+                " AND (lease_owner IS NULL OR lease_owner = ? OR lease_until <= ?)",
+                (owner, until, webhook_id, owner, now)).rowcount)
+
+        held, _ = await self._write(lease)
+        return held
+
+    async def release_webhook(self, webhook_id: str, owner: str) -> None:
+        def release(tx: Tx) -> None:
+            tx.conn.execute("UPDATE webhooks SET lease_owner = NULL, lease_until = NULL"
+                            " WHERE id = ? AND lease_owner = ?", (webhook_id, owner))
+
+        await self._write(release)
+
+    async def add_webhook_delivery(self, webhook_id: str, doc: dict[str, Any], keep: int) -> int:
+        def add(tx: Tx) -> int:
+            pos = tx.conn.execute("INSERT INTO webhook_deliveries (webhook_id, doc) VALUES (?, ?)",
+                                  (webhook_id, json.dumps(doc))).lastrowid
+            tx.conn.execute("DELETE FROM webhook_deliveries WHERE webhook_id = ? AND pos <= (SELECT pos FROM"
+                            " webhook_deliveries WHERE webhook_id = ? ORDER BY pos DESC LIMIT 1 OFFSET ?)",
+                            (webhook_id, webhook_id, keep))
+            return int(pos or 0)
+
+        pos, _ = await self._write(add)
+        return pos

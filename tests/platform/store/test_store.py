@@ -137,8 +137,24 @@ _UNDO_GRID = ("DROP INDEX jobs_started; DROP INDEX jobs_duration; DROP INDEX job
               " duration;")
 
 
+async def _undo_webhooks(platform: Platform) -> None:
+    """Put the schema back as it was before migration 15 (the webhooks' tables)."""
+    store: Any = platform.store
+    if isinstance(store, SqliteStore):
+        with closing(sqlite3.connect(store.path)) as db:
+            db.executescript("DROP TABLE webhooks; DROP TABLE webhook_deliveries; PRAGMA user_version = 14;")
+        return
+    conn = await asyncpg.connect(store.dsn, server_settings={"search_path": store.schema})
+    try:
+        await conn.execute("DROP TABLE webhooks; DROP TABLE webhook_deliveries;"
+                           " DELETE FROM listener_migrations WHERE version >= 15")
+    finally:
+        await conn.close()
+
+
 async def _undo_queues(platform: Platform) -> None:
-    """Put the schema back as it was before migration 14 (the queues page's indexes)."""
+    """Put the schema back as it was before migration 14 (the queues page's indexes; and before 15's webhooks)."""
+    await _undo_webhooks(platform)
     store: Any = platform.store
     if isinstance(store, SqliteStore):
         with closing(sqlite3.connect(store.path)) as db:
@@ -172,7 +188,7 @@ async def _undo_grid(platform: Platform) -> None:
 
 async def _undo_status_detail(platform: Platform) -> None:
     """Put the schema back as it was before migration 11 (the status_detail column), rows and all (and before the
-    steps after it: 14's queue indexes, 13's grid columns, 12's schedules table)."""
+    steps after it: 15's webhooks, 14's queue indexes, 13's grid columns, 12's schedules table)."""
     await _undo_grid(platform)
     store: Any = platform.store
     if isinstance(store, SqliteStore):

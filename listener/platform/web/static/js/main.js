@@ -13,6 +13,7 @@ import { schedulesView } from "./views/schedules.js";
 import { queueView, queuesView } from "./views/queues.js";
 import { snapshotView } from "./views/snapshots.js";
 import { spaceView } from "./views/spaces.js";
+import { webhooksView } from "./views/webhooks.js";
 import { sheetView, workbookView, workbooksView } from "./views/workbooks.js";
 
 router.route("/jobs", jobsView, "jobs");
@@ -28,6 +29,7 @@ router.route("/files/:id", fileView, "files");
 router.route("/documents", documentsView, "documents");
 router.route("/documents/:id", documentView, "documents");
 router.route("/schedules", schedulesView, "schedules");
+router.route("/webhooks", webhooksView, "webhooks");
 router.route("/spaces/:id", spaceView);
 router.route("/spaces/:id/:section", spaceView);
 
