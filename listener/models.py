@@ -45,6 +45,7 @@ from listener.events import (
 )
 from listener.job import (
     DEFAULT_MAX_LEASE_EXPIRATIONS,
+    DedupeResult,
     Job,
     JobError,
     JobFile,
@@ -58,6 +59,7 @@ from listener.job import (
 )
 from listener.jobcalls import (
     MAX_DATA_ROWS,
+    MAX_DEBOUNCE_SECONDS,
     MAX_PARTS,
     MIN_RATE,
     Attempt,
@@ -117,6 +119,7 @@ __all__ = [
     "DEFAULT_MAX_LEASE_EXPIRATIONS",
     "MAX_DATA_ROWS",
     "MAX_DATE",
+    "MAX_DEBOUNCE_SECONDS",
     "MAX_INT64",
     "MAX_PARTS",
     "MIN_DATE",
@@ -126,6 +129,7 @@ __all__ = [
     "ActionMessage",
     "Attempt",
     "Commit",
+    "DedupeResult",
     "Document",
     "DocumentBody",
     "DocumentCreate",
