@@ -133,16 +133,21 @@ async def test_a_failing_subscriber_does_not_hold_up_writers(
 
 
 async def _undo_status_detail(platform: Platform) -> None:
-    """Put the schema back as it was before migration 11 (the status_detail column), rows and all."""
+    """Put the schema back as it was before migration 11 (the status_detail column), rows and all.
+
+    The steps after it are undone first (12: the dedupe columns), so that opening the store takes them all again.
+    """
+    later = ("DROP INDEX jobs_dedupe; ALTER TABLE jobs DROP COLUMN dedupe_key; ALTER TABLE jobs DROP COLUMN"
+             " dedupe_scope;")
     store: Any = platform.store
     if isinstance(store, SqliteStore):
         with closing(sqlite3.connect(store.path)) as db:
-            db.executescript("DROP INDEX jobs_status_detail; ALTER TABLE jobs DROP COLUMN status_detail;"
+            db.executescript(f"{later} DROP INDEX jobs_status_detail; ALTER TABLE jobs DROP COLUMN status_detail;"
                              " PRAGMA user_version = 10;")
         return
     conn = await asyncpg.connect(store.dsn, server_settings={"search_path": store.schema})
     try:
-        await conn.execute("DROP INDEX jobs_status_detail; ALTER TABLE jobs DROP COLUMN status_detail;"
+        await conn.execute(f"{later} DROP INDEX jobs_status_detail; ALTER TABLE jobs DROP COLUMN status_detail;"
                            " DELETE FROM listener_migrations WHERE version >= 11")
     finally:
         await conn.close()
