@@ -72,6 +72,8 @@ class JobsApi(Protocol):
         max_lease_expirations: int | None = None,
         run_at: datetime | None = None,
         predecessor_ids: Sequence[str] | None = None,
+        dedupe_key: str | None = None,
+        debounce_seconds: float | None = None,
     ) -> Job: ...
     async def get(self, job_id: str) -> Job: ...
     async def list(

@@ -136,6 +136,10 @@ def _parser() -> argparse.ArgumentParser:
     created.add_argument("--source", help="the id of the object the job works on")
     created.add_argument("--manual", action="store_true", help="wait for `execute` instead of starting at once")
     created.add_argument("--input", type=json.loads, default=None, help="the job's input as a JSON object")
+    created.add_argument("--dedupe-key", metavar="KEY",
+                         help="while a job of this type waits with KEY (not started), return it, not a new one")
+    created.add_argument("--debounce", type=float, metavar="SECONDS",
+                         help="with --dedupe-key: give the waiting job this input and start it SECONDS from now")
     configure = jobs_commands.add_parser("configure", help="set the limits and default timeout of a job type (admin)")
     configure.add_argument("job", help="domain:operation, e.g. workbook:export")
     configure.add_argument("--max-running", type=int, help="at most this many running at once (1: one at a time)")
@@ -388,7 +392,13 @@ async def _jobs(args: argparse.Namespace) -> None:
         if command == "create":
             domain, _, operation = args.job.partition(":")
             job = await client.jobs.create(type=domain, operation=operation, source=args.source,
-                                           trigger="manual" if args.manual else "immediate", input=args.input)
+                                           trigger="manual" if args.manual else "immediate", input=args.input,
+                                           dedupe_key=args.dedupe_key, debounce_seconds=args.debounce)
+            if job.dedupe is not None:
+                if args.json:  # as the REST answer says it
+                    print(json.dumps({**job.model_dump(mode="json"), "dedupe": job.dedupe}, indent=2))
+                    return
+                console.print(f"{job.dedupe.capitalize()}: {job.id}.", highlight=False)
         elif command == "get":
             job = await client.jobs.get(args.job_id)
         elif command == "cancel":

@@ -424,17 +424,25 @@ class ClientJobs(_Resource):
         max_lease_expirations: int | None = None,
         run_at: datetime | None = None,
         predecessor_ids: Sequence[str] | None = None,
+        dedupe_key: str | None = None,
+        debounce_seconds: float | None = None,
     ) -> Job:
-        """Create a job. With trigger `immediate` (the default) it is ready at once and job:ready fires."""
+        """Create a job. With trigger `immediate` (the default) it is ready at once and job:ready fires.
+
+        With a `dedupe_key`, a job of this type:operation waiting with the key is returned (and with
+        `debounce_seconds` takes this input and starts later) instead of a new one; `job.dedupe` says which.
+        """
         return await self.create_from(job_spec(
             type=type, operation=operation, source=source, destination=destination, trigger=trigger, mode=mode,
             managed=managed, info=info, metadata=metadata, input=input, retry=retry, timeout_seconds=timeout_seconds,
             lease_seconds=lease_seconds, max_lease_expirations=max_lease_expirations, run_at=run_at,
-            predecessor_ids=predecessor_ids))
+            predecessor_ids=predecessor_ids, dedupe_key=dedupe_key, debounce_seconds=debounce_seconds))
 
     async def create_from(self, spec: JobCreate) -> Job:
-        """Create a job from a validated `JobCreate`."""
-        return self._job(await self._client.request("POST", "/jobs", body=_dump(spec)))
+        """Create a job from a validated `JobCreate`; with a dedupe key, the answer's `dedupe` is `job.dedupe`."""
+        body = await self._client.request("POST", "/jobs", body=_dump(spec))
+        dedupe = body.pop("dedupe", None) if isinstance(body, dict) else None
+        return self._job(body).noted(dedupe)
 
     async def get(self, job_id: str) -> Job:
         """One job: status, progress, info, outcome, error and timestamps."""

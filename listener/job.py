@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MAX_LEASE_EXPIRATIONS",
+    "DedupeResult",
     "Job",
     "JobError",
     "JobFile",
@@ -76,6 +77,10 @@ class JobMode(enum.StrEnum):
     FOREGROUND = "foreground"
     BACKGROUND = "background"
     TOOLBAR_BLOCKING = "toolbarBlocking"
+
+
+DedupeResult = Literal["created", "deduplicated", "debounced"]
+"""What a create with a `dedupe_key` did (Job.dedupe)."""
 
 
 JobTypeName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]
@@ -187,6 +192,13 @@ class Job(Model):
     part_data: dict[str, Any] | None = None
     parent_id: str | None = None
     parts: JobParts | None = None
+    dedupe_key: str | None = None
+    """The key of `jobs.create(dedupe_key=)`: while this job waits to start, a create with it finds this job."""
+    dedupe_scope: str | None = None
+    """Whose keys `dedupe_key` is among: None, the type's one scope (admins, agents, the in-process Api); a
+    member's name, that member's own, so one member's key never finds another's job."""
+    debounce_seconds: float | None = None
+    """The debounce window it was created with: each create with its key while it waits pushes its start back."""
     retry_of: str | None = None
     """The job whose failed items this one runs again (jobs.retry_failed_items); its input's `items` are those."""
     files: list[JobFile] = Field(default_factory=list)
@@ -200,6 +212,7 @@ class Job(Model):
     outcome_acknowledged_at: datetime | None = None
 
     _api: Api | None = PrivateAttr(default=None)
+    _dedupe: DedupeResult | None = PrivateAttr(default=None)
 
     @model_validator(mode="before")
     @classmethod
@@ -220,6 +233,24 @@ class Job(Model):
     def fiddler_status(self) -> Literal["PENDING", "STARTED", "SUCCESS", "FAILURE", "RETRY", "REVOKED"]:
         """The status in Fiddler's words (DESIGN.md §2); `jobs.list(status=...)` takes it back."""
         return status_words.fiddler_status(self.status.value, self.attempt)  # type: ignore[return-value]
+
+    @property
+    def dedupe(self) -> DedupeResult | None:
+        """What a create with a `dedupe_key` did: `created` a job, or found one waiting with the key and
+        `deduplicated` (returned it as it was) or `debounced` (replaced its input, pushed its start back).
+
+        None on a job that came from anything else (a create without a key, get, list, refresh).
+        """
+        return self._dedupe
+
+    def noted(self, dedupe: DedupeResult | None) -> Job:
+        """A copy of this job that remembers what the create that returned it did (`dedupe`).
+
+        A copy, as a store may hold this very object as its job's last state.
+        """
+        copy = self.model_copy()
+        copy._dedupe = dedupe
+        return copy
 
     @property
     def error_message(self) -> str | None:

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import AfterValidator, ConfigDict, Field, WithJsonSchema, model_validator
 from pydantic_core import PydanticCustomError
 
 from listener import status_words
@@ -23,6 +23,7 @@ from listener.wire import MAX_INT64, InputDate, Model, NonEmpty, Operation, pars
 __all__ = [
     "MAX_BULK",
     "MAX_DATA_ROWS",
+    "MAX_DEBOUNCE_SECONDS",
     "MAX_PARTS",
     "MIN_RATE",
     "SEARCH_WINDOW",
@@ -83,9 +84,18 @@ StatusWord = Annotated[str, AfterValidator(_status_word), WithJsonSchema({
 
 Progress = Annotated[int, Field(ge=0, le=100)]
 
+MAX_DEBOUNCE_SECONDS = 7 * 86_400
+"""The longest debounce window: a week. Longer is a schedule (`run_at`), not a burst being coalesced."""
+
 
 class JobCreate(Model):
-    """The body of `jobs.create`."""
+    """The body of `jobs.create`.
+
+    `dedupe_key`: while a job of the same type:operation with this key waits to start (never acked yet:
+    created, planning, scheduled or ready), a create with the key returns that job instead of adding one;
+    with `debounce_seconds` it also replaces that job's input and pushes its start back to that many
+    seconds after this create (listener/platform/dedupe.py).
+    """
 
     type: JobTypeName
     operation: Operation
@@ -103,6 +113,15 @@ class JobCreate(Model):
     max_lease_expirations: Annotated[int, Field(ge=0, le=100)] = DEFAULT_MAX_LEASE_EXPIRATIONS
     run_at: InputDate | None = None
     predecessor_ids: Annotated[list[NonEmpty], Field(max_length=100)] = Field(default_factory=list)
+    dedupe_key: Annotated[str, Field(min_length=1, max_length=255)] | None = None
+    debounce_seconds: Annotated[float, Field(gt=0, le=MAX_DEBOUNCE_SECONDS)] | None = None
+
+    @model_validator(mode="after")
+    def _debounce_needs_key(self) -> JobCreate:
+        if self.debounce_seconds is not None and self.dedupe_key is None:
+            raise PydanticCustomError("debounce_without_key", "debounceSeconds needs a dedupeKey: the key names "
+                                      "the jobs a debounce window coalesces.")
+        return self
 
 
 def job_spec(**fields: Any) -> JobCreate:

@@ -45,6 +45,7 @@ from listener.events import (
 )
 from listener.job import (
     DEFAULT_MAX_LEASE_EXPIRATIONS,
+    DedupeResult,
     Job,
     JobError,
     JobFile,
@@ -59,6 +60,7 @@ from listener.job import (
 from listener.jobcalls import (
     MAX_BULK,
     MAX_DATA_ROWS,
+    MAX_DEBOUNCE_SECONDS,
     MAX_PARTS,
     MIN_RATE,
     SEARCH_WINDOW,
@@ -130,6 +132,7 @@ __all__ = [
     "MAX_BULK",
     "MAX_DATA_ROWS",
     "MAX_DATE",
+    "MAX_DEBOUNCE_SECONDS",
     "MAX_INT64",
     "MAX_PARTS",
     "MIN_DATE",
@@ -141,6 +144,7 @@ __all__ = [
     "Attempt",
     "BulkAction",
     "Commit",
+    "DedupeResult",
     "Document",
     "DocumentBody",
     "DocumentCreate",

@@ -39,6 +39,17 @@ async def test_jobs_commands_over_the_api(server: Server) -> None:
     code, out, _ = await cli(server, "jobs", "create", "sheet:dedupe", "--manual", "--input", '{"column": "email"}')
     assert code == 0 and "sheet:dedupe" in out and "created" in out
 
+    code, out, _ = await cli(server, "jobs", "create", "sheet:sync", "--dedupe-key", "s1", "--debounce", "60", "--json")
+    debounced = json.loads(out)
+    assert (code, debounced["dedupe"], debounced["status"]) == (0, "created", "scheduled")
+    code, out, _ = await cli(server, "jobs", "create", "sheet:sync", "--dedupe-key", "s1", "--debounce", "60",
+                             "--input", '{"v": 2}')
+    assert code == 0 and f"Debounced: {debounced['id']}." in out
+    code, _, err = await cli(server, "jobs", "create", "sheet:sync", "--debounce", "60")
+    assert code != 0 and "debounceSeconds needs a dedupeKey" in err
+    await server.platform.api.jobs.cancel(debounced["id"])
+    await server.platform.api.jobs.delete(debounced["id"])
+
     code, out, _ = await cli(server, "jobs", "list")
     assert code == 0 and "workbook:export" in out and "2 of 2 job(s)" in out
     code, out, _ = await cli(server, "jobs", "list", "--status", "ready", "--json")

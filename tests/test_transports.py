@@ -480,3 +480,24 @@ async def test_webhooks_are_managed_alike(api: Api, platform: Platform) -> None:
     for call in (api.webhooks.get, api.webhooks.delete, api.webhooks.pause):
         with pytest.raises(NotFound):
             await call(hook.id)
+
+
+async def test_dedupe_and_debounce_say_what_they_did_alike(api: Api, platform: Platform, clock: ManualClock) -> None:
+    first = await api.jobs.create(type="sheet", operation="reindex", dedupe_key="sheet:1", debounce_seconds=10,
+                                  input={"n": 1})
+    assert (first.dedupe, first.status, first.dedupe_key, first.debounce_seconds) == (
+        "created", S.SCHEDULED, "sheet:1", 10)
+    pushed = await api.jobs.create(type="sheet", operation="reindex", dedupe_key="sheet:1", debounce_seconds=10,
+                                   input={"n": 2})
+    assert (pushed.id, pushed.dedupe, pushed.input) == (first.id, "debounced", {"n": 2})
+    same = await api.jobs.create(type="sheet", operation="reindex", dedupe_key="sheet:1", input={"n": 3})
+    assert (same.id, same.dedupe, same.input) == (first.id, "deduplicated", {"n": 2})
+    assert same == await api.jobs.get(first.id) and (await api.jobs.get(first.id)).dedupe is None
+    assert (await api.jobs.create(type="sheet", operation="reindex")).dedupe is None
+    with pytest.raises(Invalid, match="debounceSeconds needs a dedupeKey"):
+        await api.jobs.create(type="sheet", operation="reindex", debounce_seconds=5)
+    clock.advance(10)
+    await platform.scheduler.sweep()
+    await api.jobs.ack(first.id)
+    again = await api.jobs.create(type="sheet", operation="reindex", dedupe_key="sheet:1", debounce_seconds=10)
+    assert again.id != first.id and again.dedupe == "created"

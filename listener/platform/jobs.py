@@ -2,8 +2,8 @@
 
 The moves' rules are pure (moves.py); the store runs each inside one transaction. Split jobs
 (parts.py), per-type limits (limits.py), ready jobs announced again (ready_queue.py), a job's error
-log and data (job_data.py), the grid's counts (listing.py) and bulk moves (bulk.py) are the parts of
-JobService kept in modules of their own.
+log and data (job_data.py), the grid's counts (listing.py), bulk moves (bulk.py) and dedupe keys and
+debounce (dedupe.py) are the parts of JobService kept in modules of their own.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from listener.models import (
     parse,
 )
 from listener.platform.bulk import BulkMixin
+from listener.platform.dedupe import DedupeMixin
 from listener.platform.eventlog import EventLog
 from listener.platform.job_data import JobDataMixin
 from listener.platform.limits import LimitsMixin
@@ -99,7 +100,8 @@ ContextResolver = Callable[[str], Awaitable[EventContext]]
 """Given a job's source id, the ids of what it belongs to (workbook, space, sheet...)."""
 
 
-class JobService(PartsMixin, LimitsMixin, ReadyQueueMixin, JobDataMixin, RetryItemsMixin, ListingMixin, BulkMixin):
+class JobService(PartsMixin, LimitsMixin, ReadyQueueMixin, JobDataMixin, RetryItemsMixin, ListingMixin, BulkMixin,
+                 DedupeMixin):
     """jobs.create / execute / ack / update / complete / fail / cancel / acknowledge_outcome / counts / bulk / ..."""
 
     def __init__(
@@ -192,40 +194,57 @@ class JobService(PartsMixin, LimitsMixin, ReadyQueueMixin, JobDataMixin, RetryIt
         max_lease_expirations: int | None = None,
         run_at: datetime | None = None,
         predecessor_ids: Sequence[str] | None = None,
+        dedupe_key: str | None = None,
+        debounce_seconds: float | None = None,
     ) -> Job:
-        """Create a job. With trigger `immediate` (the default) it is ready at once and job:ready fires."""
+        """Create a job. With trigger `immediate` (the default) it is ready at once and job:ready fires.
+
+        With a `dedupe_key`, while a job of this type:operation with the key waits to start (never acked),
+        no job is added: the waiting job is returned, and with `debounce_seconds` it takes this input and
+        starts that many seconds from now instead. `job.dedupe` says what happened (listener/platform/dedupe.py).
+        """
         return await self.create_from(job_spec(
             type=type, operation=operation, source=source, destination=destination, trigger=trigger, mode=mode,
             managed=managed, info=info, metadata=metadata, input=input, retry=retry, timeout_seconds=timeout_seconds,
             lease_seconds=lease_seconds, max_lease_expirations=max_lease_expirations, run_at=run_at,
-            predecessor_ids=predecessor_ids))
+            predecessor_ids=predecessor_ids, dedupe_key=dedupe_key, debounce_seconds=debounce_seconds))
 
-    async def create_from(self, spec: JobCreate, *, idempotency_key: str | None = None) -> Job:
+    async def create_from(self, spec: JobCreate, *, idempotency_key: str | None = None,
+                          dedupe_scope: str | None = None) -> Job:
         """Create a job from a validated `JobCreate` (what `create` and actions use).
 
         With an `idempotency_key`, the same key and body from the same caller return the job created the
-        first time; the same key with another body is Invalid (IETF idempotency-key draft).
+        first time; the same key with another body is Invalid (IETF idempotency-key draft). A `dedupe_key`
+        is looked up among the jobs of `dedupe_scope` (None: the type's shared scope; REST gives a member's name).
         """
         if idempotency_key is not None:
             if not 1 <= len(idempotency_key) <= 255:
                 raise Invalid("Idempotency-Key: must be 1 to 255 characters.",
                               details=[{"field": "Idempotency-Key", "message": "length"}])
             digest = hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
+            idempotency = Idempotency(self.actor or "", idempotency_key, digest)
             try:
-                return await self._create(spec, Idempotency(self.actor or "", idempotency_key, digest))
+                if spec.dedupe_key is not None:
+                    return await self._create_deduped(spec, idempotency, dedupe_scope)
+                return await self._create(spec, idempotency)
             except IdempotentReplay as replay:
                 if not replay.same_body:
                     raise Invalid(f"Idempotency-Key: {idempotency_key!r} was used for another job with another body.",
                                   details=[{"field": "Idempotency-Key", "message": "reused"}]) from None
                 return await self.get(replay.job_id)
+        if spec.dedupe_key is not None:
+            return await self._create_deduped(spec, None, dedupe_scope)
         return await self._create(spec, None)
 
-    async def _create(self, spec: JobCreate, idempotency: Idempotency | None, *, retry_of: str | None = None) -> Job:
+    async def _create(self, spec: JobCreate, idempotency: Idempotency | None, *, retry_of: str | None = None,
+                      dedupe_scope: str | None = None) -> Job:
         base = await self._resolve(spec.source) if spec.source else EventContext()
         now = self._clock.now()
         job = Job(id=new_id("jb"), created_by=self.actor, created_at=now, updated_at=now, **fields_set(spec))
         if retry_of is not None:
             job = job.model_copy(update={"retry_of": retry_of})
+        if dedupe_scope is not None:
+            job = job.model_copy(update={"dedupe_scope": dedupe_scope})
         if job.retry is not None:
             job = job.model_copy(update={"max_attempts": job.retry.max_attempts})
         settings = self._store.limits().get(job.job)

@@ -89,6 +89,9 @@ def openapi(routes: list[Any], *, prefix: str, title: str = "Listener", version:
         elif isinstance(r.response, type) and issubclass(r.response, BaseModel):
             responses[str(r.status)] = {"description": r.summary, "content": {"application/json": {
                 "schema": refs[(r.response, "serialization")]}}}
+            for status, description in r.also:
+                responses[str(status)] = {"description": description, "content": {"application/json": {
+                    "schema": refs[(r.response, "serialization")]}}}
         elif r.response is dict:
             responses[str(r.status)] = {"description": r.summary, "content": {"application/json": {
                 "schema": {"type": "object"}}}}

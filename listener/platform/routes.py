@@ -21,6 +21,7 @@ from listener.errors import Forbidden, Invalid, NotFound
 from listener.models import (
     MAX_INT64,
     Commit,
+    DedupeResult,
     Document,
     DocumentCreate,
     DocumentUpdate,
@@ -207,6 +208,8 @@ class Route:
     prefixed: bool = True  # under /api/v1; /metrics stands where Prometheus looks for it
     # A multipart/form-data body the handler reads as it streams in (body is then None); documented from this model.
     form: type[BaseModel] | None = None
+    # Other success statuses it answers with the same response, and what each means (for the OpenAPI document).
+    also: tuple[tuple[int, str], ...] = ()
 
     @property
     def operation_id(self) -> str:
@@ -229,11 +232,11 @@ ROUTES: list[Route] = []
 def route(method: str, path: str, *, tag: str, body: type[BaseModel] | None = None,
           query: type[BaseModel] | None = None, response: Any = None, status: int = 200,
           roles: frozenset[Role] = ALL, public: bool = False,
-          form: type[BaseModel] | None = None) -> Callable[[Handler], Handler]:
+          form: type[BaseModel] | None = None, also: tuple[tuple[int, str], ...] = ()) -> Callable[[Handler], Handler]:
     def register(handler: Handler) -> Handler:
         summary = (handler.__doc__ or handler.__name__).strip().splitlines()[0]
         ROUTES.append(Route(method, path, handler, summary, tag, body, query, response, status, roles, public,
-                            form=form))
+                            form=form, also=also))
         return handler
 
     return register
@@ -339,7 +342,16 @@ async def create_user(call: Call) -> Reply:
 # -- jobs -----------------------------------------------------------------------
 
 
-@route("POST", "/jobs", tag="jobs", body=JobCreate, response=Job, status=202)
+class JobCreated(Job):
+    """A job as a create answers it: with a dedupe key, `dedupe` says whether the create made it (`created`) or
+    found it waiting with the key (`deduplicated`, `debounced`: listener/platform/dedupe.py); else absent."""
+
+    dedupe_result: DedupeResult | None = Field(None, alias="dedupe")  # `dedupe` is Job's property of the same
+
+
+@route("POST", "/jobs", tag="jobs", body=JobCreate, response=JobCreated, status=202,
+       also=((200, "A job waiting with the dedupeKey, deduplicated or debounced (its `dedupe` and the Listener-Dedupe "
+                   "header say which), instead of a new one."),))
 async def create_job(call: Call) -> Reply:
     """Create a job; answers 202 Accepted with the job and its Location (Idempotency-Key makes it safe to retry)."""
     key = call.idempotency_key if call.params is not None else call.request.headers.get("Idempotency-Key")
@@ -351,8 +363,16 @@ async def create_job(call: Call) -> Reply:
                 await call.job(predecessor)
             except NotFound:  # another member's job, named as if it did not exist: no answer tells the two apart
                 raise unknown_predecessor(predecessor) from None
-    job = await call.api.jobs.create_from(call.body, idempotency_key=key)
-    return Reply(job, status=202, headers={"Location": f"/api/v1/jobs/{job.id}"})
+    # A member's dedupe keys are its own: another's job with the same key is not found, changed or shown.
+    job = await call.api.jobs.create_from(call.body, idempotency_key=key,
+                                          dedupe_scope=call.user.name if call.is_member else None)
+    location = {"Location": f"/api/v1/jobs/{job.id}"}
+    if job.dedupe is None:
+        return Reply(job, status=202, headers=location)
+    answer = JobCreated.model_construct(job.model_fields_set | {"dedupe_result"}, **job.__dict__,
+                                        dedupe_result=job.dedupe)
+    return Reply(answer, status=202 if job.dedupe == "created" else 200,
+                 headers={**location, "Listener-Dedupe": job.dedupe})
 
 
 @route("GET", "/jobs", tag="jobs", query=JobListQuery, response=Page[Job])

@@ -23,6 +23,8 @@ from listener.models import Event, EventContext, Job, JobItemError, JobSettings,
 from listener.schedules import Schedule
 
 __all__ = [
+    "DEDUPE_WAITING",
+    "DedupeHit",
     "Idempotency",
     "IdempotentReplay",
     "JobChange",
@@ -46,6 +48,7 @@ __all__ = [
     "Write",
     "admission",
     "deadline",
+    "dedupe_slot",
     "due_at",
     "duration",
     "job_exists",
@@ -113,6 +116,30 @@ class NoSlot(Exception):
 def status_detail(job: Job) -> str | None:
     """The detail kept beside the job's status, so that `RETRY` and `TIMEOUT` are indexed too (status_words)."""
     return status_words.status_detail(job.status.value, job.attempt, job.error.kind if job.error else None)
+
+
+DEDUPE_WAITING = frozenset({JobStatus.CREATED, JobStatus.PLANNING, JobStatus.SCHEDULED, JobStatus.READY})
+"""The statuses in which a job that was never acked still waits to start, and so holds its dedupe key."""
+
+
+def dedupe_slot(job: Job) -> tuple[str, str] | None:
+    """The (scope, key) a job holds while it waits to start (never acked), else None (the `dedupe_*` columns).
+
+    At most one job of a type:operation holds a (scope, key) at a time (a unique index on both stores). A
+    job leaves the set once acked (its attempt counts from then on, so a retry or a lease lost does not
+    bring it back) or ended, and never enters it again, so only an insert can take a key.
+    """
+    if job.dedupe_key is None or job.attempt or job.status not in DEDUPE_WAITING:
+        return None
+    return job.dedupe_scope or "", job.dedupe_key
+
+
+class DedupeHit(Exception):
+    """A job of the same type:operation already waits with this dedupe key (and scope): `job`, as stored."""
+
+    def __init__(self, job: Job) -> None:
+        super().__init__(job.id)
+        self.job = job
 
 
 def occupies(job: Job | None) -> bool:
@@ -434,7 +461,12 @@ class Store(Protocol):
     # jobs
     async def insert_job(self, job: Job, context: EventContext, events: list[NewEvent],
                          idempotency: Idempotency | None = None) -> list[Event]:
-        """Insert a new job; with `idempotency`, raises IdempotentReplay if the caller used the key before."""
+        """Insert a new job; with `idempotency`, raises IdempotentReplay if the caller used the key before.
+
+        A job with a dedupe key raises DedupeHit, and nothing is written, when another job of its type
+        holds the key (dedupe_slot); the look-up is part of the insert's transaction, so of concurrent
+        inserts with one key, on any replica, exactly one is written.
+        """
         ...
 
     async def change_job(self, job_id: str, rule: JobRule) -> tuple[Job | None, list[Event]]:

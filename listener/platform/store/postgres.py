@@ -22,6 +22,7 @@ import asyncpg
 from listener.errors import Invalid
 from listener.models import Event, EventContext, Job, JobItemError, JobSettings
 from listener.platform.store.base import (
+    DedupeHit,
     Idempotency,
     IdempotentReplay,
     JobRule,
@@ -39,6 +40,7 @@ from listener.platform.store.base import (
     StoredWebhook,
     UserChange,
     admission,
+    dedupe_slot,
     job_exists,
     job_not_found,
     object_not_found,
@@ -238,6 +240,8 @@ class PostgresStore(PostgresTail, PostgresWriter, StoreReads):
     async def insert_job(self, job: Job, context: EventContext, events: list[NewEvent],
                          idempotency: Idempotency | None = None) -> list[Event]:
         async def insert(conn: asyncpg.Connection) -> tuple[None, list[NewEvent]]:
+            if job.dedupe_key is not None:
+                await self._check_dedupe(conn, job)
             if idempotency is not None:
                 i = idempotency
                 # DO NOTHING waits for a concurrent insert of the same key to commit, without aborting ours.
@@ -255,6 +259,26 @@ class PostgresStore(PostgresTail, PostgresWriter, StoreReads):
 
         _, added = await self._write(insert, job_id=job.id)
         return added
+
+    async def _check_dedupe(self, conn: asyncpg.Connection, job: Job) -> None:
+        """DedupeHit if another job of the type holds the (scope, key) `job` would take (dedupe_slot).
+
+        A lock on the key, held until the batch commits, makes the creates of one key on every replica take
+        turns: the one that waited then reads the job the first committed. This batch's own jobs are its
+        copies, as its earlier writes left them (not written yet). So the unique index jobs_dedupe, which
+        would fail the whole batch, is never what refuses a second job.
+        """
+        slot = dedupe_slot(job)
+        if slot is None:
+            return
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", json.dumps([job.job, *slot]))
+        for other, _ in self._jobs.values():
+            if other.job == job.job and dedupe_slot(other) == slot:
+                raise DedupeHit(other)
+        row = await conn.fetchrow("SELECT id, doc FROM jobs WHERE type = $1 AND operation = $2 AND dedupe_scope = $3"
+                                  " AND dedupe_key = $4", job.type, job.operation, *slot)
+        if row is not None and row["id"] not in self._changed:  # a copy changed by this batch was looked at above
+            raise DedupeHit(Job.model_validate_json(row["doc"]))
 
     async def change_job(self, job_id: str, rule: JobRule) -> tuple[Job | None, list[Event]]:
         async def change(conn: asyncpg.Connection) -> tuple[Job | None, list[NewEvent]]:

@@ -24,6 +24,7 @@ import asyncpg
 from listener.models import Event, EventContext, Job
 from listener.platform.store.base import (
     NewEvent,
+    dedupe_slot,
     due_at,
     duration,
     job_exists,
@@ -101,6 +102,16 @@ class _Write(Generic[T]):
     error: BaseException | None = None
     new: list[NewEvent] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+
+
+_NO_SLOT = (None, None)
+
+
+def _slot(job: Job) -> tuple[str | None, str | None]:
+    """The dedupe_scope and dedupe_key columns of a job (dedupe_slot): NULLs unless it waits with a key."""
+    if job.dedupe_key is None:
+        return _NO_SLOT
+    return dedupe_slot(job) or _NO_SLOT
 
 
 class PostgresWriter:
@@ -221,12 +232,14 @@ class PostgresWriter:
         inserted = [(self._jobs[i][0] if i in self._jobs else job, ctx) for i, (job, ctx) in self._inserted.items()
                     if self._changed.get(i, job) is not None]
         if inserted:
+            slots = [_slot(j) for j, _ in inserted]
             await conn.execute(
                 "INSERT INTO jobs (id, status, type, operation, created_by, created_at, due_at, finished_at, parent_id,"
-                " part, waiting, doc, ctx, status_detail, started_at, duration)"
+                " part, waiting, doc, ctx, status_detail, started_at, duration, dedupe_scope, dedupe_key)"
                 " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
                 " $6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::text[], $10::int[], $11::bool[],"
-                " $12::jsonb[], $13::jsonb[], $14::text[], $15::timestamptz[], $16::float8[])",
+                " $12::jsonb[], $13::jsonb[], $14::text[], $15::timestamptz[], $16::float8[], $17::text[],"
+                " $18::text[])",
                 [j.id for j, _ in inserted], [j.status.value for j, _ in inserted], [j.type for j, _ in inserted],
                 [j.operation for j, _ in inserted], [j.created_by for j, _ in inserted],
                 [j.created_at for j, _ in inserted], [due_at(j) for j, _ in inserted],
@@ -234,23 +247,26 @@ class PostgresWriter:
                 [j.part for j, _ in inserted], [waits_for_slot(j) for j, _ in inserted],
                 [j.model_dump_json() for j, _ in inserted], [c.model_dump_json() for _, c in inserted],
                 [status_detail(j) for j, _ in inserted], [j.started_at for j, _ in inserted],
-                [duration(j) for j, _ in inserted])
+                [duration(j) for j, _ in inserted], [s[0] for s in slots], [s[1] for s in slots])
         changed = {i: job for i, job in self._changed.items() if i not in self._inserted}
         updated = [(i, job) for i, job in changed.items() if job is not None]
         deleted = [i for i, job in changed.items() if job is None]
         if updated:
+            slots = [_slot(j) for _, j in updated]
             await conn.execute(
                 "UPDATE jobs SET status = u.status, due_at = u.due_at, finished_at = u.finished_at,"
                 " waiting = u.waiting, doc = u.doc, status_detail = u.status_detail, started_at = u.started_at,"
-                " duration = u.duration"
+                " duration = u.duration, dedupe_scope = u.dedupe_scope, dedupe_key = u.dedupe_key"
                 " FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::bool[], $6::jsonb[],"
-                " $7::text[], $8::timestamptz[], $9::float8[])"
-                " AS u(id, status, due_at, finished_at, waiting, doc, status_detail, started_at, duration)"
+                " $7::text[], $8::timestamptz[], $9::float8[], $10::text[], $11::text[])"
+                " AS u(id, status, due_at, finished_at, waiting, doc, status_detail, started_at, duration,"
+                " dedupe_scope, dedupe_key)"
                 " WHERE jobs.id = u.id",
                 [i for i, _ in updated], [j.status.value for _, j in updated], [due_at(j) for _, j in updated],
                 [j.finished_at for _, j in updated], [waits_for_slot(j) for _, j in updated],
                 [j.model_dump_json() for _, j in updated], [status_detail(j) for _, j in updated],
-                [j.started_at for _, j in updated], [duration(j) for _, j in updated])
+                [j.started_at for _, j in updated], [duration(j) for _, j in updated],
+                [s[0] for s in slots], [s[1] for s in slots])
         if deleted:
             await conn.execute("DELETE FROM jobs WHERE id = ANY($1::text[])", deleted)
 

@@ -378,4 +378,15 @@ STEPS: list[Step] = [
     );
     CREATE INDEX webhook_deliveries_webhook ON webhook_deliveries (webhook_id, pos);
     """),
+    # 16: the dedupe key a job holds while it waits to start (jobs.create(dedupe_key=)): NULL otherwise, so the
+    # unique index holds only waiting jobs, and one waiting job per type:operation, scope and key
+    Step(sqlite="""
+    ALTER TABLE jobs ADD COLUMN dedupe_scope TEXT;
+    ALTER TABLE jobs ADD COLUMN dedupe_key TEXT;
+    CREATE UNIQUE INDEX jobs_dedupe ON jobs (type, operation, dedupe_scope, dedupe_key) WHERE dedupe_key IS NOT NULL;
+    """, postgres="""
+    ALTER TABLE jobs ADD COLUMN dedupe_scope text;
+    ALTER TABLE jobs ADD COLUMN dedupe_key text;
+    CREATE UNIQUE INDEX jobs_dedupe ON jobs (type, operation, dedupe_scope, dedupe_key) WHERE dedupe_key IS NOT NULL;
+    """),
 ]

@@ -23,6 +23,7 @@ import anyio.to_thread
 
 from listener.models import Event, EventContext, Job, JobItemError, JobSettings
 from listener.platform.store.base import (
+    DedupeHit,
     Idempotency,
     IdempotentReplay,
     JobChange,
@@ -41,6 +42,7 @@ from listener.platform.store.base import (
     StoredWebhook,
     UserChange,
     admission,
+    dedupe_slot,
     due_at,
     duration,
     job_exists,
@@ -79,7 +81,7 @@ MIGRATIONS: list[str] = [step.sqlite for step in STEPS]
 """This store's scripts of the schema's steps, in order."""
 
 _JOB_COLUMNS = ("status, type, operation, created_by, created_at, due_at, finished_at, parent_id, part, waiting,"
-                " status_detail, started_at, duration")
+                " status_detail, started_at, duration, dedupe_scope, dedupe_key")
 _JOB_COLUMN_NAMES = _JOB_COLUMNS.split(", ")
 _JOB_MARKS = ", ".join("?" * len(_JOB_COLUMN_NAMES))
 
@@ -89,10 +91,12 @@ _ROWS_KEPT = 10_000  # jobs not ended, whose next move is likely; as many as the
 
 def _job_row(job: Job) -> tuple[Any, ...]:
     due = due_at(job)
+    slot = dedupe_slot(job) if job.dedupe_key is not None else None
     return (job.status._value_, job.type, job.operation, job.created_by, job.created_at.isoformat(),
             due.timestamp() if due else None, job.finished_at.timestamp() if job.finished_at else None,
             job.parent_id, job.part, int(waits_for_slot(job)), status_detail(job),
-            job.started_at.timestamp() if job.started_at else None, duration(job))
+            job.started_at.timestamp() if job.started_at else None, duration(job),
+            *(slot if slot is not None else (None, None)))
 
 
 def _insert_job(tx: Tx, job: Job, context: EventContext) -> tuple[Any, ...]:
@@ -270,6 +274,13 @@ class SqliteStore(SqliteWriter, StoreReads):
     async def insert_job(self, job: Job, context: EventContext, events: list[NewEvent],
                          idempotency: Idempotency | None = None) -> list[Event]:
         def insert(tx: Tx) -> None:
+            slot = dedupe_slot(job) if job.dedupe_key is not None else None
+            if slot is not None:
+                # One writer at a time (BEGIN IMMEDIATE, across processes too): what this reads stays so until commit.
+                held = tx.conn.execute("SELECT id FROM jobs WHERE type = ? AND operation = ? AND dedupe_scope = ?"
+                                       " AND dedupe_key = ?", (job.type, job.operation, *slot)).fetchone()
+                if held is not None:
+                    raise DedupeHit(self._job(tx, held[0])[0])
             if idempotency is not None:
                 i = idempotency
                 cur = tx.conn.execute("INSERT INTO idempotency_keys (caller, key, body_hash, job_id)"

@@ -137,8 +137,24 @@ _UNDO_GRID = ("DROP INDEX jobs_started; DROP INDEX jobs_duration; DROP INDEX job
               " duration;")
 
 
+async def _undo_dedupe(platform: Platform) -> None:
+    """Put the schema back as it was before migration 16 (the dedupe columns)."""
+    undo = "DROP INDEX jobs_dedupe; ALTER TABLE jobs DROP COLUMN dedupe_key; ALTER TABLE jobs DROP COLUMN dedupe_scope;"
+    store: Any = platform.store
+    if isinstance(store, SqliteStore):
+        with closing(sqlite3.connect(store.path)) as db:
+            db.executescript(f"{undo} PRAGMA user_version = 15;")
+        return
+    conn = await asyncpg.connect(store.dsn, server_settings={"search_path": store.schema})
+    try:
+        await conn.execute(f"{undo} DELETE FROM listener_migrations WHERE version >= 16")
+    finally:
+        await conn.close()
+
+
 async def _undo_webhooks(platform: Platform) -> None:
-    """Put the schema back as it was before migration 15 (the webhooks' tables)."""
+    """Put the schema back as it was before migration 15 (the webhooks' tables; and before 16's dedupe columns)."""
+    await _undo_dedupe(platform)
     store: Any = platform.store
     if isinstance(store, SqliteStore):
         with closing(sqlite3.connect(store.path)) as db:
@@ -188,7 +204,7 @@ async def _undo_grid(platform: Platform) -> None:
 
 async def _undo_status_detail(platform: Platform) -> None:
     """Put the schema back as it was before migration 11 (the status_detail column), rows and all (and before the
-    steps after it: 15's webhooks, 14's queue indexes, 13's grid columns, 12's schedules table)."""
+    steps after it: 16's dedupe columns, 15's webhooks, 14's queue indexes, 13's grid columns, 12's schedules table)."""
     await _undo_grid(platform)
     store: Any = platform.store
     if isinstance(store, SqliteStore):
