@@ -1,8 +1,9 @@
 """JobService, the jobs part of the in-process Api: creating jobs and moving them through their life.
 
 The moves' rules are pure (moves.py); the store runs each inside one transaction. Split jobs
-(parts.py), per-type limits (limits.py), ready jobs announced again (ready_queue.py) and a job's error
-log and data (job_data.py) are the parts of JobService kept in modules of their own.
+(parts.py), per-type limits (limits.py), priorities (priorities.py), ready jobs announced again
+(ready_queue.py) and a job's error log and data (job_data.py) are the parts of JobService kept in
+modules of their own.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ from listener.platform.moves import (
     unknown_predecessor,
 )
 from listener.platform.parts import PartsMixin
+from listener.platform.priorities import PrioritiesMixin
 from listener.platform.ready_queue import ReadyQueueMixin
 from listener.platform.retry_items import RetryItemsMixin
 from listener.platform.store.base import (
@@ -97,7 +99,7 @@ ContextResolver = Callable[[str], Awaitable[EventContext]]
 """Given a job's source id, the ids of what it belongs to (workbook, space, sheet...)."""
 
 
-class JobService(PartsMixin, LimitsMixin, ReadyQueueMixin, JobDataMixin, RetryItemsMixin):
+class JobService(PartsMixin, LimitsMixin, PrioritiesMixin, ReadyQueueMixin, JobDataMixin, RetryItemsMixin):
     """jobs.create / execute / ack / update / complete / fail / cancel / acknowledge_outcome / ..."""
 
     def __init__(
@@ -190,13 +192,19 @@ class JobService(PartsMixin, LimitsMixin, ReadyQueueMixin, JobDataMixin, RetryIt
         max_lease_expirations: int | None = None,
         run_at: datetime | None = None,
         predecessor_ids: Sequence[str] | None = None,
+        priority: int | None = None,
+        concurrency_key: str | None = None,
     ) -> Job:
-        """Create a job. With trigger `immediate` (the default) it is ready at once and job:ready fires."""
+        """Create a job. With trigger `immediate` (the default) it is ready at once and job:ready fires.
+
+        A higher `priority` (-1000 to 1000; else its type's, else 0) is claimed first; `concurrency_key` is what
+        its type's per-key limits count it by (a tenant, say).
+        """
         return await self.create_from(job_spec(
             type=type, operation=operation, source=source, destination=destination, trigger=trigger, mode=mode,
             managed=managed, info=info, metadata=metadata, input=input, retry=retry, timeout_seconds=timeout_seconds,
             lease_seconds=lease_seconds, max_lease_expirations=max_lease_expirations, run_at=run_at,
-            predecessor_ids=predecessor_ids))
+            predecessor_ids=predecessor_ids, priority=priority, concurrency_key=concurrency_key))
 
     async def create_from(self, spec: JobCreate, *, idempotency_key: str | None = None) -> Job:
         """Create a job from a validated `JobCreate` (what `create` and actions use).
@@ -229,7 +237,7 @@ class JobService(PartsMixin, LimitsMixin, ReadyQueueMixin, JobDataMixin, RetryIt
         settings = self._store.limits().get(job.job)
         if settings is not None:
             # A type's defaults, for what the job did not say itself.
-            defaults = {name: value for name in ("timeout_seconds", "max_lease_expirations")
+            defaults = {name: value for name in ("timeout_seconds", "max_lease_expirations", "priority")
                         if (value := getattr(settings, name)) is not None and name not in spec.model_fields_set}
             if defaults:
                 job = job.model_copy(update=defaults)
@@ -246,7 +254,8 @@ class JobService(PartsMixin, LimitsMixin, ReadyQueueMixin, JobDataMixin, RetryIt
             job = job.model_copy(update={"status": S.SCHEDULED, "next_attempt_at": job.run_at})
         elif job.trigger is JobTrigger.IMMEDIATE:
             ready = job.model_copy(update={"status": S.READY})
-            queued = settings is not None and await self._store.waiting_jobs(job.job, 1)
+            # A type that limits its keys admits each job against its key (the keys take turns when slots free up).
+            queued = settings is not None and not settings.per_key and await self._store.waiting_jobs(job.job, 1)
             try:
                 if queued:  # first come, first served: it waits behind those already waiting
                     raise NoSlot("concurrency" if settings and settings.max_running else "rate",

@@ -38,6 +38,7 @@ from listener.platform.store.base import (
     admission,
     job_exists,
     job_not_found,
+    key_admission,
     object_not_found,
     occupies,
     plan_restore,
@@ -291,9 +292,32 @@ class PostgresStore(PostgresTail, PostgresWriter, StoreReads):
                            and occupies(other))
         now = job.updated_at.timestamp()
         tokens = admission(settings, running, bucket, now)
-        if tokens is not None:
+        if settings.per_key and job.concurrency_key is not None:
+            await self._admit_key(conn, job, settings, now)
+        if tokens is not None:  # written once the key admitted it too
             await conn.execute("UPDATE job_settings SET tokens = $2, refilled_at = $3 WHERE job = $1",
                                job.job, tokens, now)
+
+    async def _admit_key(self, conn: asyncpg.Connection, job: Job, settings: JobSettings, now: float) -> None:
+        """The per-key half of _admit: the key's row is locked (made if new) after the type's, so replicas admit
+        the jobs of one key one at a time, in the same order of locks; counted as the type's are."""
+        key = job.concurrency_key
+        assert key is not None
+        bucket = await conn.fetchrow("INSERT INTO job_keys (job, key) VALUES ($1, $2) ON CONFLICT (job, key)"
+                                     " DO UPDATE SET key = excluded.key RETURNING tokens, refilled_at", job.job, key)
+        running = 0
+        if settings.max_running_per_key is not None:
+            staged = [*self._jobs, *self._changed]
+            running = await conn.fetchval(
+                "SELECT count(*) FROM jobs WHERE type = $1 AND operation = $2 AND concurrency_key = $3"
+                " AND status IN ('ready', 'executing') AND NOT (id = ANY($4::text[]))",
+                job.type, job.operation, key, staged)
+            running += sum(1 for other, _ in self._jobs.values() if other.id != job.id and other.job == job.job
+                           and other.concurrency_key == key and occupies(other))
+        tokens = key_admission(settings, key, running, bucket, now)
+        if tokens is not None:
+            await conn.execute("UPDATE job_keys SET tokens = $3, refilled_at = $4 WHERE job = $1 AND key = $2",
+                               job.job, key, tokens, now)
 
     async def set_job_settings(self, settings: JobSettings) -> None:
         async def put(conn: asyncpg.Connection) -> tuple[None, list[NewEvent]]:

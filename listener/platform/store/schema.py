@@ -289,4 +289,37 @@ STEPS: list[Step] = [
     UPDATE jobs SET status_detail = 'timeout' WHERE status = 'failed' AND doc->'error'->>'kind' = 'timeout';
     CREATE INDEX jobs_status_detail ON jobs (status_detail, type, pos) WHERE status_detail IS NOT NULL;
     """),
+    # 12: priorities and per-key limits (issue 17). A waiting job is promoted by priority, then age (jobs_waiting,
+    # now with the priority); a ready job with a priority other than 0 is announced by it (jobs_ready_priority:
+    # only those rows, so a job of priority 0, the hot path, writes no entry); the jobs of one concurrency key are
+    # counted by jobs_key (only jobs with a key); job_keys holds each key's rate bucket
+    Step(sqlite="""
+    ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN concurrency_key TEXT;
+    DROP INDEX jobs_waiting;
+    CREATE INDEX jobs_waiting ON jobs (type, operation, priority DESC, created_at) WHERE waiting = 1;
+    CREATE INDEX jobs_ready_priority ON jobs (priority DESC) WHERE status = 'ready' AND priority != 0;
+    CREATE INDEX jobs_key ON jobs (type, operation, concurrency_key, status) WHERE concurrency_key IS NOT NULL;
+    CREATE TABLE job_keys (
+        job TEXT NOT NULL,
+        key TEXT NOT NULL,
+        tokens REAL,
+        refilled_at REAL,
+        PRIMARY KEY (job, key)
+    );
+    """, postgres="""
+    ALTER TABLE jobs ADD COLUMN priority int NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN concurrency_key text;
+    DROP INDEX jobs_waiting;
+    CREATE INDEX jobs_waiting ON jobs (type, operation, priority DESC, created_at, pos) WHERE waiting;
+    CREATE INDEX jobs_ready_priority ON jobs (priority DESC, pos) WHERE status = 'ready' AND priority <> 0;
+    CREATE INDEX jobs_key ON jobs (type, operation, concurrency_key, status) WHERE concurrency_key IS NOT NULL;
+    CREATE TABLE job_keys (
+        job text NOT NULL,
+        key text NOT NULL,
+        tokens double precision,
+        refilled_at double precision,
+        PRIMARY KEY (job, key)
+    );
+    """),
 ]

@@ -133,16 +133,21 @@ async def test_a_failing_subscriber_does_not_hold_up_writers(
 
 
 async def _undo_status_detail(platform: Platform) -> None:
-    """Put the schema back as it was before migration 11 (the status_detail column), rows and all."""
+    """Put the schema back as it was before migration 11 (the status_detail column), rows and all (and so
+    before migration 12 too: priorities and per-key limits)."""
     store: Any = platform.store
+    undo_12 = ("DROP INDEX jobs_waiting; DROP INDEX jobs_ready_priority; DROP INDEX jobs_key; DROP TABLE job_keys;"
+               " ALTER TABLE jobs DROP COLUMN priority; ALTER TABLE jobs DROP COLUMN concurrency_key;")
     if isinstance(store, SqliteStore):
         with closing(sqlite3.connect(store.path)) as db:
-            db.executescript("DROP INDEX jobs_status_detail; ALTER TABLE jobs DROP COLUMN status_detail;"
-                             " PRAGMA user_version = 10;")
+            db.executescript(undo_12 + " CREATE INDEX jobs_waiting ON jobs (type, operation, created_at)"
+                             " WHERE waiting = 1; DROP INDEX jobs_status_detail;"
+                             " ALTER TABLE jobs DROP COLUMN status_detail; PRAGMA user_version = 10;")
         return
     conn = await asyncpg.connect(store.dsn, server_settings={"search_path": store.schema})
     try:
-        await conn.execute("DROP INDEX jobs_status_detail; ALTER TABLE jobs DROP COLUMN status_detail;"
+        await conn.execute(undo_12 + " CREATE INDEX jobs_waiting ON jobs (type, operation, created_at) WHERE waiting;"
+                           " DROP INDEX jobs_status_detail; ALTER TABLE jobs DROP COLUMN status_detail;"
                            " DELETE FROM listener_migrations WHERE version >= 11")
     finally:
         await conn.close()
