@@ -214,6 +214,11 @@ class PostgresStore(PostgresTail, PostgresWriter, StoreReads):
     async def insert_job(self, job: Job, context: EventContext, events: list[NewEvent],
                          idempotency: Idempotency | None = None) -> list[Event]:
         async def insert(conn: asyncpg.Connection) -> tuple[None, list[NewEvent]]:
+            # Admitted before its key is written: a write of a batch has no savepoint of its own, so a NoSlot
+            # raised after the key's row would leave it in the batch, and the create's second try as a waiting
+            # job would find the key taken by a job that was never inserted (NotFound over the worker channel).
+            if occupies(job):
+                await self._admit(conn, job)
             if idempotency is not None:
                 i = idempotency
                 # DO NOTHING waits for a concurrent insert of the same key to commit, without aborting ours.
@@ -224,8 +229,6 @@ class PostgresStore(PostgresTail, PostgresWriter, StoreReads):
                     row = await conn.fetchrow("SELECT body_hash, job_id FROM idempotency_keys"
                                               " WHERE caller = $1 AND key = $2", i.caller, i.key)
                     raise IdempotentReplay(row["job_id"], row["body_hash"] == i.body_hash)
-            if occupies(job):
-                await self._admit(conn, job)
             self._stage_insert(job, context)
             return None, events
 
@@ -299,12 +302,13 @@ class PostgresStore(PostgresTail, PostgresWriter, StoreReads):
                                job.job, tokens, now)
 
     async def _admit_key(self, conn: asyncpg.Connection, job: Job, settings: JobSettings, now: float) -> None:
-        """The per-key half of _admit: the key's row is locked (made if new) after the type's, so replicas admit
-        the jobs of one key one at a time, in the same order of locks; counted as the type's are."""
+        """The per-key half of _admit, under the type's row lock that _admit took first (so replicas admit the
+        jobs of a type, and so of each of its keys, one at a time): the key's running jobs are counted as the
+        type's are; its bucket and turn are written only once the job is admitted."""
         key = job.concurrency_key
         assert key is not None
-        bucket = await conn.fetchrow("INSERT INTO job_keys (job, key) VALUES ($1, $2) ON CONFLICT (job, key)"
-                                     " DO UPDATE SET key = excluded.key RETURNING tokens, refilled_at", job.job, key)
+        bucket = await conn.fetchrow("SELECT tokens, refilled_at FROM job_keys WHERE job = $1 AND key = $2",
+                                     job.job, key)
         running = 0
         if settings.max_running_per_key is not None:
             staged = [*self._jobs, *self._changed]
@@ -315,9 +319,12 @@ class PostgresStore(PostgresTail, PostgresWriter, StoreReads):
             running += sum(1 for other, _ in self._jobs.values() if other.id != job.id and other.job == job.job
                            and other.concurrency_key == key and occupies(other))
         tokens = key_admission(settings, key, running, bucket, now)
-        if tokens is not None:
-            await conn.execute("UPDATE job_keys SET tokens = $3, refilled_at = $4 WHERE job = $1 AND key = $2",
-                               job.job, key, tokens, now)
+        turn = await conn.fetchval("UPDATE job_settings SET starts = starts + 1 WHERE job = $1 RETURNING starts",
+                                   job.job)
+        await conn.execute("INSERT INTO job_keys (job, key, tokens, refilled_at, last_start) VALUES ($1, $2, $3, $4, $5)"
+                           " ON CONFLICT (job, key) DO UPDATE SET tokens = excluded.tokens,"
+                           " refilled_at = excluded.refilled_at, last_start = excluded.last_start",
+                           job.job, key, tokens, now if tokens is not None else None, turn)
 
     async def set_job_settings(self, settings: JobSettings) -> None:
         async def put(conn: asyncpg.Connection) -> tuple[None, list[NewEvent]]:
