@@ -195,16 +195,18 @@ class StoreReads:
                                             (kind, operation, limit)))
         # Keys take turns: a key's jobs are numbered, its running jobs first, then its waiting ones in the order
         # they start, and the waiting go by that number, so that the key with the fewest running goes first and
-        # a key's burst waits behind every other key's first job. The running are counted by jobs_key.
+        # a key's burst waits behind every other key's first job; among equals, the key that started a job
+        # longest ago (job_keys.last_start) goes first. The running are counted by jobs_key.
         return await self._query(jobs, (
-            f"SELECT id, concurrency_key FROM (SELECT id, concurrency_key, w, priority, created_at, pos,"
+            f"SELECT n.id, n.concurrency_key FROM (SELECT id, concurrency_key, w, priority, created_at, pos,"
             f" row_number() OVER (PARTITION BY concurrency_key ORDER BY w, priority DESC, created_at, pos) AS turn"
             f" FROM (SELECT id, concurrency_key, {waiting} AS w, priority, created_at, {p} AS pos FROM jobs"
             f" WHERE type = ? AND operation = ? AND {waiting}"
             f" UNION ALL SELECT id, concurrency_key, false, 0, created_at, {p} FROM jobs"
             f" WHERE type = ? AND operation = ? AND concurrency_key IS NOT NULL AND status IN ('ready', 'executing'))"
-            f" AS candidates) AS numbered WHERE w ORDER BY turn, priority DESC, created_at, pos LIMIT ?",
-            (kind, operation, kind, operation, limit)))
+            f" AS candidates) AS n LEFT JOIN job_keys AS k ON k.job = ? AND k.key = n.concurrency_key"
+            f" WHERE n.w ORDER BY n.turn, coalesce(k.last_start, 0), n.priority DESC, n.created_at, n.pos LIMIT ?",
+            (kind, operation, kind, operation, job, limit)))
 
     async def count_jobs(self) -> dict[tuple[str, str], int]:
         def counts(rows: list[Any]) -> dict[tuple[str, str], int]:

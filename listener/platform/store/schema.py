@@ -292,7 +292,8 @@ STEPS: list[Step] = [
     # 12: priorities and per-key limits (issue 17). A waiting job is promoted by priority, then age (jobs_waiting,
     # now with the priority); a ready job with a priority other than 0 is announced by it (jobs_ready_priority:
     # only those rows, so a job of priority 0, the hot path, writes no entry); the jobs of one concurrency key are
-    # counted by jobs_key (only jobs with a key); job_keys holds each key's rate bucket
+    # counted by jobs_key (only jobs with a key); job_keys holds each key's rate bucket and its turn (the number,
+    # counted in job_settings.starts, of the type's last keyed start that was this key's: keys take turns by it)
     Step(sqlite="""
     ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE jobs ADD COLUMN concurrency_key TEXT;
@@ -305,8 +306,10 @@ STEPS: list[Step] = [
         key TEXT NOT NULL,
         tokens REAL,
         refilled_at REAL,
+        last_start INTEGER,
         PRIMARY KEY (job, key)
     );
+    ALTER TABLE job_settings ADD COLUMN starts INTEGER NOT NULL DEFAULT 0;
     """, postgres="""
     ALTER TABLE jobs ADD COLUMN priority int NOT NULL DEFAULT 0;
     ALTER TABLE jobs ADD COLUMN concurrency_key text;
@@ -319,7 +322,9 @@ STEPS: list[Step] = [
         key text NOT NULL,
         tokens double precision,
         refilled_at double precision,
+        last_start bigint,
         PRIMARY KEY (job, key)
     );
+    ALTER TABLE job_settings ADD COLUMN starts bigint NOT NULL DEFAULT 0;
     """),
 ]

@@ -322,10 +322,12 @@ class SqliteStore(SqliteWriter, StoreReads):
                 key_bucket = tx.conn.execute("SELECT tokens, refilled_at FROM job_keys WHERE job = ? AND key = ?",
                                              (job.job, key)).fetchone()
             key_tokens = key_admission(settings, key, key_running, key_bucket, now)
-            if key_tokens is not None:
-                tx.conn.execute("INSERT INTO job_keys (job, key, tokens, refilled_at) VALUES (?, ?, ?, ?)"
-                                " ON CONFLICT (job, key) DO UPDATE SET tokens = excluded.tokens,"
-                                " refilled_at = excluded.refilled_at", (job.job, key, key_tokens, now))
+            turn = tx.conn.execute("UPDATE job_settings SET starts = starts + 1 WHERE job = ? RETURNING starts",
+                                   (job.job,)).fetchone()[0]
+            tx.conn.execute("INSERT INTO job_keys (job, key, tokens, refilled_at, last_start) VALUES (?, ?, ?, ?, ?)"
+                            " ON CONFLICT (job, key) DO UPDATE SET tokens = excluded.tokens,"
+                            " refilled_at = excluded.refilled_at, last_start = excluded.last_start",
+                            (job.job, key, key_tokens, now if key_tokens is not None else None, turn))
         if tokens is not None:  # written once the key admitted it too
             tx.conn.execute("UPDATE job_settings SET tokens = ?, refilled_at = ? WHERE job = ?", (tokens, now, job.job))
 

@@ -137,7 +137,7 @@ async def _undo_status_detail(platform: Platform) -> None:
     before migration 12 too: priorities and per-key limits)."""
     store: Any = platform.store
     undo_12 = ("DROP INDEX jobs_waiting; DROP INDEX jobs_ready_priority; DROP INDEX jobs_key; DROP TABLE job_keys;"
-               " ALTER TABLE jobs DROP COLUMN priority; ALTER TABLE jobs DROP COLUMN concurrency_key;")
+               " ALTER TABLE job_settings DROP COLUMN starts; ALTER TABLE jobs DROP COLUMN priority; ALTER TABLE jobs DROP COLUMN concurrency_key;")
     if isinstance(store, SqliteStore):
         with closing(sqlite3.connect(store.path)) as db:
             db.executescript(undo_12 + " CREATE INDEX jobs_waiting ON jobs (type, operation, created_at)"
