@@ -321,7 +321,8 @@ class PostgresStore(PostgresTail, PostgresWriter, StoreReads):
         tokens = key_admission(settings, key, running, bucket, now)
         turn = await conn.fetchval("UPDATE job_settings SET starts = starts + 1 WHERE job = $1 RETURNING starts",
                                    job.job)
-        await conn.execute("INSERT INTO job_keys (job, key, tokens, refilled_at, last_start) VALUES ($1, $2, $3, $4, $5)"
+        await conn.execute("INSERT INTO job_keys (job, key, tokens, refilled_at, last_start)"
+                           " VALUES ($1, $2, $3, $4, $5)"
                            " ON CONFLICT (job, key) DO UPDATE SET tokens = excluded.tokens,"
                            " refilled_at = excluded.refilled_at, last_start = excluded.last_start",
                            job.job, key, tokens, now if tokens is not None else None, turn)
