@@ -226,6 +226,7 @@ async def run_job_handler(args: argparse.Namespace, run: int, writer: WriterStat
         async with Platform.open(db, synchronous=args.synchronous) as platform:
             writer.install(platform.store)
             jobs = platform.api.jobs
+            await configure_fair(args, platform)
             platform.eventlog.on_batch(on_batch)
             # A fresh agent name: a new agent starts at the newest event, even on a reused --db.
             agent = f"bench-{uuid.uuid4().hex[:8]}"
@@ -237,7 +238,7 @@ async def run_job_handler(args: argparse.Namespace, run: int, writer: WriterStat
                 async def create_one() -> None:
                     try:
                         called = time.perf_counter()
-                        job = await jobs.create(type="workbook", operation="bench")
+                        job = await jobs.create(type="workbook", operation="bench", **fair(args, len(created)))
                         created[job.id] = called
                     finally:
                         slots.release()
@@ -319,6 +320,7 @@ async def run_raw(args: argparse.Namespace, run: int, writer: WriterStats) -> Ru
         async with Platform.open(db, synchronous=args.synchronous) as platform:
             writer.install(platform.store)
             jobs = platform.api.jobs
+            await configure_fair(args, platform)
             head0 = await platform.store.head()
             batches0, writes0, busy0, wcpu0 = writer.batches, writer.writes, writer.busy_s, writer.cpu_s
             slots = anyio.Semaphore(c)
@@ -326,7 +328,7 @@ async def run_raw(args: argparse.Namespace, run: int, writer: WriterStats) -> Ru
             async def one() -> None:
                 try:
                     start = time.perf_counter()
-                    job = await jobs.create(type="workbook", operation="bench")
+                    job = await jobs.create(type="workbook", operation="bench", **fair(args, len(lifecycle_ms)))
                     await jobs.ack(job.id, info="Accepted", progress=0)
                     await jobs.update(job.id, progress=50, info="half")
                     await jobs.complete(job.id, outcome=outcome)
@@ -369,6 +371,23 @@ RUNNERS: dict[str, Callable[[argparse.Namespace, int, WriterStats], Any]] = {
     "job_handler": run_job_handler,
     "raw": run_raw,
 }
+
+
+_PRIORITIES = (0, 3, -1, 7, 1)
+
+
+def fair(args: argparse.Namespace, i: int) -> dict[str, Any]:
+    """With --keys N: the i-th job's priority (cycling through a few) and concurrency key (one of N, in turn)."""
+    if not args.keys:
+        return {}
+    return {"priority": _PRIORITIES[i % len(_PRIORITIES)], "concurrency_key": f"tenant:{i % args.keys}"}
+
+
+async def configure_fair(args: argparse.Namespace, platform: Platform) -> None:
+    """With --keys N: workbook:bench limits each key to --concurrency running, so every start is admitted against
+    its key (counted in the transaction) without a key ever holding one back: the claim path's own cost."""
+    if args.keys:
+        await platform.api.jobs.configure("workbook:bench", max_running_per_key=args.concurrency)
 
 
 def measure(path: str, args: argparse.Namespace, run: int, profiler: cProfile.Profile | None = None,
@@ -504,6 +523,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="job_handler path: instead of in bulk, create jobs one by one at RATE per second")
     parser.add_argument("--seconds", type=float, default=5.0, help="how long --steady creates jobs (default 5)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds one run may take (default 300)")
+    parser.add_argument("--keys", type=int, default=0, metavar="N",
+                        help="priorities and N concurrency keys in use, each key limited (default 0: neither)")
     parser.add_argument("--json", action="store_true", help="also print the results as JSON")
     parser.add_argument("--default-gc", action="store_true",
                         help="keep CPython's default GC thresholds instead of calling listener.tune_gc() first")

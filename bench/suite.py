@@ -107,14 +107,15 @@ def _lifecycle_args(extra: Sequence[str]) -> argparse.Namespace:
     return lifecycle.parse_args(["--path", "job_handler", "--jobs", "1000000", "--timeout", "180", *extra])
 
 
-def _lifecycle(sizes: Sizes, backend: str, db: str | None) -> Outcome:
+def _lifecycle(sizes: Sizes, backend: str, db: str | None, keys: int = 0) -> Outcome:
     import lifecycle
 
     args = _lifecycle_args(["--max-seconds", str(sizes.bulk_seconds), "--backlog", str(sizes.backlog),
-                            *(["--db", db] if db else [])])
+                            *(["--db", db] if db else []), *(["--keys", str(keys)] if keys else [])])
     results = [lifecycle.measure("job_handler", args, run) for run in range(1, sizes.runs + 1)]
-    row = Row(f"lifecycle-{backend}", "lifecycle in-process (job_handler), bulk", _BACKEND[backend], "listener",
-              limit=backend, rss_mib=max(r.rss_mib for r in results))
+    key = f"lifecycle-{backend}" + ("-fair" if keys else "")
+    what = "lifecycle in-process (job_handler), bulk" + (f", priorities and {keys} keys limited" if keys else "")
+    row = Row(key, what, _BACKEND[backend], "listener", limit=backend, rss_mib=max(r.rss_mib for r in results))
     row.runs = [{"jobs_per_s": r.jobs_per_s, "events_per_s": r.events_per_s} for r in results]
     failed = sum(r.failed for r in results)
     row.note = f"{statistics.median(r.jobs for r in results):,.0f} jobs per run" + \
@@ -290,6 +291,9 @@ SCENARIOS: list[Scenario] = [
     Scenario("limits", lambda s, a: _limits(s, a.db)),
     Scenario("lifecycle-sqlite", lambda s, a: _lifecycle(s, "sqlite", None)),
     Scenario("lifecycle-postgres", lambda s, a: _lifecycle(s, "postgres", a.db)),
+    # The same claim path with priorities and per-key limits in use, beside the plain one above.
+    Scenario("lifecycle-sqlite-fair", lambda s, a: _lifecycle(s, "sqlite", None, keys=100)),
+    Scenario("lifecycle-postgres-fair", lambda s, a: _lifecycle(s, "postgres", a.db, keys=100)),
     Scenario("remote-sqlite-1", lambda s, a: _remote(s, "sqlite", None, 1, 1)),
     Scenario("remote-postgres-1", lambda s, a: _remote(s, "postgres", a.db, 1, 1)),
     Scenario("latency-inprocess", lambda s, a: _latency_inprocess(s)),

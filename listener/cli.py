@@ -140,10 +140,18 @@ def _parser() -> argparse.ArgumentParser:
                          help="while a job of this type waits with KEY (not started), return it, not a new one")
     created.add_argument("--debounce", type=float, metavar="SECONDS",
                          help="with --dedupe-key: give the waiting job this input and start it SECONDS from now")
+    created.add_argument("--priority", type=int, help="higher runs first, -1000 to 1000 (default: the type's, or 0)")
+    created.add_argument("--concurrency-key", metavar="KEY",
+                         help="what the type's per-key limits count the job by, e.g. tenant:42")
     configure = jobs_commands.add_parser("configure", help="set the limits and default timeout of a job type (admin)")
     configure.add_argument("job", help="domain:operation, e.g. workbook:export")
     configure.add_argument("--max-running", type=int, help="at most this many running at once (1: one at a time)")
     configure.add_argument("--starts-per-second", type=float, help="at most this many starts a second")
+    configure.add_argument("--max-running-per-key", type=int, metavar="N",
+                           help="at most this many running at once per concurrency key")
+    configure.add_argument("--starts-per-second-per-key", type=float, metavar="RATE",
+                           help="at most this many starts a second per concurrency key")
+    configure.add_argument("--priority", type=int, help="the priority of jobs created without one")
     configure.add_argument("--timeout", type=int, metavar="SECONDS", help="timeout of jobs created without one")
     configure.add_argument("--max-lease-expirations", type=int, metavar="N",
                            help="how often a job goes back to ready when its worker dies, before it fails (default 3)")
@@ -315,7 +323,7 @@ def _show(console: Console, jobs: Sequence[Job], as_json: bool, total: int | Non
 # Shown whole, however narrow the terminal: an id is what a person copies into the next command.
 _WHOLE = ("id", "job", "status", "progress")
 # Left out where the terminal is too narrow for them, the last first (`jobs get --json` shows everything).
-_OPTIONAL = ("outcome / error", "info", "created", "created by")
+_OPTIONAL = ("outcome / error", "info", "priority", "created", "created by")
 _FOLDED = 12  # an optional column is shown if this much of it fits; longer text folds onto more lines
 
 
@@ -325,6 +333,7 @@ def _table(jobs: Sequence[Job], width: int) -> Table:
         "job": [job.job for job in jobs],
         "status": [job.status.value for job in jobs],
         "progress": [f"{job.progress}%" for job in jobs],
+        "priority": [str(job.priority) for job in jobs],
         "info": [job.info or "" for job in jobs],
         "created by": [job.created_by or "" for job in jobs],
         "created": [job.created_at.strftime("%Y-%m-%d %H:%M:%S") for job in jobs],
@@ -382,7 +391,10 @@ async def _jobs(args: argparse.Namespace) -> None:
             settings = await client.jobs.configure(args.job, max_running=args.max_running,
                                                    starts_per_second=args.starts_per_second,
                                                    timeout_seconds=args.timeout,
-                                                   max_lease_expirations=args.max_lease_expirations)
+                                                   max_lease_expirations=args.max_lease_expirations,
+                                                   priority=args.priority,
+                                                   max_running_per_key=args.max_running_per_key,
+                                                   starts_per_second_per_key=args.starts_per_second_per_key)
             console.print_json(settings.model_dump_json()) if args.json else console.print(
                 f"{settings.job}: at most {settings.max_running or 'any number of'} running, "
                 f"{settings.starts_per_second or 'any number of'} starts a second, "
@@ -393,7 +405,8 @@ async def _jobs(args: argparse.Namespace) -> None:
             domain, _, operation = args.job.partition(":")
             job = await client.jobs.create(type=domain, operation=operation, source=args.source,
                                            trigger="manual" if args.manual else "immediate", input=args.input,
-                                           dedupe_key=args.dedupe_key, debounce_seconds=args.debounce)
+                                           dedupe_key=args.dedupe_key, debounce_seconds=args.debounce,
+                                           priority=args.priority, concurrency_key=args.concurrency_key)
             if job.dedupe is not None:
                 if args.json:  # as the REST answer says it
                     print(json.dumps({**job.model_dump(mode="json"), "dedupe": job.dedupe}, indent=2))

@@ -69,6 +69,7 @@ from listener.models import (
     JobHeartbeat,
     JobItemError,
     JobListQuery,
+    JobPriority,
     JobSettings,
     JobSplit,
     JobStatus,
@@ -426,6 +427,8 @@ class ClientJobs(_Resource):
         predecessor_ids: Sequence[str] | None = None,
         dedupe_key: str | None = None,
         debounce_seconds: float | None = None,
+        priority: int | None = None,
+        concurrency_key: str | None = None,
     ) -> Job:
         """Create a job. With trigger `immediate` (the default) it is ready at once and job:ready fires.
 
@@ -436,7 +439,8 @@ class ClientJobs(_Resource):
             type=type, operation=operation, source=source, destination=destination, trigger=trigger, mode=mode,
             managed=managed, info=info, metadata=metadata, input=input, retry=retry, timeout_seconds=timeout_seconds,
             lease_seconds=lease_seconds, max_lease_expirations=max_lease_expirations, run_at=run_at,
-            predecessor_ids=predecessor_ids, dedupe_key=dedupe_key, debounce_seconds=debounce_seconds))
+            predecessor_ids=predecessor_ids, dedupe_key=dedupe_key, debounce_seconds=debounce_seconds,
+            priority=priority, concurrency_key=concurrency_key))
 
     async def create_from(self, spec: JobCreate) -> Job:
         """Create a job from a validated `JobCreate`; with a dedupe key, the answer's `dedupe` is `job.dedupe`."""
@@ -592,6 +596,11 @@ class ClientJobs(_Resource):
         """A new job of the same type for exactly the items the ended job's error log names (its `retryOf`)."""
         return self._job(await self._client.request("POST", f"/jobs/{_path(job_id)}/retry-failed-items"))
 
+    async def set_priority(self, job_id: str, priority: int) -> Job:
+        """Give a job that has not started another priority (higher runs first); job:updated fires."""
+        body = parse(JobPriority, {"priority": priority})
+        return self._job(await self._client.request("POST", f"/jobs/{_path(job_id)}/priority", body=_dump(body)))
+
     async def split(
         self,
         job_id: str,
@@ -614,11 +623,17 @@ class ClientJobs(_Resource):
         starts_per_second: float | None = None,
         timeout_seconds: int | None = None,
         max_lease_expirations: int | None = None,
+        priority: int | None = None,
+        max_running_per_key: int | None = None,
+        starts_per_second_per_key: float | None = None,
     ) -> JobSettings:
         """Set the limits and default timeout of one type:operation (admins only)."""
         settings = parse(JobSettings, {"job": job, "max_running": max_running, "starts_per_second": starts_per_second,
                                        "timeout_seconds": timeout_seconds,
-                                       "max_lease_expirations": max_lease_expirations}, what="job settings")
+                                       "max_lease_expirations": max_lease_expirations, "priority": priority,
+                                       "max_running_per_key": max_running_per_key,
+                                       "starts_per_second_per_key": starts_per_second_per_key},
+                         what="job settings")
         body = settings.model_dump(by_alias=True, exclude={"job"})
         return JobSettings.model_validate(
             await self._client.request("PUT", f"/job-settings/{_path(settings.job)}", body=body))

@@ -149,7 +149,9 @@ _COMPUTED = frozenset({"job", "fiddlerStatus"})
 class Job(Model):
     """A unit of long work and everything known about it.
 
-    `waiting_for` says why a `scheduled` job waits for its type's limit (`concurrency` or `rate`).
+    `waiting_for` says why a `scheduled` job waits for its type's limit (`concurrency` or `rate`) or its
+    key's (`key_concurrency` or `key_rate`: the limit per `concurrency_key`). Among ready and waiting jobs,
+    a higher `priority` goes first.
     A part of a split job has `is_part`, its 1-based `part`, its `part_data` and `parent_id`;
     the parent counts its parts in `parts`.
     """
@@ -186,7 +188,11 @@ class Job(Model):
     run_at: datetime | None = None
     predecessor_ids: list[str] = Field(default_factory=list)
     checkpoint: dict[str, Any] | None = None
-    waiting_for: Literal["concurrency", "rate"] | None = None
+    waiting_for: Literal["concurrency", "rate", "key_concurrency", "key_rate"] | None = None
+    priority: int = 0
+    """Higher runs first among the ready and waiting jobs of its type; FIFO within one priority."""
+    concurrency_key: str | None = None
+    """The key (a tenant, say) whose per-key limits the job counts against (`jobs.configure(max_running_per_key=)`)."""
     is_part: bool = False
     part: int | None = None
     part_data: dict[str, Any] | None = None

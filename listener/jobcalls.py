@@ -25,10 +25,12 @@ __all__ = [
     "MAX_DATA_ROWS",
     "MAX_DEBOUNCE_SECONDS",
     "MAX_PARTS",
+    "MAX_PRIORITY",
     "MIN_RATE",
     "SEARCH_WINDOW",
     "Attempt",
     "BulkAction",
+    "ConcurrencyKey",
     "JobAck",
     "JobAttach",
     "JobBulk",
@@ -48,12 +50,14 @@ __all__ = [
     "JobItemError",
     "JobLimits",
     "JobListQuery",
+    "JobPriority",
     "JobSettings",
     "JobSort",
     "JobSplit",
     "JobUpdate",
     "MetadataTerm",
     "NewJobItemError",
+    "Priority",
     "Progress",
     "StatusWord",
     "job_spec",
@@ -86,6 +90,13 @@ Progress = Annotated[int, Field(ge=0, le=100)]
 
 MAX_DEBOUNCE_SECONDS = 7 * 86_400
 """The longest debounce window: a week. Longer is a schedule (`run_at`), not a burst being coalesced."""
+
+MAX_PRIORITY = 1_000
+Priority = Annotated[int, Field(ge=-MAX_PRIORITY, le=MAX_PRIORITY)]
+"""A job's priority: higher runs first, 0 by default."""
+
+ConcurrencyKey = Annotated[str, Field(min_length=1, max_length=200)]
+"""What a job's per-key limits count by (a tenant, say: `tenant:42`)."""
 
 
 class JobCreate(Model):
@@ -122,6 +133,15 @@ class JobCreate(Model):
             raise PydanticCustomError("debounce_without_key", "debounceSeconds needs a dedupeKey: the key names "
                                       "the jobs a debounce window coalesces.")
         return self
+
+    priority: Priority = 0
+    concurrency_key: ConcurrencyKey | None = None
+
+
+class JobPriority(Model):
+    """The body of `jobs.set_priority`: the new priority of a job that has not started."""
+
+    priority: Priority
 
 
 def job_spec(**fields: Any) -> JobCreate:
@@ -385,13 +405,28 @@ class JobLimits(Model):
     wait in `scheduled`. `starts_per_second`: at most this many start per second (a token bucket
     holding up to one second's worth; at least `MIN_RATE`). `timeout_seconds`: the timeout of jobs created
     without one. `max_lease_expirations`: how often a job created without its own goes back to ready when
-    its worker dies, before it fails.
+    its worker dies, before it fails. `priority`: the priority of jobs created without one.
+    `max_running_per_key` and `starts_per_second_per_key`: the same limits for the jobs of each
+    `concurrency_key` (a job without a key has none); keys take turns when slots free up.
     """
 
     max_running: Annotated[int, Field(ge=1, le=100_000)] | None = None
     starts_per_second: Annotated[float, Field(ge=MIN_RATE, le=100_000)] | None = None
     timeout_seconds: Annotated[int, Field(ge=1, le=365 * 86_400)] | None = None
     max_lease_expirations: Annotated[int, Field(ge=0, le=100)] | None = None
+    priority: Priority | None = None
+    max_running_per_key: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    starts_per_second_per_key: Annotated[float, Field(ge=MIN_RATE, le=100_000)] | None = None
+
+    @property
+    def per_key(self) -> bool:
+        """Whether the settings limit the jobs of each concurrency key."""
+        return self.max_running_per_key is not None or self.starts_per_second_per_key is not None
+
+    @property
+    def limits_starts(self) -> bool:
+        """Whether the settings limit when a job of the type may start (a store admits it against them)."""
+        return self.max_running is not None or self.starts_per_second is not None or self.per_key
 
 
 class JobSettings(JobLimits):

@@ -8,11 +8,18 @@ handler that raises is logged with its event and never stops the others. The
 runner tracks the highest `seq` below which every event has finished, its
 cursor, so a named agent resumes after the last event it finished: delivery is
 at least once, in order.
+
+Ready jobs are a queue with priorities: while every slot is taken, the runner reads up to `lookahead`
+events ahead and holds them; a slot that frees goes to the held event that comes first, the events
+that are not job:ready in order before any job:ready, then the job:ready of the highest priority (the
+job's, in its payload), oldest first within one. A runner told to stop drops what it holds (its cursor
+stays before it, so those events come again).
 """
 
 from __future__ import annotations
 
 import enum
+import heapq
 import inspect
 import logging
 import time
@@ -29,7 +36,7 @@ from listener.api import Api
 from listener.errors import Conflict
 from listener.listener import Listener
 from listener.logs import LogContext, log_context
-from listener.models import Event
+from listener.models import MAX_PRIORITY, Event
 from listener.platform.metrics import HANDLER_SECONDS
 from listener.topics import JOB_READY
 
@@ -38,6 +45,9 @@ __all__ = ["Runner", "RunnerState"]
 log = logging.getLogger("listener.runner")
 
 CursorSink = Callable[[int], Awaitable[None]]
+
+_NOT_QUEUED = -(MAX_PRIORITY + 1)
+"""The order key of a held event that is not job:ready: before every job:ready (keys are negated priorities)."""
 
 
 class RunnerState(enum.Enum):
@@ -58,6 +68,8 @@ class Runner:
         save_cursor: called (at most every `cursor_interval` seconds, and at stop)
             with the seq below which every event has finished.
         agent: the agent's name, on every line logged while its handlers run.
+        lookahead: how many events to read and hold while every slot is taken, so that the
+            job:ready of higher priority among them go first (0: take events strictly in order).
     """
 
     def __init__(
@@ -70,9 +82,12 @@ class Runner:
         save_cursor: CursorSink | None = None,
         cursor_interval: float = 0.2,
         agent: str | None = None,
+        lookahead: int = 100,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, not {concurrency}.")
+        if lookahead < 0:
+            raise ValueError(f"lookahead must not be negative, not {lookahead}.")
         if grace < 0:
             raise ValueError(f"grace must not be negative, not {grace}.")
         self.listener = listener
@@ -97,11 +112,18 @@ class Runner:
         self._queue: MemoryObjectSendStream[tuple[Event, list[Any]]] | None = None
         self._workers = 0
         self._idle = 0
+        # Events read while every slot was taken: (order key, seq, event, registrations), a heap.
+        self._held: list[tuple[int, int, Event, list[Any]]] = []
+        self._lookahead = lookahead
+        self._room: anyio.Event | None = None  # set when a held event goes to a slot
+        self._stopping = False
+        self._floor: int | None = None  # before the events dropped at stop: the cursor stays there
 
     @property
     def cursor(self) -> int:
         """The highest seq such that it and every event before it have finished."""
-        return min(self._inflight) - 1 if self._inflight else self._position
+        cursor = min(self._inflight) - 1 if self._inflight else self._position
+        return cursor if self._floor is None else min(cursor, self._floor)
 
     async def run(self, source: AsyncIterable[Event], *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
                   start: int = 0) -> None:
@@ -131,11 +153,17 @@ class Runner:
                 async for event in source:
                     await self._admit(event, dispatches, dispatching)
             self.state = RunnerState.STOPPING
+            if self._stopping and self._held:
+                dropped = [seq for _, seq, _, _ in self._held]
+                self._held.clear()
+                self._inflight.difference_update(dropped)
+                self._floor = min(dropped) - 1
             await self._drain()
             dispatches.cancel_scope.cancel()
 
     def stop(self) -> None:
         """Stop taking events; in-flight handlers get `grace` seconds to finish."""
+        self._stopping = True
         self._reading.cancel()
 
     async def _admit(self, event: Event, dispatches: TaskGroup,
@@ -144,20 +172,31 @@ class Runner:
         if not registrations:
             self._finish(event.seq, started=True)
             return
-        try:
-            # A free slot is taken without a checkpoint: anyio's acquire makes two cancel scopes to yield.
-            self._slots.acquire_nowait()
-        except anyio.WouldBlock:
-            await self._slots.acquire()
         self._inflight.add(event.seq)
         self._position = max(self._position, event.seq)
+        if not self._held:  # (while some are held, every slot is taken)
+            try:
+                # A free slot is taken without a checkpoint: anyio's acquire makes two cancel scopes to yield.
+                self._slots.acquire_nowait()
+            except anyio.WouldBlock:
+                pass
+            else:
+                self._hand_on(event, registrations)
+                if self._idle:
+                    self._idle -= 1
+                elif self._workers < self.concurrency:
+                    self._workers += 1
+                    dispatches.start_soon(self._work, dispatching)
+                return
+        key = -event.payload.get("priority", 0) if event.topic == JOB_READY else _NOT_QUEUED
+        heapq.heappush(self._held, (key, event.seq, event, registrations))
+        while len(self._held) > self._lookahead:  # read no further until a slot frees
+            room = self._room = anyio.Event()
+            await room.wait()
+
+    def _hand_on(self, event: Event, registrations: list[Any]) -> None:
         assert self._queue is not None
         self._queue.send_nowait((event, registrations))
-        if self._idle:
-            self._idle -= 1
-        elif self._workers < self.concurrency:
-            self._workers += 1
-            dispatches.start_soon(self._work, dispatching)
 
     async def _work(self, events: MemoryObjectReceiveStream[tuple[Event, list[Any]]]) -> None:
         while True:
@@ -192,7 +231,17 @@ class Runner:
             finished = True
             HANDLER_SECONDS.labels(event.topic).observe(time.perf_counter() - started)
         finally:
-            self._slots.release()
+            if self._held and not self._stopping:
+                # This slot goes to the held event that comes first; this worker (or an idle one) takes it.
+                _, _, held, registrations = heapq.heappop(self._held)
+                self._hand_on(held, registrations)
+                if self._idle:
+                    self._idle -= 1
+                if self._room is not None:
+                    self._room.set()
+                    self._room = None
+            else:
+                self._slots.release()
             # A dispatch cancelled past the grace did not finish: its seq stays in flight,
             # so the cursor stays before it and the event is delivered again.
             if finished:

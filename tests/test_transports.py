@@ -49,14 +49,15 @@ def actor(api: Api) -> str | None:
 
 
 @asynccontextmanager
-async def serving(api: Api, platform: Platform, listener: Listener, *, agent: str) -> AsyncIterator[None]:
+async def serving(api: Api, platform: Platform, listener: Listener, *, agent: str,
+                  concurrency: int = 10) -> AsyncIterator[None]:
     """Run `listener` on this transport while the block runs: in-process, or remotely through the client."""
     if isinstance(api, Client):
         async with task_scope() as tg:
-            await tg.start(functools.partial(run_listener, api, listener, agent=agent))
+            await tg.start(functools.partial(run_listener, api, listener, agent=agent, concurrency=concurrency))
             yield
     else:
-        async with platform.running(listener, agent=agent):
+        async with platform.running(listener, agent=agent, concurrency=concurrency):
             yield
 
 
@@ -135,6 +136,11 @@ BAD_INPUT: list[Any] = [
     pytest.param("source", lambda api, i: api.jobs.create(type="workbook", operation="x", source="wb_nope"),
                  id="unknown-source"),
     pytest.param("limit", lambda api, i: api.jobs.list(limit=0), id="bad-limit"),
+    pytest.param("priority", lambda api, i: api.jobs.create(type="workbook", operation="x", priority=1001),
+                 id="priority-out-of-range"),
+    pytest.param("priority", lambda api, i: api.jobs.set_priority(i, -1001), id="set-priority-out-of-range"),
+    pytest.param("max_running_per_key", lambda api, i: api.jobs.configure("workbook:x", max_running_per_key=0),
+                 id="per-key-limit-zero"),
     pytest.param("status.0", lambda api, i: api.jobs.list(status="done"), id="bad-status"),
     pytest.param("name", lambda api, i: api.workbooks.create(name=""), id="empty-workbook-name"),
 ]
@@ -501,3 +507,31 @@ async def test_dedupe_and_debounce_say_what_they_did_alike(api: Api, platform: P
     await api.jobs.ack(first.id)
     again = await api.jobs.create(type="sheet", operation="reindex", dedupe_key="sheet:1", debounce_seconds=10)
     assert again.id != first.id and again.dedupe == "created"
+
+
+async def test_priorities_and_keys_reach_the_worker_high_first(api: Api, platform: Platform) -> None:
+    """A backlog with priorities and keys, served on this transport: claimed by priority, and a key's limit holds."""
+    await api.jobs.configure("workbook:import", max_running_per_key=1)
+    jobs = [await api.jobs.create(type="workbook", operation="import", priority=p, concurrency_key=k)
+            for p, k in ((0, "a"), (3, "b"), (9, "c"), (3, "d"))]
+    waiting = await api.jobs.create(type="workbook", operation="import", priority=50, concurrency_key="a")
+    assert [j.priority for j in jobs] == [0, 3, 9, 3] and waiting.status is S.SCHEDULED
+    assert waiting.waiting_for == "key_concurrency" and waiting.concurrency_key == "a"
+    moved = await api.jobs.set_priority(waiting.id, 60)
+    assert moved.priority == 60 and moved.status is S.SCHEDULED
+    seen: list[str] = []
+    listener = Listener("prioritized")
+
+    @listener.on("job:ready", job="workbook:import")
+    async def run(event: Event) -> None:
+        assert event.context.job_id is not None
+        await event.api.jobs.ack(event.context.job_id)
+        seen.append(event.context.job_id)
+        await event.api.jobs.complete(event.context.job_id)
+
+    async with serving(api, platform, listener, agent="prioritized", concurrency=1):
+        with anyio.fail_after(10):
+            for job in [*jobs, waiting]:
+                assert (await api.jobs.wait(job.id)).status is S.COMPLETE
+    assert seen[:4] == [jobs[2].id, jobs[1].id, jobs[3].id, jobs[0].id], "the backlog by priority, FIFO within one"
+    assert seen[4] == waiting.id, "a's second job waited for a's first"

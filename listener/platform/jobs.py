@@ -1,9 +1,9 @@
 """JobService, the jobs part of the in-process Api: creating jobs and moving them through their life.
 
 The moves' rules are pure (moves.py); the store runs each inside one transaction. Split jobs
-(parts.py), per-type limits (limits.py), ready jobs announced again (ready_queue.py), a job's error
-log and data (job_data.py), the grid's counts (listing.py), bulk moves (bulk.py) and dedupe keys and
-debounce (dedupe.py) are the parts of JobService kept in modules of their own.
+(parts.py), per-type limits (limits.py), priorities (priorities.py), ready jobs announced again
+(ready_queue.py), a job's error log and data (job_data.py), the grid's counts (listing.py), bulk moves (bulk.py)
+and dedupe keys and debounce (dedupe.py) are the parts of JobService kept in modules of their own.
 """
 
 from __future__ import annotations
@@ -73,6 +73,7 @@ from listener.platform.moves import (
     unknown_predecessor,
 )
 from listener.platform.parts import PartsMixin
+from listener.platform.priorities import PrioritiesMixin
 from listener.platform.ready_queue import ReadyQueueMixin
 from listener.platform.retry_items import RetryItemsMixin
 from listener.platform.store.base import (
@@ -100,8 +101,8 @@ ContextResolver = Callable[[str], Awaitable[EventContext]]
 """Given a job's source id, the ids of what it belongs to (workbook, space, sheet...)."""
 
 
-class JobService(PartsMixin, LimitsMixin, ReadyQueueMixin, JobDataMixin, RetryItemsMixin, ListingMixin, BulkMixin,
-                 DedupeMixin):
+class JobService(PartsMixin, LimitsMixin, PrioritiesMixin, ReadyQueueMixin, JobDataMixin, RetryItemsMixin,
+                 ListingMixin, BulkMixin, DedupeMixin):
     """jobs.create / execute / ack / update / complete / fail / cancel / acknowledge_outcome / counts / bulk / ..."""
 
     def __init__(
@@ -196,8 +197,13 @@ class JobService(PartsMixin, LimitsMixin, ReadyQueueMixin, JobDataMixin, RetryIt
         predecessor_ids: Sequence[str] | None = None,
         dedupe_key: str | None = None,
         debounce_seconds: float | None = None,
+        priority: int | None = None,
+        concurrency_key: str | None = None,
     ) -> Job:
         """Create a job. With trigger `immediate` (the default) it is ready at once and job:ready fires.
+
+        A higher `priority` (-1000 to 1000; else its type's, else 0) is claimed first; `concurrency_key` is what
+        its type's per-key limits count it by (a tenant, say).
 
         With a `dedupe_key`, while a job of this type:operation with the key waits to start (never acked),
         no job is added: the waiting job is returned, and with `debounce_seconds` it takes this input and
@@ -207,7 +213,8 @@ class JobService(PartsMixin, LimitsMixin, ReadyQueueMixin, JobDataMixin, RetryIt
             type=type, operation=operation, source=source, destination=destination, trigger=trigger, mode=mode,
             managed=managed, info=info, metadata=metadata, input=input, retry=retry, timeout_seconds=timeout_seconds,
             lease_seconds=lease_seconds, max_lease_expirations=max_lease_expirations, run_at=run_at,
-            predecessor_ids=predecessor_ids, dedupe_key=dedupe_key, debounce_seconds=debounce_seconds))
+            predecessor_ids=predecessor_ids, dedupe_key=dedupe_key, debounce_seconds=debounce_seconds,
+            priority=priority, concurrency_key=concurrency_key))
 
     async def create_from(self, spec: JobCreate, *, idempotency_key: str | None = None,
                           dedupe_scope: str | None = None) -> Job:
@@ -250,7 +257,7 @@ class JobService(PartsMixin, LimitsMixin, ReadyQueueMixin, JobDataMixin, RetryIt
         settings = self._store.limits().get(job.job)
         if settings is not None:
             # A type's defaults, for what the job did not say itself.
-            defaults = {name: value for name in ("timeout_seconds", "max_lease_expirations")
+            defaults = {name: value for name in ("timeout_seconds", "max_lease_expirations", "priority")
                         if (value := getattr(settings, name)) is not None and name not in spec.model_fields_set}
             if defaults:
                 job = job.model_copy(update=defaults)
@@ -267,7 +274,8 @@ class JobService(PartsMixin, LimitsMixin, ReadyQueueMixin, JobDataMixin, RetryIt
             job = job.model_copy(update={"status": S.SCHEDULED, "next_attempt_at": job.run_at})
         elif job.trigger is JobTrigger.IMMEDIATE:
             ready = job.model_copy(update={"status": S.READY})
-            queued = settings is not None and await self._store.waiting_jobs(job.job, 1)
+            # A type that limits its keys admits each job against its key (the keys take turns when slots free up).
+            queued = settings is not None and not settings.per_key and await self._store.waiting_jobs(job.job, 1)
             try:
                 if queued:  # first come, first served: it waits behind those already waiting
                     raise NoSlot("concurrency" if settings and settings.max_running else "rate",

@@ -83,6 +83,10 @@ def job_payload(job: Job) -> dict[str, Any]:
         payload["parts"] = job.parts.model_dump(include={"total", "completed", "failed", "cancelled"})
     if job.waiting_for is not None:
         payload["waitingFor"] = job.waiting_for
+    if job.priority:  # what a worker's Runner orders the job:ready events it holds by
+        payload["priority"] = job.priority
+    if job.concurrency_key is not None:
+        payload["concurrencyKey"] = job.concurrency_key
     if job.input:
         payload["input"] = job.input
     if job.error is not None:

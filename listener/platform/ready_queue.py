@@ -13,7 +13,7 @@ from anyio.abc import TaskGroup
 
 from listener import topics
 from listener.errors import Conflict, NotFound
-from listener.models import Event, Job
+from listener.models import MAX_PRIORITY, Event, Job
 from listener.platform.eventlog import ready_between
 from listener.platform.moves import ANNOUNCE, Move, job_payload
 from listener.platform.store.base import Store
@@ -47,7 +47,8 @@ class ReadyQueueMixin:
         return True
 
     async def announce_waiting(self, wanted: Callable[[Event], bool], *, after: int | None = None) -> int:
-        """Emit job:ready again, oldest first, for every job still ready whose job:ready `wanted` would take.
+        """Emit job:ready again, the highest priority first and oldest first within one, for every job still
+        ready whose job:ready `wanted` would take.
 
         Ready jobs are a queue, not only a broadcast: a worker that starts gets the jobs that became
         ready before it (no worker was listening, or they went to a busy worker of its agent).
@@ -55,23 +56,27 @@ class ReadyQueueMixin:
         worker anyway and are left alone. Returns how many were announced.
         """
         coming: dict[str, None] = {}
-        position, announced, scanned = 0, 0, after
-        while True:
-            page = await self._store.ready_jobs(position, _ANNOUNCE_PAGE)
-            if scanned is not None:
-                # Read after the page: a job:ready of any job in it that lies past `after` is in this stretch.
-                head = await self._store.head()
-                coming.update(await ready_between(self._store, scanned, head, wanted))
-                scanned = head
-            for _, job, ctx in page:
-                candidate = Event.trusted(id="", seq=0, topic=topics.JOB_READY, context=ctx,
-                                          payload=job_payload(job), created_at=job.updated_at)
-                # One at a time, so that the new job:ready events keep the jobs' order.
-                if job.id not in coming and wanted(candidate) and await self.announce(job.id):
-                    announced += 1
-            if len(page) < _ANNOUNCE_PAGE:
-                return announced
-            position = page[-1][0]
+        announced, scanned = 0, after
+        # Above 0, then 0 (the jobs of most queues, read as before by position), then below: see Store.ready_jobs.
+        for band in (1, 0, -1):
+            position, priority = 0, MAX_PRIORITY + 1
+            while True:
+                page = await self._store.ready_jobs(position, _ANNOUNCE_PAGE, priority=priority, band=band)
+                if scanned is not None:
+                    # Read after the page: a job:ready of any job in it that lies past `after` is in this stretch.
+                    head = await self._store.head()
+                    coming.update(await ready_between(self._store, scanned, head, wanted))
+                    scanned = head
+                for _, job, ctx in page:
+                    candidate = Event.trusted(id="", seq=0, topic=topics.JOB_READY, context=ctx,
+                                              payload=job_payload(job), created_at=job.updated_at)
+                    # One at a time, so that the new job:ready events keep the jobs' order.
+                    if job.id not in coming and wanted(candidate) and await self.announce(job.id):
+                        announced += 1
+                if len(page) < _ANNOUNCE_PAGE:
+                    break
+                position, priority = page[-1][0], page[-1][1].priority
+        return announced
 
 
 def announce_for(tg: TaskGroup, jobs: ReadyQueueMixin, listener: Listener, after: int) -> None:

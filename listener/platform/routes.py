@@ -41,6 +41,7 @@ from listener.models import (
     JobItemError,
     JobLimits,
     JobListQuery,
+    JobPriority,
     JobSettings,
     JobSplit,
     JobUpdate,
@@ -402,6 +403,12 @@ async def delete_job(call: Call) -> None:
 async def execute_job(call: Call) -> Job:
     """Start a manual job."""
     return await call.api.jobs.execute((await call.job(call.param("jobId"))).id)
+
+
+@route("POST", "/jobs/{jobId}/priority", tag="jobs", body=JobPriority, response=Job, roles=OPERATORS)
+async def set_job_priority(call: Call) -> Job:
+    """Give a job that has not started (created, planning, scheduled or ready) another priority; 409 once started."""
+    return await call.api.jobs.set_priority((await call.job(call.param("jobId"))).id, call.body.priority)
 
 
 @route("POST", "/jobs/{jobId}/ack", tag="jobs", body=JobAck, response=Job, roles=OPERATORS)

@@ -53,6 +53,7 @@ __all__ = [
     "duration",
     "job_exists",
     "job_not_found",
+    "key_admission",
     "object_not_found",
     "occupies",
     "plan_restore",
@@ -103,14 +104,16 @@ class NoSlot(Exception):
     """The job's type is at its limit: it may not become ready now (nothing was written).
 
     `reason` is `concurrency` (as many as allowed are running) or `rate` (too many started in
-    the last second; a start is possible again at `retry_at`).
+    the last second; a start is possible again at `retry_at`); `key_concurrency` and `key_rate` say
+    the same of the limits per concurrency key (`key` names it): the type's other keys may still start.
     """
 
-    def __init__(self, reason: str, message: str, retry_at: datetime | None = None) -> None:
+    def __init__(self, reason: str, message: str, retry_at: datetime | None = None, key: str | None = None) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
         self.retry_at = retry_at
+        self.key = key
 
 
 def status_detail(job: Job) -> str | None:
@@ -162,12 +165,39 @@ def admission(settings: JobSettings, running: int, bucket: Sequence[Any] | None,
     rate = settings.starts_per_second
     if rate is None:
         return None
+    return _take_token(rate, tokens, refilled_at, now, "rate",
+                       f"Waiting: {settings.job} starts at most {rate:g} jobs per second.", None)
+
+
+def key_admission(settings: JobSettings, key: str, running: int, bucket: Sequence[Any] | None,
+                  now: float) -> float | None:
+    """`admission` for the limits per concurrency key: whether one more job of `key` may start.
+
+    `running` counts the key's jobs of the type that occupy a slot; `bucket` is the key's rate bucket
+    (job_keys: tokens, refilled_at). Returns the key bucket's new level (None: no rate per key), or NoSlot
+    with reason `key_concurrency` or `key_rate`, naming the key.
+    """
+    tokens, refilled_at = bucket if bucket is not None else (None, None)
+    limit = settings.max_running_per_key
+    if limit is not None and running >= limit:
+        many = "one job" if limit == 1 else f"{limit} jobs"
+        raise NoSlot("key_concurrency", f"Waiting: {settings.job} runs {many} at a time per key, and {running} of "
+                                        f"key {key} {'is' if running == 1 else 'are'} running.", key=key)
+    rate = settings.starts_per_second_per_key
+    if rate is None:
+        return None
+    return _take_token(rate, tokens, refilled_at, now, "key_rate",
+                       f"Waiting: {settings.job} starts at most {rate:g} jobs per second per key ({key}).", key)
+
+
+def _take_token(rate: float, tokens: float | None, refilled_at: float | None, now: float, reason: str,
+                message: str, key: str | None) -> float:
+    """A token bucket holding up to one second's worth (at least one): its level after one start, or NoSlot."""
     burst = max(1.0, rate)
     level = burst if tokens is None or refilled_at is None else min(burst, tokens + max(0.0, now - refilled_at) * rate)
     if level < 1:
         wait = (1 - level) / rate
-        raise NoSlot("rate", f"Waiting: {settings.job} starts at most {rate:g} jobs per second.",
-                     datetime.fromtimestamp(now + wait, tz=UTC))
+        raise NoSlot(reason, message, datetime.fromtimestamp(now + wait, tz=UTC), key)
     return level - 1
 
 
@@ -500,10 +530,13 @@ class Store(Protocol):
         """Ids of unfinished jobs whose `due_at` (see jobs.due_at) has come, oldest first."""
         ...
 
-    async def ready_jobs(self, after: int, limit: int) -> list[tuple[int, Job, EventContext]]:
+    async def ready_jobs(self, after: int, limit: int, *, priority: int = 0,
+                         band: int = 0) -> list[tuple[int, Job, EventContext]]:
         """Up to `limit` ready jobs after position `after`, oldest first, each with its position and context.
 
         Positions only grow, so paging by the last one seen neither skips nor repeats a job while others move.
+        `band` 0 reads the jobs of priority 0; 1 those above it and -1 those below, the highest first and by
+        position within one priority, after (`priority`, `after`).
         """
         ...
 
@@ -518,8 +551,12 @@ class Store(Protocol):
         """The ids of the first `limit` jobs matching the query in its order, and how many match."""
         ...
     async def part_stats(self, parent_id: str) -> PartStats: ...
-    async def waiting_jobs(self, job: str, limit: int) -> list[str]:
-        """Ids of the jobs of `job` (type:operation) waiting for a running slot, oldest first."""
+    async def waiting_jobs(self, job: str, limit: int, *, by_key: bool = False) -> list[tuple[str, str | None]]:
+        """The jobs of `job` (type:operation) waiting for a running slot, in the order they start: the
+        highest priority first, oldest first within one; each with its concurrency key.
+
+        `by_key`: keys take turns, the key with the fewest jobs running (and before them waiting) first.
+        """
         ...
 
     # queues (store/queues.py)

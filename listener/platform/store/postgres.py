@@ -43,6 +43,7 @@ from listener.platform.store.base import (
     dedupe_slot,
     job_exists,
     job_not_found,
+    key_admission,
     object_not_found,
     occupies,
     plan_restore,
@@ -242,6 +243,11 @@ class PostgresStore(PostgresTail, PostgresWriter, StoreReads):
         async def insert(conn: asyncpg.Connection) -> tuple[None, list[NewEvent]]:
             if job.dedupe_key is not None:
                 await self._check_dedupe(conn, job)
+            # Admitted before its key is written: a write of a batch has no savepoint of its own, so a NoSlot
+            # raised after the key's row would leave it in the batch, and the create's second try as a waiting
+            # job would find the key taken by a job that was never inserted (NotFound over the worker channel).
+            if occupies(job):
+                await self._admit(conn, job)
             if idempotency is not None:
                 i = idempotency
                 # DO NOTHING waits for a concurrent insert of the same key to commit, without aborting ours.
@@ -252,8 +258,6 @@ class PostgresStore(PostgresTail, PostgresWriter, StoreReads):
                     row = await conn.fetchrow("SELECT body_hash, job_id FROM idempotency_keys"
                                               " WHERE caller = $1 AND key = $2", i.caller, i.key)
                     raise IdempotentReplay(row["job_id"], row["body_hash"] == i.body_hash)
-            if occupies(job):
-                await self._admit(conn, job)
             self._stage_insert(job, context)
             return None, events
 
@@ -340,9 +344,37 @@ class PostgresStore(PostgresTail, PostgresWriter, StoreReads):
                            and occupies(other))
         now = job.updated_at.timestamp()
         tokens = admission(settings, running, bucket, now)
-        if tokens is not None:
+        if settings.per_key and job.concurrency_key is not None:
+            await self._admit_key(conn, job, settings, now)
+        if tokens is not None:  # written once the key admitted it too
             await conn.execute("UPDATE job_settings SET tokens = $2, refilled_at = $3 WHERE job = $1",
                                job.job, tokens, now)
+
+    async def _admit_key(self, conn: asyncpg.Connection, job: Job, settings: JobSettings, now: float) -> None:
+        """The per-key half of _admit, under the type's row lock that _admit took first (so replicas admit the
+        jobs of a type, and so of each of its keys, one at a time): the key's running jobs are counted as the
+        type's are; its bucket and turn are written only once the job is admitted."""
+        key = job.concurrency_key
+        assert key is not None
+        bucket = await conn.fetchrow("SELECT tokens, refilled_at FROM job_keys WHERE job = $1 AND key = $2",
+                                     job.job, key)
+        running = 0
+        if settings.max_running_per_key is not None:
+            staged = [*self._jobs, *self._changed]
+            running = await conn.fetchval(
+                "SELECT count(*) FROM jobs WHERE type = $1 AND operation = $2 AND concurrency_key = $3"
+                " AND status IN ('ready', 'executing') AND NOT (id = ANY($4::text[]))",
+                job.type, job.operation, key, staged)
+            running += sum(1 for other, _ in self._jobs.values() if other.id != job.id and other.job == job.job
+                           and other.concurrency_key == key and occupies(other))
+        tokens = key_admission(settings, key, running, bucket, now)
+        turn = await conn.fetchval("UPDATE job_settings SET starts = starts + 1 WHERE job = $1 RETURNING starts",
+                                   job.job)
+        await conn.execute("INSERT INTO job_keys (job, key, tokens, refilled_at, last_start)"
+                           " VALUES ($1, $2, $3, $4, $5)"
+                           " ON CONFLICT (job, key) DO UPDATE SET tokens = excluded.tokens,"
+                           " refilled_at = excluded.refilled_at, last_start = excluded.last_start",
+                           job.job, key, tokens, now if tokens is not None else None, turn)
 
     async def set_job_settings(self, settings: JobSettings) -> None:
         async def put(conn: asyncpg.Connection) -> tuple[None, list[NewEvent]]:

@@ -235,11 +235,12 @@ class PostgresWriter:
             slots = [_slot(j) for j, _ in inserted]
             await conn.execute(
                 "INSERT INTO jobs (id, status, type, operation, created_by, created_at, due_at, finished_at, parent_id,"
-                " part, waiting, doc, ctx, status_detail, started_at, duration, dedupe_scope, dedupe_key)"
+                " part, waiting, doc, ctx, status_detail, started_at, duration, dedupe_scope, dedupe_key, priority,"
+                " concurrency_key)"
                 " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
                 " $6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::text[], $10::int[], $11::bool[],"
                 " $12::jsonb[], $13::jsonb[], $14::text[], $15::timestamptz[], $16::float8[], $17::text[],"
-                " $18::text[])",
+                " $18::text[], $19::int[], $20::text[])",
                 [j.id for j, _ in inserted], [j.status.value for j, _ in inserted], [j.type for j, _ in inserted],
                 [j.operation for j, _ in inserted], [j.created_by for j, _ in inserted],
                 [j.created_at for j, _ in inserted], [due_at(j) for j, _ in inserted],
@@ -247,7 +248,8 @@ class PostgresWriter:
                 [j.part for j, _ in inserted], [waits_for_slot(j) for j, _ in inserted],
                 [j.model_dump_json() for j, _ in inserted], [c.model_dump_json() for _, c in inserted],
                 [status_detail(j) for j, _ in inserted], [j.started_at for j, _ in inserted],
-                [duration(j) for j, _ in inserted], [s[0] for s in slots], [s[1] for s in slots])
+                [duration(j) for j, _ in inserted], [s[0] for s in slots], [s[1] for s in slots],
+                [j.priority for j, _ in inserted], [j.concurrency_key for j, _ in inserted])
         changed = {i: job for i, job in self._changed.items() if i not in self._inserted}
         updated = [(i, job) for i, job in changed.items() if job is not None]
         deleted = [i for i, job in changed.items() if job is None]
@@ -256,17 +258,18 @@ class PostgresWriter:
             await conn.execute(
                 "UPDATE jobs SET status = u.status, due_at = u.due_at, finished_at = u.finished_at,"
                 " waiting = u.waiting, doc = u.doc, status_detail = u.status_detail, started_at = u.started_at,"
-                " duration = u.duration, dedupe_scope = u.dedupe_scope, dedupe_key = u.dedupe_key"
+                " duration = u.duration, dedupe_scope = u.dedupe_scope, dedupe_key = u.dedupe_key,"
+                " priority = u.priority"
                 " FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::bool[], $6::jsonb[],"
-                " $7::text[], $8::timestamptz[], $9::float8[], $10::text[], $11::text[])"
+                " $7::text[], $8::timestamptz[], $9::float8[], $10::text[], $11::text[], $12::int[])"
                 " AS u(id, status, due_at, finished_at, waiting, doc, status_detail, started_at, duration,"
-                " dedupe_scope, dedupe_key)"
+                " dedupe_scope, dedupe_key, priority)"
                 " WHERE jobs.id = u.id",
                 [i for i, _ in updated], [j.status.value for _, j in updated], [due_at(j) for _, j in updated],
                 [j.finished_at for _, j in updated], [waits_for_slot(j) for _, j in updated],
                 [j.model_dump_json() for _, j in updated], [status_detail(j) for _, j in updated],
                 [j.started_at for _, j in updated], [duration(j) for _, j in updated],
-                [s[0] for s in slots], [s[1] for s in slots])
+                [s[0] for s in slots], [s[1] for s in slots], [j.priority for _, j in updated])
         if deleted:
             await conn.execute("DELETE FROM jobs WHERE id = ANY($1::text[])", deleted)
 

@@ -268,23 +268,50 @@ class StoreReads(QueueReads):
 
         return await self._query(counts, *statements)
 
-    async def ready_jobs(self, after: int, limit: int) -> list[tuple[int, Job, EventContext]]:
+    async def ready_jobs(self, after: int, limit: int, *, priority: int = 0,
+                         band: int = 0) -> list[tuple[int, Job, EventContext]]:
         def ready(rows: list[Any]) -> list[tuple[int, Job, EventContext]]:
             return [(r[0], Job.model_validate_json(r[1]), EventContext.model_validate_json(r[2])) for r in rows]
 
         p = self._position
-        return await self._query(ready, (f"SELECT {p}, doc, ctx FROM jobs WHERE status = 'ready' AND {p} > ?"
-                                         f" ORDER BY {p} LIMIT ?", (after, limit)))
+        if not band:
+            return await self._query(ready, (f"SELECT {p}, doc, ctx FROM jobs WHERE status = 'ready' AND priority = 0"
+                                             f" AND {p} > ? ORDER BY {p} LIMIT ?", (after, limit)))
+        # `priority != 0` as jobs_ready_priority says it, for the partial index to serve.
+        side = "priority > 0" if band > 0 else "priority < 0"
+        return await self._query(ready, (f"SELECT {p}, doc, ctx FROM jobs WHERE status = 'ready' AND priority != 0"
+                                         f" AND {side} AND (priority < ? OR (priority = ? AND {p} > ?))"
+                                         f" ORDER BY priority DESC, {p} LIMIT ?", (priority, priority, after, limit)))
 
     async def due_jobs(self, now: datetime, limit: int) -> list[str]:
         return await self._query(first_column, ("SELECT id FROM jobs WHERE due_at <= ? ORDER BY due_at LIMIT ?",
                                                 (self._instant(now), limit)))
 
-    async def waiting_jobs(self, job: str, limit: int) -> list[str]:
+    async def waiting_jobs(self, job: str, limit: int, *, by_key: bool = False) -> list[tuple[str, str | None]]:
         kind, _, operation = job.partition(":")
-        return await self._query(first_column, (f"SELECT id FROM jobs WHERE type = ? AND operation = ?"
-                                                f" AND {self._waiting} ORDER BY created_at, {self._position} LIMIT ?",
-                                                (kind, operation, limit)))
+        p, waiting = self._position, self._waiting
+
+        def jobs(rows: list[Any]) -> list[tuple[str, str | None]]:
+            return [(r[0], r[1]) for r in rows]
+
+        if not by_key:
+            return await self._query(jobs, (f"SELECT id, concurrency_key FROM jobs WHERE type = ? AND operation = ?"
+                                            f" AND {waiting} ORDER BY priority DESC, created_at, {p} LIMIT ?",
+                                            (kind, operation, limit)))
+        # Keys take turns: a key's jobs are numbered, its running jobs first, then its waiting ones in the order
+        # they start, and the waiting go by that number, so that the key with the fewest running goes first and
+        # a key's burst waits behind every other key's first job; among equals, the key that started a job
+        # longest ago (job_keys.last_start) goes first. The running are counted by jobs_key.
+        return await self._query(jobs, (
+            f"SELECT n.id, n.concurrency_key FROM (SELECT id, concurrency_key, w, priority, created_at, pos,"
+            f" row_number() OVER (PARTITION BY concurrency_key ORDER BY w, priority DESC, created_at, pos) AS turn"
+            f" FROM (SELECT id, concurrency_key, {waiting} AS w, priority, created_at, {p} AS pos FROM jobs"
+            f" WHERE type = ? AND operation = ? AND {waiting}"
+            f" UNION ALL SELECT id, concurrency_key, false, 0, created_at, {p} FROM jobs"
+            f" WHERE type = ? AND operation = ? AND concurrency_key IS NOT NULL AND status IN ('ready', 'executing'))"
+            f" AS candidates) AS n LEFT JOIN job_keys AS k ON k.job = ? AND k.key = n.concurrency_key"
+            f" WHERE n.w ORDER BY n.turn, coalesce(k.last_start, 0), n.priority DESC, n.created_at, n.pos LIMIT ?",
+            (kind, operation, kind, operation, job, limit)))
 
     async def count_jobs(self) -> dict[tuple[str, str], int]:
         def counts(rows: list[Any]) -> dict[tuple[str, str], int]:
@@ -314,7 +341,7 @@ class StoreReads(QueueReads):
             return {r[0]: JobSettings.model_validate_json(r[1]) for r in rows}
 
         self._limits = await self._query(settings, ("SELECT job, doc FROM job_settings ORDER BY job", ()))
-        self._limited = {job: s for job, s in self._limits.items() if _starts_limited(s)}
+        self._limited = {job: s for job, s in self._limits.items() if s.limits_starts}
         return dict(self._limits)
 
     def limits(self) -> dict[str, JobSettings]:
@@ -323,7 +350,7 @@ class StoreReads(QueueReads):
     def _remember(self, settings: JobSettings) -> None:
         """Enforce `settings` from now on (they were just saved)."""
         self._limits[settings.job] = settings
-        if _starts_limited(settings):
+        if settings.limits_starts:
             self._limited[settings.job] = settings
         else:
             self._limited.pop(settings.job, None)

@@ -389,4 +389,45 @@ STEPS: list[Step] = [
     ALTER TABLE jobs ADD COLUMN dedupe_key text;
     CREATE UNIQUE INDEX jobs_dedupe ON jobs (type, operation, dedupe_scope, dedupe_key) WHERE dedupe_key IS NOT NULL;
     """),
+    # 17: priorities and per-key limits (issue 17). A waiting job is promoted by priority, then age (jobs_waiting,
+    # now with the priority); a ready job with a priority other than 0 is announced by it (jobs_ready_priority:
+    # only those rows, so a job of priority 0, the hot path, writes no entry); the running jobs of one concurrency
+    # key are counted by jobs_key (only jobs with a key that are ready or executing, so a count reads those alone);
+    # job_keys holds each key's rate bucket and its turn (the number, counted in job_settings.starts, of the type's
+    # last keyed start that was this key's: keys take turns by it)
+    Step(sqlite="""
+    ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN concurrency_key TEXT;
+    DROP INDEX jobs_waiting;
+    CREATE INDEX jobs_waiting ON jobs (type, operation, priority DESC, created_at) WHERE waiting = 1;
+    CREATE INDEX jobs_ready_priority ON jobs (priority DESC) WHERE status = 'ready' AND priority != 0;
+    CREATE INDEX jobs_key ON jobs (type, operation, concurrency_key)
+        WHERE concurrency_key IS NOT NULL AND status IN ('ready', 'executing');
+    CREATE TABLE job_keys (
+        job TEXT NOT NULL,
+        key TEXT NOT NULL,
+        tokens REAL,
+        refilled_at REAL,
+        last_start INTEGER,
+        PRIMARY KEY (job, key)
+    );
+    ALTER TABLE job_settings ADD COLUMN starts INTEGER NOT NULL DEFAULT 0;
+    """, postgres="""
+    ALTER TABLE jobs ADD COLUMN priority int NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN concurrency_key text;
+    DROP INDEX jobs_waiting;
+    CREATE INDEX jobs_waiting ON jobs (type, operation, priority DESC, created_at, pos) WHERE waiting;
+    CREATE INDEX jobs_ready_priority ON jobs (priority DESC, pos) WHERE status = 'ready' AND priority <> 0;
+    CREATE INDEX jobs_key ON jobs (type, operation, concurrency_key)
+        WHERE concurrency_key IS NOT NULL AND status IN ('ready', 'executing');
+    CREATE TABLE job_keys (
+        job text NOT NULL,
+        key text NOT NULL,
+        tokens double precision,
+        refilled_at double precision,
+        last_start bigint,
+        PRIMARY KEY (job, key)
+    );
+    ALTER TABLE job_settings ADD COLUMN starts bigint NOT NULL DEFAULT 0;
+    """),
 ]

@@ -47,6 +47,7 @@ from listener.platform.store.base import (
     duration,
     job_exists,
     job_not_found,
+    key_admission,
     object_not_found,
     occupies,
     plan_restore,
@@ -81,7 +82,7 @@ MIGRATIONS: list[str] = [step.sqlite for step in STEPS]
 """This store's scripts of the schema's steps, in order."""
 
 _JOB_COLUMNS = ("status, type, operation, created_by, created_at, due_at, finished_at, parent_id, part, waiting,"
-                " status_detail, started_at, duration, dedupe_scope, dedupe_key")
+                " status_detail, started_at, duration, dedupe_scope, dedupe_key, priority, concurrency_key")
 _JOB_COLUMN_NAMES = _JOB_COLUMNS.split(", ")
 _JOB_MARKS = ", ".join("?" * len(_JOB_COLUMN_NAMES))
 
@@ -96,7 +97,7 @@ def _job_row(job: Job) -> tuple[Any, ...]:
             due.timestamp() if due else None, job.finished_at.timestamp() if job.finished_at else None,
             job.parent_id, job.part, int(waits_for_slot(job)), status_detail(job),
             job.started_at.timestamp() if job.started_at else None, duration(job),
-            *(slot if slot is not None else (None, None)))
+            *(slot if slot is not None else (None, None)), job.priority, job.concurrency_key)
 
 
 def _insert_job(tx: Tx, job: Job, context: EventContext) -> tuple[Any, ...]:
@@ -357,7 +358,26 @@ class SqliteStore(SqliteWriter, StoreReads):
         bucket = tx.conn.execute("SELECT tokens, refilled_at FROM job_settings WHERE job = ?", (job.job,)).fetchone()
         now = job.updated_at.timestamp()
         tokens = admission(settings, running, bucket, now)
-        if tokens is not None:
+        key = job.concurrency_key
+        if settings.per_key and key is not None:
+            key_running = 0
+            if settings.max_running_per_key is not None:
+                key_running = tx.conn.execute(
+                    "SELECT count(*) FROM jobs WHERE type = ? AND operation = ? AND concurrency_key = ?"
+                    " AND status IN ('ready', 'executing') AND id != ?",
+                    (job.type, job.operation, key, job.id)).fetchone()[0]
+            key_bucket = None
+            if settings.starts_per_second_per_key is not None:
+                key_bucket = tx.conn.execute("SELECT tokens, refilled_at FROM job_keys WHERE job = ? AND key = ?",
+                                             (job.job, key)).fetchone()
+            key_tokens = key_admission(settings, key, key_running, key_bucket, now)
+            turn = tx.conn.execute("UPDATE job_settings SET starts = starts + 1 WHERE job = ? RETURNING starts",
+                                   (job.job,)).fetchone()[0]
+            tx.conn.execute("INSERT INTO job_keys (job, key, tokens, refilled_at, last_start) VALUES (?, ?, ?, ?, ?)"
+                            " ON CONFLICT (job, key) DO UPDATE SET tokens = excluded.tokens,"
+                            " refilled_at = excluded.refilled_at, last_start = excluded.last_start",
+                            (job.job, key, key_tokens, now if key_tokens is not None else None, turn))
+        if tokens is not None:  # written once the key admitted it too
             tx.conn.execute("UPDATE job_settings SET tokens = ?, refilled_at = ? WHERE job = ?", (tokens, now, job.job))
 
     async def set_job_settings(self, settings: JobSettings) -> None:

@@ -137,8 +137,28 @@ _UNDO_GRID = ("DROP INDEX jobs_started; DROP INDEX jobs_duration; DROP INDEX job
               " duration;")
 
 
+async def _undo_fair(platform: Platform) -> None:
+    """Put the schema back as it was before migration 17 (priorities and per-key limits)."""
+    undo = ("DROP INDEX jobs_waiting; DROP INDEX jobs_ready_priority; DROP INDEX jobs_key; DROP TABLE job_keys;"
+            " ALTER TABLE job_settings DROP COLUMN starts; ALTER TABLE jobs DROP COLUMN priority;"
+            " ALTER TABLE jobs DROP COLUMN concurrency_key;")
+    store: Any = platform.store
+    if isinstance(store, SqliteStore):
+        with closing(sqlite3.connect(store.path)) as db:
+            db.executescript(f"{undo} CREATE INDEX jobs_waiting ON jobs (type, operation, created_at)"
+                             " WHERE waiting = 1; PRAGMA user_version = 16;")
+        return
+    conn = await asyncpg.connect(store.dsn, server_settings={"search_path": store.schema})
+    try:
+        await conn.execute(f"{undo} CREATE INDEX jobs_waiting ON jobs (type, operation, created_at) WHERE waiting;"
+                           " DELETE FROM listener_migrations WHERE version >= 17")
+    finally:
+        await conn.close()
+
+
 async def _undo_dedupe(platform: Platform) -> None:
-    """Put the schema back as it was before migration 16 (the dedupe columns)."""
+    """Put the schema back as it was before migration 16 (the dedupe columns; and before 17's priorities)."""
+    await _undo_fair(platform)
     undo = "DROP INDEX jobs_dedupe; ALTER TABLE jobs DROP COLUMN dedupe_key; ALTER TABLE jobs DROP COLUMN dedupe_scope;"
     store: Any = platform.store
     if isinstance(store, SqliteStore):
@@ -204,7 +224,8 @@ async def _undo_grid(platform: Platform) -> None:
 
 async def _undo_status_detail(platform: Platform) -> None:
     """Put the schema back as it was before migration 11 (the status_detail column), rows and all (and before the
-    steps after it: 16's dedupe columns, 15's webhooks, 14's queue indexes, 13's grid columns, 12's schedules table)."""
+    steps after it: 17's priorities and keys, 16's dedupe columns, 15's webhooks, 14's queue indexes, 13's grid
+    columns, 12's schedules table)."""
     await _undo_grid(platform)
     store: Any = platform.store
     if isinstance(store, SqliteStore):
@@ -256,7 +277,8 @@ async def test_migration_11_fills_in_the_detail_of_jobs_already_there(db_url: st
         broken = await api.jobs.ack((await api.jobs.create(type="sheet", operation="export")).id)
         await api.jobs.fail(broken.id, error="boom")
         later = await api.jobs.create(type="sheet", operation="export", run_at=clock.now().replace(year=2100))
-    async with Platform.open(db_url, clock=clock, sweep_interval=None) as platform:
+    # No system agent: its announcement of ready jobs would read the columns being dropped under it.
+    async with Platform.open(db_url, clock=clock, sweep_interval=None, system_jobs=False) as platform:
         await _undo_status_detail(platform)
     async with Platform.open(db_url, clock=clock, sweep_interval=None) as platform:
         api = platform.api
