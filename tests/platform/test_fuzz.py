@@ -67,6 +67,7 @@ from listener.platform.auth import Users
 from listener.platform.routes import ROUTES, Route
 from listener.platform.server import API, SPEC_ROUTE, serve
 from listener.platform.store.base import StoredObject
+from listener.types import SystemClock
 from tests.conftest import ManualClock, Server
 from tests.platform.test_server import assert_error, call, snapshot
 
@@ -83,7 +84,7 @@ JOB_STATE = {"get_job": "failed", "delete_job": "complete", "execute_job": "crea
              "retry_job": "failed", "checkpoint_job": "executing", "log_job_errors": "executing",
              "job_errors": "failed", "split_job": "executing", "attach_job_file": "complete",
              "write_job_data": "executing", "job_data_csv": "failed", "job_errors_csv": "failed",
-             "sign_link": "failed"}
+             "sign_link": "failed", "set_job_priority": "ready", "retry_failed_items": "failed"}
 
 EXPORT = {"operation": "export", "label": "Export", "inputForm": {"fields": [
     {"key": "format", "label": "Format", "type": "enum", "defaultValue": "csv",
@@ -200,6 +201,9 @@ async def make_objects(api: PlatformApi, job_state: str | None) -> dict[str, Any
     ids["documentId"] = document.id
     ids["snapshotId"] = (await api.snapshots.create(contacts.id, label="Fuzz")).id
     ids["scheduleId"] = (await api.schedules.create(job="workbook:export", cron="@daily", source=workbook.id)).id
+    ids["webhookId"] = (await api.webhooks.create(url="http://127.0.0.1:9/hook", topics=["job:failed"])).webhook.id
+    ids["name"] = f"fuzz-{new_id('u')[-8:]}"  # a user to revoke or rotate (never the last admin)
+    await Users(api._store, SystemClock()).create(ids["name"], "member")
     file = await api.files.upload(b"email\na@example.com\n", name="fuzz.csv", space_id=space.id, actions=[EXPORT])
     ids["fileId"] = file.id
     if "fileId" not in ids:  # a file to attach to jobs, if no upload made one above
@@ -214,6 +218,7 @@ async def make_objects(api: PlatformApi, job_state: str | None) -> dict[str, Any
         if job_state in ("executing", "complete", "failed"):
             await api.jobs.ack(job.id, progress=5)
             await api.jobs.write_data(job.id, [{"email": "a@example.com", "score": 1}])
+            await api.jobs.log_error(job.id, item="row 2", message="no email")  # an item to retry if it fails
         if job_state == "complete":
             await api.jobs.complete(job.id, outcome={"message": "Done", "next": {"type": "url", "url": "/x"}})
         elif job_state == "failed":
@@ -244,6 +249,8 @@ def point_at(case: Any, ids: dict[str, Any], positive: bool) -> None:
         body["path"] = f"/api/v1/jobs/{ids['jobId']}/errors.csv"  # a download to sign a link for
     if "sourceId" in body:
         body["operation"] = "export"  # the action the workbook has; its input stays generated
+    if isinstance(body.get("url"), str) and isinstance(body.get("topics"), list):  # a webhook's
+        body.update(url="http://127.0.0.1:9/hook", topics=["job:*"], filter={})
     for name, valid in (("cron", "0 3 * * *"), ("timezone", "Europe/Berlin"), ("job", ids["job"])):
         if isinstance(body.get(name), str) and "operation" not in body:  # a schedule's: free text reads as none
             body[name] = valid
