@@ -149,7 +149,8 @@ async def test_outcomes_offer_every_kind_of_next_button(server: Server) -> None:
     assert first_try.outcome is not None and first_try.outcome.next is not None
     assert first_try.error.message == first_try.outcome.message
     assert first_try.outcome.message.startswith("Nothing to publish yet")
-    assert first_try.outcome.next.model_dump(by_alias=False) == {"type": "retry", "label": "Try again"}
+    assert first_try.outcome.next.model_dump(by_alias=False) == {"type": "retry", "failed_items": False,
+                                                                 "label": "Try again"}
 
     assert [job.status for job in pressed] == [JobStatus.COMPLETE] * len(outcomes.ACTIONS)
     assert by_operation["publish"].outcome is not None

@@ -82,7 +82,8 @@ async def test_a_queue_counts_its_jobs_ages_its_oldest_ready_and_charts_what_end
     assert [q["job"] for q in listing["items"]] == ["workbook:export", "workbook:import"]
     export = listing["items"][0]
     assert export["settings"] == {"job": "workbook:export", "maxRunning": 3, "startsPerSecond": 2.0,
-                                  "timeoutSeconds": 600, "maxLeaseExpirations": None}
+                                  "timeoutSeconds": 600, "maxLeaseExpirations": None, "priority": None,
+                                  "maxRunningPerKey": None, "startsPerSecondPerKey": None}
     assert export["counts"]["ready"] == 2 and export["unheard"] is True
     assert listing["items"][1]["counts"]["complete"] == 1 and listing["items"][1]["unheard"] is False
 
