@@ -171,6 +171,9 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("job_id", nargs="?", help="the job; leave it out to move every job matching the filters")
         _filters(sub)
         sub.add_argument("--yes", action="store_true", help="do not ask to confirm the count of a bulk move")
+        if name == "retry":
+            sub.add_argument("--failed-items", action="store_true",
+                             help="with an id: a new job for only the items its error log names (its retryOf)")
     for sub in jobs_commands.choices.values():
         _remote(sub)
         sub.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -379,6 +382,8 @@ async def _jobs(args: argparse.Namespace) -> None:
                                           offset=args.offset)
             _show(console, page.items, args.json, page.total)
             return
+        if command == "retry" and args.failed_items and args.job_id is None:
+            raise ListenerError("jobs retry --failed-items takes the id of the job whose failed items to run again.")
         if command in ("cancel", "retry") and args.job_id is None:
             from listener.bulkcli import bulk_move
 
@@ -417,7 +422,7 @@ async def _jobs(args: argparse.Namespace) -> None:
         elif command == "cancel":
             job = await client.jobs.cancel(args.job_id)
         elif command == "retry":
-            job = await client.jobs.retry(args.job_id)
+            job = await (client.jobs.retry_failed_items if args.failed_items else client.jobs.retry)(args.job_id)
         elif command == "wait":
             from listener.progress import wait_showing
 

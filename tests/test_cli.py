@@ -248,6 +248,20 @@ async def test_jobs_retry_runs_a_failed_job_again_and_refuses_one_that_did_not_f
 
 
 @pytest.mark.anyio
+async def test_jobs_retry_failed_items_makes_a_job_for_only_those(server: Server) -> None:
+    api = server.platform.api
+    job = await api.jobs.ack((await api.jobs.create(type="workbook", operation="import")).id)
+    await api.jobs.log_error(job.id, item="row 3", message="no email")
+    await api.jobs.fail(job.id, error="1 row failed")
+    code, out, err = await cli(server, "jobs", "retry", job.id, "--failed-items", "--json")
+    assert code == 0, err
+    again = json.loads(out)[0] if out.lstrip().startswith("[") else json.loads(out)
+    assert (again["retryOf"], again["input"], again["status"]) == (job.id, {"items": ["row 3"]}, "ready")
+    code, _, err = await cli(server, "jobs", "retry", "--failed-items")
+    assert code != 0 and "--failed-items takes the id" in err
+
+
+@pytest.mark.anyio
 async def test_jobs_wait_that_times_out_says_where_the_job_stood(server: Server) -> None:
     api = server.platform.api
     job = await api.jobs.ack((await api.jobs.create(type="workbook", operation="export")).id)

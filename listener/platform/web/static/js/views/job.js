@@ -18,6 +18,7 @@ const FIELDS = [
   ["managed", "Managed"], ["progress", "Progress"], ["processed", "Items processed"], ["total", "Items total"],
   ["estimatedCompletionAt", "Estimated completion"], ["createdBy", "Run by"], ["createdAt", "Created"],
   ["startedAt", "Started"], ["updatedAt", "Updated"], ["finishedAt", "Ended"], ["duration", "Duration (ΔT)"],
+  ["priority", "Priority"], ["concurrencyKey", "Concurrency key"], ["dedupeKey", "Dedupe key"],
   ["attempt", "Attempt"], ["maxAttempts", "Max attempts"], ["nextAttemptAt", "Next retry"], ["retry", "Retry policy"],
   ["leaseSeconds", "Lease (s)"], ["leaseExpiresAt", "Lease expires"], ["timeoutSeconds", "Timeout (s)"],
   ["runAt", "Run at"], ["predecessorIds", "Waits for"], ["waitingFor", "Waiting for"], ["isPart", "Is a part"],
