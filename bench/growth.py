@@ -24,6 +24,7 @@ import argparse
 import functools
 import json
 import multiprocessing
+import re
 import sqlite3
 import statistics
 import subprocess
@@ -53,6 +54,13 @@ OPERATIONS = ["export", "import", "extract", "findReplace"]
 # From rare to common: ~0.4 %, 2 %, 16 % of the rows match.
 QUERIES = [("ready", "workbook"), ("failed", "sheet"), ("complete", "file"), ("executing", "document")]
 
+
+
+def _index_name(sql: str) -> str:
+    """The name a `CREATE [UNIQUE] INDEX name ON ...` statement gives its index."""
+    found = re.search(r"INDEX\s+(\w+)", sql)
+    assert found is not None, sql
+    return found.group(1)
 
 def _status_of(m: int) -> str:
     bound = 0
@@ -126,7 +134,7 @@ def seed_sqlite(path: Path, rows: int, template: str) -> float:
         select = ", ".join(overrides.get(c, f"t.{c}") for c in columns)
         conn.execute("BEGIN")
         for sql in indexes:
-            conn.execute(f"DROP INDEX {sql.split()[2]}")
+            conn.execute(f"DROP INDEX {_index_name(sql)}")
         conn.execute(
             f"WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < ?) "
             f"INSERT INTO jobs ({', '.join(columns)}) SELECT {select} FROM s"
