@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from listener.errors import Conflict
-from listener.models import Job, JobCreate, JobStatus
+from listener.models import Job, JobCreate
 from listener.platform.store.base import Idempotency, Store
 
 __all__ = ["MAX_RETRY_ITEMS", "RetryItemsMixin"]
@@ -19,7 +19,6 @@ MAX_RETRY_ITEMS = 10_000
 """The most items one retry runs: a job that failed on more is retried whole (`jobs.retry`)."""
 
 _ERRORS_PAGE = 1_000
-_ENDED = frozenset({JobStatus.COMPLETE, JobStatus.FAILED, JobStatus.CANCELLED})
 # What the new job keeps of the first: what it does and how; not its schedule, predecessors or trigger.
 _KEPT = ("type", "operation", "source", "destination", "mode", "managed", "metadata", "retry", "timeout_seconds",
          "lease_seconds", "max_lease_expirations")
@@ -44,7 +43,7 @@ class RetryItemsMixin:
         MAX_RETRY_ITEMS.
         """
         job = await self.get(job_id)
-        if job.status not in _ENDED:
+        if not job.status.is_terminal:
             raise Conflict(f"Job {job_id} ({job.job}) is {job.status.value}: its failed items can be retried once "
                            "it has ended.", details={"jobId": job_id, "status": job.status.value,
                                                      "move": "retry_failed_items"})

@@ -14,6 +14,7 @@ import pytest
 from listener import Conflict, JobStatus, NotFound, Platform
 from listener.models import Event, EventContext, Job
 from listener.platform.store.base import JobChange, NewEvent
+from listener.platform.store.schema import STEPS
 from listener.platform.store.sqlite import SqliteStore
 from tests.conftest import ManualClock
 
@@ -132,111 +133,43 @@ async def test_a_failing_subscriber_does_not_hold_up_writers(
 
 
 
+# What undoes each migration step since 11, newest first: (SQLite's script, PostgreSQL's), so that a test can put a
+# database back as it was before a step and let the store take the steps again.
 _UNDO_GRID = ("DROP INDEX jobs_started; DROP INDEX jobs_duration; DROP INDEX jobs_created_by_status;"
               " DROP INDEX jobs_part_status; ALTER TABLE jobs DROP COLUMN started_at; ALTER TABLE jobs DROP COLUMN"
               " duration;")
+_UNDO_FAIR = ("DROP INDEX jobs_waiting; DROP INDEX jobs_ready_priority; DROP INDEX jobs_key; DROP TABLE job_keys;"
+              " ALTER TABLE job_settings DROP COLUMN starts; ALTER TABLE jobs DROP COLUMN priority;"
+              " ALTER TABLE jobs DROP COLUMN concurrency_key; CREATE INDEX jobs_waiting ON jobs (type, operation,"
+              " created_at) WHERE waiting")
+_UNDO_DEDUPE = ("DROP INDEX jobs_dedupe; ALTER TABLE jobs DROP COLUMN dedupe_key;"
+                " ALTER TABLE jobs DROP COLUMN dedupe_scope;")
+_UNDO_STATUS_DETAIL = "DROP INDEX jobs_status_detail; ALTER TABLE jobs DROP COLUMN status_detail;"
+_UNDO: dict[int, tuple[str, str]] = {
+    17: (_UNDO_FAIR + " = 1;", _UNDO_FAIR + ";"),  # priorities and per-key limits
+    16: (_UNDO_DEDUPE, _UNDO_DEDUPE),
+    15: ("DROP TABLE webhooks; DROP TABLE webhook_deliveries;",) * 2,
+    14: ("DROP INDEX jobs_type_finished;", "DROP INDEX jobs_type_finished; DROP INDEX jobs_ready;"),  # queues page
+    13: (_UNDO_GRID, f"{_UNDO_GRID} DROP INDEX jobs_id_bytes; DROP INDEX jobs_finished;"
+                     " CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;"),
+    12: ("DROP TABLE schedules;",) * 2,
+    11: (_UNDO_STATUS_DETAIL, _UNDO_STATUS_DETAIL),
+}
 
 
-async def _undo_fair(platform: Platform) -> None:
-    """Put the schema back as it was before migration 17 (priorities and per-key limits)."""
-    undo = ("DROP INDEX jobs_waiting; DROP INDEX jobs_ready_priority; DROP INDEX jobs_key; DROP TABLE job_keys;"
-            " ALTER TABLE job_settings DROP COLUMN starts; ALTER TABLE jobs DROP COLUMN priority;"
-            " ALTER TABLE jobs DROP COLUMN concurrency_key;")
+async def _undo_steps(platform: Platform, before: int) -> None:
+    """Put the schema back as it was before migration `before`, rows and all: every later step undone, newest first."""
+    steps = sorted((n for n in _UNDO if n >= before), reverse=True)
+    assert steps and steps[0] == len(STEPS), "every step has its undo"
     store: Any = platform.store
     if isinstance(store, SqliteStore):
         with closing(sqlite3.connect(store.path)) as db:
-            db.executescript(f"{undo} CREATE INDEX jobs_waiting ON jobs (type, operation, created_at)"
-                             " WHERE waiting = 1; PRAGMA user_version = 16;")
+            db.executescript(" ".join(_UNDO[n][0] for n in steps) + f" PRAGMA user_version = {before - 1};")
         return
     conn = await asyncpg.connect(store.dsn, server_settings={"search_path": store.schema})
     try:
-        await conn.execute(f"{undo} CREATE INDEX jobs_waiting ON jobs (type, operation, created_at) WHERE waiting;"
-                           " DELETE FROM listener_migrations WHERE version >= 17")
-    finally:
-        await conn.close()
-
-
-async def _undo_dedupe(platform: Platform) -> None:
-    """Put the schema back as it was before migration 16 (the dedupe columns; and before 17's priorities)."""
-    await _undo_fair(platform)
-    undo = "DROP INDEX jobs_dedupe; ALTER TABLE jobs DROP COLUMN dedupe_key; ALTER TABLE jobs DROP COLUMN dedupe_scope;"
-    store: Any = platform.store
-    if isinstance(store, SqliteStore):
-        with closing(sqlite3.connect(store.path)) as db:
-            db.executescript(f"{undo} PRAGMA user_version = 15;")
-        return
-    conn = await asyncpg.connect(store.dsn, server_settings={"search_path": store.schema})
-    try:
-        await conn.execute(f"{undo} DELETE FROM listener_migrations WHERE version >= 16")
-    finally:
-        await conn.close()
-
-
-async def _undo_webhooks(platform: Platform) -> None:
-    """Put the schema back as it was before migration 15 (the webhooks' tables; and before 16's dedupe columns)."""
-    await _undo_dedupe(platform)
-    store: Any = platform.store
-    if isinstance(store, SqliteStore):
-        with closing(sqlite3.connect(store.path)) as db:
-            db.executescript("DROP TABLE webhooks; DROP TABLE webhook_deliveries; PRAGMA user_version = 14;")
-        return
-    conn = await asyncpg.connect(store.dsn, server_settings={"search_path": store.schema})
-    try:
-        await conn.execute("DROP TABLE webhooks; DROP TABLE webhook_deliveries;"
-                           " DELETE FROM listener_migrations WHERE version >= 15")
-    finally:
-        await conn.close()
-
-
-async def _undo_queues(platform: Platform) -> None:
-    """Put the schema back as it was before migration 14 (the queues page's indexes; and before 15's webhooks)."""
-    await _undo_webhooks(platform)
-    store: Any = platform.store
-    if isinstance(store, SqliteStore):
-        with closing(sqlite3.connect(store.path)) as db:
-            db.executescript("DROP INDEX jobs_type_finished; PRAGMA user_version = 13;")
-        return
-    conn = await asyncpg.connect(store.dsn, server_settings={"search_path": store.schema})
-    try:
-        await conn.execute("DROP INDEX jobs_type_finished; DROP INDEX jobs_ready;"
-                           " DELETE FROM listener_migrations WHERE version >= 14")
-    finally:
-        await conn.close()
-
-
-async def _undo_grid(platform: Platform) -> None:
-    """Put the schema back as it was before migration 13 (the jobs grid's columns and indexes), rows and all (and
-    before 14's queue indexes)."""
-    await _undo_queues(platform)
-    store: Any = platform.store
-    if isinstance(store, SqliteStore):
-        with closing(sqlite3.connect(store.path)) as db:
-            db.executescript(f"{_UNDO_GRID} PRAGMA user_version = 12;")
-        return
-    conn = await asyncpg.connect(store.dsn, server_settings={"search_path": store.schema})
-    try:
-        await conn.execute(f"{_UNDO_GRID} DROP INDEX jobs_id_bytes; DROP INDEX jobs_finished;"
-                           " CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;"
-                           " DELETE FROM listener_migrations WHERE version >= 13")
-    finally:
-        await conn.close()
-
-
-async def _undo_status_detail(platform: Platform) -> None:
-    """Put the schema back as it was before migration 11 (the status_detail column), rows and all (and before the
-    steps after it: 17's priorities and keys, 16's dedupe columns, 15's webhooks, 14's queue indexes, 13's grid
-    columns, 12's schedules table)."""
-    await _undo_grid(platform)
-    store: Any = platform.store
-    if isinstance(store, SqliteStore):
-        with closing(sqlite3.connect(store.path)) as db:
-            db.executescript("DROP INDEX jobs_status_detail; ALTER TABLE jobs DROP COLUMN status_detail;"
-                             " DROP TABLE schedules; PRAGMA user_version = 10;")
-        return
-    conn = await asyncpg.connect(store.dsn, server_settings={"search_path": store.schema})
-    try:
-        await conn.execute("DROP INDEX jobs_status_detail; ALTER TABLE jobs DROP COLUMN status_detail;"
-                           " DROP TABLE schedules; DELETE FROM listener_migrations WHERE version >= 11")
+        await conn.execute(" ".join(_UNDO[n][1] for n in steps)
+                           + f" DELETE FROM listener_migrations WHERE version >= {before}")
     finally:
         await conn.close()
 
@@ -257,7 +190,7 @@ async def test_migration_13_fills_in_when_jobs_already_there_started_and_how_lon
         before = [[j.id for j in (await jobs.list(sort=sort)).items] for sort in ("-duration", "started", "-ended")]
     # No system agent: its announcement of ready jobs would read the columns being dropped under it.
     async with Platform.open(db_url, clock=clock, sweep_interval=None, system_jobs=False) as platform:
-        await _undo_grid(platform)
+        await _undo_steps(platform, 13)
     async with Platform.open(db_url, clock=clock, sweep_interval=None) as platform:
         jobs = platform.api.jobs
         after = [[j.id for j in (await jobs.list(sort=sort)).items] for sort in ("-duration", "started", "-ended")]
@@ -280,7 +213,7 @@ async def test_migration_11_fills_in_the_detail_of_jobs_already_there(db_url: st
         later = await api.jobs.create(type="sheet", operation="export", run_at=clock.now().replace(year=2100))
     # No system agent: its announcement of ready jobs would read the columns being dropped under it.
     async with Platform.open(db_url, clock=clock, sweep_interval=None, system_jobs=False) as platform:
-        await _undo_status_detail(platform)
+        await _undo_steps(platform, 11)
     async with Platform.open(db_url, clock=clock, sweep_interval=None) as platform:
         api = platform.api
         assert [j.id for j in (await api.jobs.list(status="RETRY")).items] == [flaky.id]
